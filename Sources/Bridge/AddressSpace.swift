@@ -1,0 +1,263 @@
+import Glibc
+import Logging
+import VFIO
+import VTd
+
+/// One guest source-id (bus:dev.fn) bound to its own VFIO container: the guest's
+/// translation for that device on one side, the kernel's mappings on the other,
+/// and the shadow that records exactly what the kernel holds.
+///
+/// All syncs funnel into `reconcile`, which merges the guest's translation (in
+/// IOVA order) with the shadow (in IOVA order) and issues only the difference.
+/// That is what makes a replay of unchanged tables cost zero ioctls, and what
+/// keeps every UNMAP naming exactly a mapping that was made.
+public final class AddressSpace {
+    public let sourceID: SourceID
+    public let backend: any DMABackend
+    public private(set) var shadow = ShadowMap()
+    /// The context entry as last read: the context cache of spec 6.2.2. IOTLB
+    /// invalidations are matched against its DID and walk its table; only a
+    /// context-cache invalidation (or a replay) reads the entry again.
+    public private(set) var context: ContextState = .notPresent
+    public internal(set) var faults = FaultLog()
+    /// Host IOMMU limits, read from the backend when the space is created.
+    public private(set) var limits: IOMMUInfo
+    /// Most mappings this space may hold; nil for no limit beyond the kernel's.
+    public var mappingQuota: Int?
+    /// Successful MAP_DMA / UNMAP_DMA calls over the space's life.
+    public private(set) var totalMaps = 0
+    public private(set) var totalUnmaps = 0
+    let logger: Logger
+
+    private enum Operation {
+        case unmap(ShadowEntry)
+        case map(ShadowEntry)
+    }
+    // Reused between syncs so that a sync with nothing to do allocates nothing.
+    private var operations: [Operation] = []
+
+    public init(sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil, logger: Logger) throws(VFIOError) {
+        self.sourceID = sourceID
+        self.backend = backend
+        self.mappingQuota = mappingQuota
+        self.logger = logger
+        limits = try backend.limits()
+    }
+
+    // MARK: context
+
+    /// Reads the context entry again (a context-cache fill). Faults in the root
+    /// or context entry are counted.
+    func refreshContext(rootTable: UInt64?, memory: GuestRAM?, caps: IOMMUCapabilities) {
+        guard let rootTable, let memory else {
+            context = .notPresent
+            return
+        }
+        context = ContextLookup.lookup(sourceID: sourceID, rootTable: rootTable, memory: memory, caps: caps)
+        if case let .invalid(fault) = context {
+            faults.record(fault, sourceID: sourceID, logger: logger)
+        }
+    }
+
+    /// Forgets the cached context (translation disabled or IOMMU reset).
+    func dropContext() { context = .notPresent }
+
+    // MARK: syncs
+
+    /// Syncs the whole space against the cached context.
+    func syncAll(walker: SecondLevelWalker<GuestRAM>?, report: inout SyncReport) {
+        sync(start: 0, end: .max, walker: walker, report: &report)
+    }
+
+    /// Syncs [start, end) against the cached context: MAP what is present and
+    /// not mapped, UNMAP+MAP what changed, UNMAP what is gone.
+    func sync(start: UInt64, end: UInt64, walker: SecondLevelWalker<GuestRAM>?, report: inout SyncReport) {
+        guard let walker else {
+            unmapEverything(report: &report)
+            return
+        }
+        switch context {
+        case .notPresent, .invalid:
+            // Spec 3.4.3: no present, valid context entry means the device's
+            // requests are blocked, so nothing may stay mapped.
+            unmapEverything(report: &report)
+        case let .translated(_, table, levels):
+            // Faults found by the walk are gathered apart from the report the
+            // merge writes to, so the two never alias.
+            var walkFaults = SyncReport()
+            reconcile(start: start, end: end, report: &report) { from, to, emit in
+                walker.walk(table: table, levels: levels, start: from, end: to, leaf: { leaf in
+                    if let entry = plan(leaf, memory: walker.memory, report: &walkFaults) { emit(entry) }
+                }, fault: { fault in
+                    record(fault, report: &walkFaults)
+                })
+            }
+            report.merge(walkFaults)
+        case .passThrough:
+            let memory = walker.memory
+            reconcile(start: start, end: end, report: &report) { from, to, emit in
+                identity(memory: memory, from: from, to: to, emit: emit)
+            }
+        }
+    }
+
+    /// Unmaps everything with one call and empties the shadow.
+    func unmapEverything(report: inout SyncReport) {
+        guard !shadow.isEmpty else { return }
+        do {
+            try backend.unmapAll()
+            shadow.removeAll()
+            report.unmaps += 1
+            totalUnmaps += 1
+        } catch {
+            report.failures.append(.init(sourceID: sourceID, operation: .unmapAll, iova: 0, size: shadow.mappedBytes, error: error))
+            record(TranslationFault(reason: .backendError, value: 0, detail: "\(error)"), report: &report)
+        }
+    }
+
+    // MARK: the merge
+
+    /// Turns a guest leaf into the mapping to make, or a fault. The guest is
+    /// untrusted: the leaf must lie wholly in one RAM region, and its IOVA in
+    /// the host's usable ranges.
+    private func plan(_ leaf: SecondLevelLeaf, memory: GuestRAM, report: inout SyncReport) -> ShadowEntry? {
+        let size = leaf.size
+        guard let host = memory.hostAddress(gpa: leaf.gpa, size: size) else {
+            let detail = memory.regionIndex(containing: leaf.gpa) == nil
+                ? "gpa 0x\(String(leaf.gpa, radix: 16)) is not guest RAM"
+                : "gpa 0x\(String(leaf.gpa, radix: 16)) + 0x\(String(size, radix: 16)) runs past the end of its RAM region"
+            record(TranslationFault(reason: .leafOutsideRAM, iova: leaf.iova, value: leaf.gpa, detail: detail), report: &report)
+            return nil
+        }
+        guard limits.isUsable(iova: leaf.iova, size: size) else {
+            record(TranslationFault(reason: .iovaNotUsable, iova: leaf.iova, value: leaf.gpa,
+                                    detail: "the host IOMMU cannot map iova 0x\(String(leaf.iova, radix: 16)) + 0x\(String(size, radix: 16)) (reserved or beyond its address width)"),
+                   report: &report)
+            return nil
+        }
+        var permission: DMAPermission = []
+        if leaf.read { permission.insert(.read) }
+        if leaf.write { permission.insert(.write) }
+        return ShadowEntry(iova: leaf.iova, size: size, gpa: leaf.gpa, hostAddress: host, permission: permission)
+    }
+
+    /// Pass-through: IOVA == GPA over all of guest RAM, cut around the host's
+    /// reserved IOVA ranges.
+    private func identity(memory: GuestRAM, from: UInt64, to: UInt64, emit: (ShadowEntry) -> Void) {
+        for region in memory.regions where region.end > from && region.gpa < to {
+            var pieces: [(UInt64, UInt64)] = [(region.gpa, region.end)]
+            if let ranges = limits.iovaRanges {
+                pieces = ranges.sorted { $0.start < $1.start }.compactMap { r in
+                    let lo = max(region.gpa, r.start)
+                    let hi = min(region.end, r.last == .max ? .max : r.last + 1) & ~0xfff
+                    return lo < hi ? (lo, hi) : nil
+                }
+            }
+            for (lo, hi) in pieces {
+                emit(ShadowEntry(iova: lo, size: hi - lo, gpa: lo, hostAddress: region.hostAddress + (lo - region.gpa),
+                                 permission: .readWrite))
+            }
+        }
+    }
+
+    private func record(_ fault: TranslationFault, report: inout SyncReport) {
+        report.faults += 1
+        faults.record(fault, sourceID: sourceID, logger: logger)
+    }
+
+    /// Merges the desired mappings of [start, end), produced in IOVA order by
+    /// `produce`, with the shadow, then applies the difference.
+    ///
+    /// The range grows to cover whole mappings: a shadow entry or a guest leaf
+    /// that crosses an edge is taken whole, and the walk is continued over the
+    /// growth, so a mapping is never bisected and no neighbour is touched.
+    private func reconcile(start: UInt64, end: UInt64, report: inout SyncReport,
+                           produce: (UInt64, UInt64, (ShadowEntry) -> Void) -> Void) {
+        var lo = start
+        var hi = end
+        if let e = shadow.entry(containing: lo) { lo = e.iova }
+        if hi > 0, let e = shadow.entry(containing: hi - 1) { hi = max(hi, e.end) }
+        var ops = operations
+        ops.removeAll(keepingCapacity: true)
+        var position: ShadowMap.Index?
+        var walkedTo = lo
+        repeat {
+            let from = walkedTo
+            let to = hi
+            produce(from, to) { wanted in
+                // A leaf that crossed the previous pass's end was taken whole then.
+                if from != lo && wanted.iova < from { return }
+                if position == nil { position = shadow.firstIndex(endingAfter: min(wanted.iova, lo)) }
+                var matched = false
+                while position! < shadow.endIndex {
+                    let have = shadow[position!]
+                    if have.iova >= wanted.end { break }
+                    if have == wanted {
+                        matched = true
+                    } else {
+                        ops.append(.unmap(have))
+                        if have.end > hi { hi = have.end }
+                    }
+                    position = shadow.index(after: position!)
+                }
+                if !matched { ops.append(.map(wanted)) }
+                if wanted.end > hi { hi = wanted.end }
+            }
+            // What the shadow holds in the walked range but the guest no longer does.
+            if position == nil { position = shadow.firstIndex(endingAfter: lo) }
+            while position! < shadow.endIndex, shadow[position!].iova < to {
+                let have = shadow[position!]
+                ops.append(.unmap(have))
+                if have.end > hi { hi = have.end }
+                position = shadow.index(after: position!)
+            }
+            walkedTo = to
+        } while hi > walkedTo
+        apply(ops, report: &report)
+        ops.removeAll(keepingCapacity: true)
+        operations = ops
+    }
+
+    private func apply(_ ops: [Operation], report: inout SyncReport) {
+        for op in ops {
+            switch op {
+            case let .unmap(entry):
+                do {
+                    try backend.unmap(iova: entry.iova, size: entry.size)
+                    shadow.remove(iova: entry.iova)
+                    report.unmaps += 1
+                    totalUnmaps += 1
+                } catch {
+                    // The kernel still holds it, so the shadow does too.
+                    report.failures.append(.init(sourceID: sourceID, operation: .unmap, iova: entry.iova, size: entry.size, error: error))
+                    record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.gpa, detail: "\(error)"), report: &report)
+                }
+            case let .map(entry):
+                if shadow.overlaps(iova: entry.iova, end: entry.end) {
+                    // An earlier unmap failed: mapping now would be refused
+                    // (EEXIST) or, worse, half-succeed. Leave it to a replay.
+                    let error = VFIOError(operation: "VFIO_IOMMU_MAP_DMA", subject: "device \(sourceID)", errno: EEXIST,
+                                          detail: "iova 0x\(String(entry.iova, radix: 16)) overlaps a mapping whose unmap failed",
+                                          hint: "a replay retries once the unmap succeeds")
+                    report.failures.append(.init(sourceID: sourceID, operation: .map, iova: entry.iova, size: entry.size, error: error))
+                    continue
+                }
+                if let mappingQuota, shadow.count >= mappingQuota {
+                    record(TranslationFault(reason: .quotaExceeded, iova: entry.iova, value: entry.gpa,
+                                            detail: "the address space holds its quota of \(mappingQuota) mappings"),
+                           report: &report)
+                    continue
+                }
+                do {
+                    try backend.map(iova: entry.iova, size: entry.size, hostAddress: entry.hostAddress, permission: entry.permission)
+                    shadow.insert(entry)
+                    report.maps += 1
+                    totalMaps += 1
+                } catch {
+                    report.failures.append(.init(sourceID: sourceID, operation: .map, iova: entry.iova, size: entry.size, error: error))
+                    record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.gpa, detail: "\(error)"), report: &report)
+                }
+            }
+        }
+    }
+}

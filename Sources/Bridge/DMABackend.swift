@@ -1,0 +1,28 @@
+import VFIO
+
+/// Access rights of one DMA mapping, as VFIO_DMA_MAP_FLAG_READ/WRITE.
+public struct DMAPermission: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let read = DMAPermission(rawValue: 1)
+    public static let write = DMAPermission(rawValue: 2)
+    public static let readWrite: DMAPermission = [.read, .write]
+}
+
+/// The seam between the shadow sync and whatever holds the real mappings.
+///
+/// Production: `Type1Backend`, a VFIO type1 container. Tests use a recording
+/// backend from the test-support target; `DryRunBackend` is a user feature for
+/// hosts without VFIO. Every call is synchronous: when it returns, the kernel
+/// has (or has refused) the mapping, which is what lets an ack mean "mapped".
+public protocol DMABackend: AnyObject {
+    /// Limits of the host IOMMU: usable IOVA ranges, page sizes, mappings left.
+    func limits() throws(VFIOError) -> IOMMUInfo
+    /// Map [iova, iova + size) to host virtual memory at `hostAddress`.
+    func map(iova: UInt64, size: UInt64, hostAddress: UInt64, permission: DMAPermission) throws(VFIOError)
+    /// Unmap exactly [iova, iova + size), which must name whole mappings. An
+    /// implementation fails when the kernel unmapped a different size.
+    func unmap(iova: UInt64, size: UInt64) throws(VFIOError)
+    /// Unmap everything this backend holds.
+    func unmapAll() throws(VFIOError)
+}

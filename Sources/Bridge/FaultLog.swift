@@ -1,0 +1,37 @@
+import Logging
+import VTd
+
+/// Faults of one address space: a counter per reason, the most recent few,
+/// and logging that cannot flood.
+///
+/// A hostile guest can produce a fault per leaf, a million per sync. Counting
+/// is free; the log gets the first few of each reason and, after that, one
+/// line per power of two, so the journal sees "leaf-outside-ram x1024" rather
+/// than a thousand lines.
+public struct FaultLog: Sendable {
+    /// How many of the latest faults are kept (status shows them).
+    public let recentCapacity: Int
+
+    public private(set) var counts: [FaultReason: UInt64] = [:]
+    public private(set) var recent: [TranslationFault] = []
+
+    public init(recentCapacity: Int = 32) {
+        self.recentCapacity = recentCapacity
+    }
+
+    public var total: UInt64 { counts.values.reduce(0, +) }
+
+    /// Records a fault; logs it when the count of its reason is 1, 2, 3 or a power of two.
+    public mutating func record(_ fault: TranslationFault, sourceID: SourceID, logger: Logger) {
+        let n = (counts[fault.reason] ?? 0) + 1
+        counts[fault.reason] = n
+        if recent.count >= recentCapacity { recent.removeFirst(recent.count - recentCapacity + 1) }
+        recent.append(fault)
+        if n <= 3 || n & (n - 1) == 0 {
+            logger.warning("translation fault", metadata: [
+                "device": "\(sourceID)", "reason": "\(fault.reason)", "count": "\(n)",
+                "fault": "\(fault)",
+            ])
+        }
+    }
+}

@@ -1,0 +1,279 @@
+import Logging
+import VFIO
+import VTd
+
+/// Why the bridge refused a request.
+public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case cachingModeRequired = "caching-mode-required"
+        case alreadyAttached = "already-attached"
+        case notAttached = "not-attached"
+        case backend = "backend"
+    }
+    public var code: Code
+    public var message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// The result of one batch of invalidation descriptors.
+public struct BatchResult: Sendable, Equatable {
+    /// Everything the batch did in the kernel.
+    public var report = SyncReport()
+    /// Wait descriptors reached; each is a completion point the VMM may signal
+    /// to the guest once this result is in hand.
+    public var waits = 0
+    /// The first descriptor refused, if any. Like hardware on an invalidation
+    /// queue error (spec 6.5.2.10), nothing from it onwards was executed.
+    public var rejected: (index: Int, error: InvalidationDescriptor.DecodeError)? {
+        get { rejectedStorage.map { ($0.index, $0.error) } }
+        set { rejectedStorage = newValue.map { Rejected(index: $0.index, error: $0.error) } }
+    }
+    private var rejectedStorage: Rejected?
+    private struct Rejected: Sendable, Equatable {
+        var index: Int
+        var error: InvalidationDescriptor.DecodeError
+    }
+    public init() {}
+}
+
+/// The daemon's model of one VM's emulated VT-d unit: its capabilities, its
+/// guest RAM, its root table, and an address space per attached device.
+///
+/// Guest events come in here (memory table, root pointer, translation
+/// enable, invalidation batches, replays) and leave as map/unmap calls on
+/// each address space's backend. It is not thread-safe: the daemon drives it
+/// from one task, which is also what orders a batch before its ack.
+public final class GuestIOMMU {
+    public let caps: IOMMUCapabilities
+    public private(set) var memory: GuestRAM?
+    public private(set) var rootTable: UInt64?
+    public private(set) var translationEnabled = false
+    public private(set) var spaces: [SourceID: AddressSpace] = [:]
+    let logger: Logger
+    private var walker: SecondLevelWalker<GuestRAM>?
+
+    /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
+    /// without issuing an invalidation, and the bridge would never learn of
+    /// them. This is the check QEMU's 2017 vfio series added.
+    public init(caps: IOMMUCapabilities, logger: Logger) throws(BridgeError) {
+        guard caps.cachingMode else {
+            throw BridgeError(.cachingModeRequired,
+                              "the guest IOMMU does not advertise caching mode (CAP.CM=0), so guest mappings cannot be shadowed; enable it in the VMM (QEMU: -device intel-iommu,caching-mode=on)")
+        }
+        self.caps = caps
+        self.logger = logger
+    }
+
+    // MARK: guest state
+
+    /// Installs (or replaces) the guest memory table. Host addresses may have
+    /// changed, so every space is synced; mappings whose GPA, host address
+    /// and IOVA are unchanged stay as they are.
+    public func setMemory(_ memory: GuestRAM?) -> SyncReport {
+        self.memory = memory
+        walker = memory.map { SecondLevelWalker(memory: $0, caps: caps) }
+        return refreshAll()
+    }
+
+    /// The guest set a root-table pointer (GCMD.SRTP). Hardware drops its
+    /// context cache on the next global invalidation; we refresh now.
+    public func setRootTable(_ gpa: UInt64?) -> SyncReport {
+        rootTable = gpa
+        return refreshAll()
+    }
+
+    /// GCMD.TE. While translation is off nothing is mapped: DMA stays blocked
+    /// until the guest has programmed its tables and turned translation on.
+    public func setTranslationEnabled(_ enabled: Bool) -> SyncReport {
+        translationEnabled = enabled
+        return refreshAll()
+    }
+
+    /// The guest IOMMU was reset: no root table, translation off, nothing mapped.
+    public func reset() -> SyncReport {
+        rootTable = nil
+        translationEnabled = false
+        return refreshAll()
+    }
+
+    private var activeWalker: SecondLevelWalker<GuestRAM>? {
+        translationEnabled && rootTable != nil ? walker : nil
+    }
+
+    private func refreshAll() -> SyncReport {
+        var report = SyncReport()
+        for sid in spaces.keys.sorted() { fullSync(spaces[sid]!, report: &report) }
+        return report
+    }
+
+    private func fullSync(_ space: AddressSpace, report: inout SyncReport) {
+        if activeWalker == nil {
+            space.dropContext()
+        } else {
+            space.refreshContext(rootTable: rootTable, memory: memory, caps: caps)
+        }
+        space.syncAll(walker: activeWalker, report: &report)
+    }
+
+    // MARK: devices
+
+    /// Creates the address space of `sourceID` over `backend` and syncs it from
+    /// the guest tables.
+    @discardableResult
+    public func attach(_ sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil,
+                       faultLogCapacity: Int = 32) throws(BridgeError) -> SyncReport {
+        guard spaces[sourceID] == nil else {
+            throw BridgeError(.alreadyAttached, "device \(sourceID) is already attached; detach it first")
+        }
+        let space: AddressSpace
+        do {
+            space = try AddressSpace(sourceID: sourceID, backend: backend, mappingQuota: mappingQuota,
+                                     logger: logger)
+        } catch {
+            throw BridgeError(.backend, "attaching \(sourceID): \(error)")
+        }
+        space.faults = FaultLog(recentCapacity: faultLogCapacity)
+        spaces[sourceID] = space
+        var report = SyncReport()
+        fullSync(space, report: &report)
+        return report
+    }
+
+    /// Unmaps everything of `sourceID` and forgets it.
+    @discardableResult
+    public func detach(_ sourceID: SourceID) throws(BridgeError) -> SyncReport {
+        guard let space = spaces.removeValue(forKey: sourceID) else {
+            throw BridgeError(.notAttached, "device \(sourceID) is not attached")
+        }
+        var report = SyncReport()
+        space.unmapEverything(report: &report)
+        return report
+    }
+
+    /// A full sync of one device, or of all: re-reads context entries and walks
+    /// every table. Over unchanged tables it issues no ioctl at all.
+    public func replay(_ sourceID: SourceID? = nil) throws(BridgeError) -> SyncReport {
+        var report = SyncReport()
+        if let sourceID {
+            guard let space = spaces[sourceID] else {
+                throw BridgeError(.notAttached, "device \(sourceID) is not attached")
+            }
+            fullSync(space, report: &report)
+        } else {
+            report = refreshAll()
+        }
+        return report
+    }
+
+    // MARK: invalidations
+
+    /// What a batch asks of one address space.
+    private struct Pending {
+        var refreshContext = false
+        var full = false
+        var ranges: [(UInt64, UInt64)] = []
+    }
+
+    /// Executes a batch of raw 128-bit descriptors, as the guest wrote them.
+    ///
+    /// Invalidations are merged up to each wait descriptor, so an address
+    /// space is walked once per batch however many pages it names; the work
+    /// is done before the wait is counted, so the VMM may complete the
+    /// guest's wait when it has the result.
+    public func process(_ descriptors: [(low: UInt64, high: UInt64)]) -> BatchResult {
+        var result = BatchResult()
+        var pending: [SourceID: Pending] = [:]
+        for (index, raw) in descriptors.enumerated() {
+            switch InvalidationDescriptor.decode(low: raw.low, high: raw.high, caps: caps) {
+            case let .failure(error):
+                logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])
+                execute(&pending, into: &result.report)
+                result.rejected = (index, error)
+                return result
+            case let .success(descriptor):
+                if case .wait = descriptor {
+                    execute(&pending, into: &result.report)
+                    result.waits += 1
+                } else {
+                    collect(descriptor, into: &pending)
+                }
+            }
+        }
+        execute(&pending, into: &result.report)
+        return result
+    }
+
+    /// Executes already-decoded descriptors (same rules as `process`).
+    public func process(_ descriptors: [InvalidationDescriptor]) -> BatchResult {
+        process(descriptors.map { $0.encoded })
+    }
+
+    private func collect(_ descriptor: InvalidationDescriptor, into pending: inout [SourceID: Pending]) {
+        switch descriptor {
+        case let .contextCache(scope):
+            for (sid, space) in spaces {
+                let hit: Bool
+                switch scope {
+                case .global:
+                    hit = true
+                case let .domain(did):
+                    // In caching mode, not-present entries are cached under DID 0 (spec 6.1).
+                    hit = space.context.domainID == did || (did == 0 && space.context.domainID == nil)
+                case let .device(_, target, functionMask):
+                    // FM masks the low function-number bits of the source-id (spec table 18).
+                    let mask: UInt16 = ~UInt16((1 << functionMask) - 1)
+                    hit = sid.rawValue & mask == target.rawValue & mask
+                }
+                if hit {
+                    pending[sid, default: Pending()].refreshContext = true
+                    pending[sid, default: Pending()].full = true
+                }
+            }
+        case let .iotlb(scope, _, _):
+            for (sid, space) in spaces {
+                switch scope {
+                case .global:
+                    pending[sid, default: Pending()].full = true
+                case let .domain(did):
+                    if space.context.domainID == did { pending[sid, default: Pending()].full = true }
+                case let .pages(did, address, mask, _):
+                    guard space.context.domainID == did else { continue }
+                    let (end, overflow) = address.addingReportingOverflow(UInt64(1) << (UInt64(mask) + 12))
+                    pending[sid, default: Pending()].ranges.append((address, overflow ? .max : end))
+                }
+            }
+        case .deviceTLB, .interruptEntryCache, .wait:
+            // No state of ours: the host IOMMU's own caches are the kernel's job.
+            break
+        }
+    }
+
+    private func execute(_ pending: inout [SourceID: Pending], into report: inout SyncReport) {
+        guard !pending.isEmpty else { return }
+        for sid in pending.keys.sorted() {
+            guard let space = spaces[sid], let work = pending[sid] else { continue }
+            if work.refreshContext {
+                fullSync(space, report: &report)
+            } else if work.full {
+                space.syncAll(walker: activeWalker, report: &report)
+            } else {
+                // Coalesce the batch's ranges so each part of the space is walked once.
+                let sorted = work.ranges.sorted { $0.0 < $1.0 }
+                var merged: [(UInt64, UInt64)] = []
+                for r in sorted {
+                    if let last = merged.last, r.0 <= last.1 {
+                        merged[merged.count - 1].1 = max(last.1, r.1)
+                    } else {
+                        merged.append(r)
+                    }
+                }
+                for (lo, hi) in merged { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
+            }
+        }
+        pending.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,203 @@
+import Glibc
+import VTd
+
+/// Where one region of guest RAM comes from.
+public enum GuestRAMBacking: Sendable, Equatable {
+    /// A file descriptor shared by the VMM (memfd, hugetlbfs, /dev/shm file),
+    /// at a byte offset. The descriptor is not taken over: the caller keeps and
+    /// closes it; the mapping outlives it.
+    case fileDescriptor(Int32, offset: UInt64)
+    /// A file by path (a RAM image or a live shared-memory file), at an offset.
+    case path(String, offset: UInt64)
+    /// A fresh zero-filled memfd, for the simulator and tests.
+    case anonymous
+}
+
+/// One region of guest-physical address space backed by host memory.
+public struct GuestRAMRegionSpec: Sendable, Equatable {
+    public var gpa: UInt64
+    public var size: UInt64
+    public var backing: GuestRAMBacking
+
+    public init(gpa: UInt64, size: UInt64, backing: GuestRAMBacking) {
+        self.gpa = gpa
+        self.size = size
+        self.backing = backing
+    }
+}
+
+/// Why a guest memory table was refused.
+public struct GuestRAMError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public var errno: Int32
+    public init(_ message: String, errno: Int32 = 0) {
+        self.message = message
+        self.errno = errno
+    }
+    public var description: String {
+        errno == 0 ? message : "\(message): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// The VM's guest RAM, mapped MAP_SHARED into this process.
+///
+/// It is the one place where a guest-physical address becomes a host address,
+/// and it refuses every range that is not wholly inside one region. That is
+/// what keeps an untrusted guest from steering a DMA mapping at host memory
+/// outside its own RAM, whatever its page tables say.
+public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
+    // @unchecked: the regions are immutable after init; the bytes behind them
+    // are shared with the guest and read with plain aligned loads, as hardware
+    // reads the tables.
+
+    public struct Region: Sendable, Equatable {
+        public let gpa: UInt64
+        public let size: UInt64
+        /// Host virtual address of the region's first byte.
+        public let hostAddress: UInt64
+        public var end: UInt64 { gpa + size }
+    }
+
+    public let regions: [Region]
+    public let writable: Bool
+
+    /// Maps every region. Regions must be 4 KiB-aligned, non-empty and must
+    /// not overlap; a file must be long enough for its region.
+    public init(_ specs: [GuestRAMRegionSpec], writable: Bool = true) throws(GuestRAMError) {
+        let sorted = specs.sorted { $0.gpa < $1.gpa }
+        for (i, spec) in sorted.enumerated() {
+            let where_ = "region \(i) (gpa 0x\(String(spec.gpa, radix: 16)), size 0x\(String(spec.size, radix: 16)))"
+            guard spec.size > 0, spec.gpa & 0xfff == 0, spec.size & 0xfff == 0 else {
+                throw GuestRAMError("\(where_): gpa and size must be non-zero multiples of 4 KiB")
+            }
+            guard spec.gpa.addingReportingOverflow(spec.size).overflow == false else {
+                throw GuestRAMError("\(where_): gpa + size overflows 64 bits")
+            }
+            if i > 0, sorted[i - 1].gpa + sorted[i - 1].size > spec.gpa {
+                throw GuestRAMError("\(where_) overlaps the region before it; guest RAM regions must be disjoint")
+            }
+        }
+        var mapped: [Region] = []
+        do {
+            for spec in sorted {
+                mapped.append(try Self.mapRegion(spec, writable: writable))
+            }
+        } catch {
+            for r in mapped { munmap(UnsafeMutableRawPointer(bitPattern: UInt(r.hostAddress)), Int(r.size)) }
+            throw error
+        }
+        regions = mapped
+        self.writable = writable
+    }
+
+    deinit {
+        for r in regions {
+            munmap(UnsafeMutableRawPointer(bitPattern: UInt(r.hostAddress)), Int(r.size))
+        }
+    }
+
+    private static func mapRegion(_ spec: GuestRAMRegionSpec, writable: Bool) throws(GuestRAMError) -> Region {
+        let gpaText = "guest RAM region at gpa 0x\(String(spec.gpa, radix: 16))"
+        var fd: Int32
+        var offset: UInt64 = 0
+        var ownsFD = false
+        switch spec.backing {
+        case let .fileDescriptor(descriptor, off):
+            fd = descriptor
+            offset = off
+        case let .path(path, off):
+            fd = open(path, writable ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw GuestRAMError("\(gpaText): open(\(path))", errno: errno) }
+            ownsFD = true
+            offset = off
+        case .anonymous:
+            fd = try Self.anonymousFile(gpaText)
+            ownsFD = true
+            if ftruncate(fd, off_t(spec.size)) != 0 {
+                let e = errno
+                close(fd)
+                throw GuestRAMError("\(gpaText): ftruncate of memfd to \(spec.size) bytes", errno: e)
+            }
+        }
+        defer { if ownsFD { close(fd) } }
+        guard offset & 0xfff == 0 else {
+            throw GuestRAMError("\(gpaText): file offset 0x\(String(offset, radix: 16)) is not 4 KiB-aligned")
+        }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw GuestRAMError("\(gpaText): fstat", errno: errno) }
+        // A regular file (or memfd) must cover the region, or touching the
+        // tail would SIGBUS the daemon. Devices (e.g. /dev/mem-like) report 0.
+        if (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) < offset + spec.size {
+            throw GuestRAMError("\(gpaText): backing file is \(st.st_size) bytes, but offset 0x\(String(offset, radix: 16)) + size 0x\(String(spec.size, radix: 16)) is needed")
+        }
+        let prot = writable ? PROT_READ | PROT_WRITE : PROT_READ
+        let p = mmap(nil, Int(spec.size), prot, MAP_SHARED, fd, off_t(offset))
+        guard let p, p != MAP_FAILED else {
+            throw GuestRAMError("\(gpaText): mmap of \(spec.size) bytes", errno: errno)
+        }
+        return Region(gpa: spec.gpa, size: spec.size, hostAddress: UInt64(UInt(bitPattern: p)))
+    }
+
+    /// An unlinked POSIX shared-memory object: a memfd in all but name, made
+    /// with calls the Glibc module exports (memfd_create needs _GNU_SOURCE).
+    private static func anonymousFile(_ what: String) throws(GuestRAMError) -> Int32 {
+        for attempt in 0..<16 {
+            let name = "/vtd-bridge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))-\(attempt)"
+            let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                shm_unlink(name)
+                return fd
+            }
+            if errno != EEXIST { throw GuestRAMError("\(what): shm_open(\(name))", errno: errno) }
+        }
+        throw GuestRAMError("\(what): shm_open kept finding its random names taken", errno: EEXIST)
+    }
+
+    /// The region holding `gpa`, if any.
+    @inlinable
+    public func regionIndex(containing gpa: UInt64) -> Int? {
+        // Guest RAM has a handful of regions (below and above the PCI hole);
+        // a linear scan beats a binary search at that size.
+        for i in regions.indices where gpa >= regions[i].gpa && gpa - regions[i].gpa < regions[i].size {
+            return i
+        }
+        return nil
+    }
+
+    /// The host address of [gpa, gpa + size) when the range lies wholly inside
+    /// one region; nil otherwise (outside RAM, or straddling two regions).
+    @inlinable
+    public func hostAddress(gpa: UInt64, size: UInt64) -> UInt64? {
+        guard size > 0, let i = regionIndex(containing: gpa) else { return nil }
+        let r = regions[i]
+        guard size <= r.size - (gpa - r.gpa) else { return nil }
+        return r.hostAddress + (gpa - r.gpa)
+    }
+
+    public func tablePage(at gpa: UInt64) -> UnsafePointer<UInt64>? {
+        guard gpa & 0xfff == 0, let host = hostAddress(gpa: gpa, size: 4096) else { return nil }
+        return UnsafePointer(bitPattern: UInt(host))
+    }
+
+    public func mutableTablePage(at gpa: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        guard writable, gpa & 0xfff == 0, let host = hostAddress(gpa: gpa, size: 4096) else { return nil }
+        return UnsafeMutablePointer(bitPattern: UInt(host))
+    }
+
+    /// Copies bytes out of guest RAM; nil when the range is not wholly in one region.
+    public func read(gpa: UInt64, count: Int) -> [UInt8]? {
+        guard let host = hostAddress(gpa: gpa, size: UInt64(count)) else { return nil }
+        return Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(host)), count: count))
+    }
+
+    /// Copies bytes into guest RAM; false when the range is not wholly in one region.
+    @discardableResult
+    public func write(gpa: UInt64, bytes: [UInt8]) -> Bool {
+        guard writable, let host = hostAddress(gpa: gpa, size: UInt64(bytes.count)),
+              let p = UnsafeMutableRawPointer(bitPattern: UInt(host)) else { return false }
+        bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return true
+    }
+
+    public var totalSize: UInt64 { regions.reduce(0) { $0 + $1.size } }
+}

@@ -1,0 +1,160 @@
+/// The exact record of what the kernel has mapped for one address space,
+/// ordered by IOVA.
+///
+/// It is a two-level sorted array (a B-tree of height two): chunks of up to
+/// `chunkCapacity` entries, each sorted, the chunks in order. Lookups and
+/// edits cost a binary search plus a memmove inside one chunk, so a
+/// page-selective invalidation costs the same in a space of a thousand or a
+/// million mappings, while a full sync reads the entries in order, which lets
+/// it merge with the in-order table walk instead of hashing every leaf.
+/// Entries are stored inline, 32 bytes each, with no per-entry allocation.
+public struct ShadowMap: Sendable {
+    public static let chunkCapacity = 512
+
+    @usableFromInline var chunks: [ContiguousArray<ShadowEntry>] = []
+    public private(set) var count = 0
+    public private(set) var mappedBytes: UInt64 = 0
+
+    public init() {}
+
+    /// A position in the map: chunk and offset inside it.
+    public struct Index: Comparable, Sendable {
+        @usableFromInline var chunk: Int
+        @usableFromInline var offset: Int
+        @inlinable init(chunk: Int, offset: Int) {
+            self.chunk = chunk
+            self.offset = offset
+        }
+        public static func < (a: Index, b: Index) -> Bool {
+            (a.chunk, a.offset) < (b.chunk, b.offset)
+        }
+    }
+
+    public var isEmpty: Bool { count == 0 }
+    @inlinable public var endIndex: Index { Index(chunk: chunks.count, offset: 0) }
+
+    @inlinable
+    public subscript(i: Index) -> ShadowEntry { chunks[i.chunk][i.offset] }
+
+    @inlinable
+    public func index(after i: Index) -> Index {
+        i.offset + 1 < chunks[i.chunk].count ? Index(chunk: i.chunk, offset: i.offset + 1)
+                                             : Index(chunk: i.chunk + 1, offset: 0)
+    }
+
+    /// The first entry whose end lies above `iova`: the entry containing
+    /// `iova`, or else the first one after it. Entries never overlap, so ends
+    /// are sorted like starts.
+    @inlinable
+    public func firstIndex(endingAfter iova: UInt64) -> Index {
+        var lo = 0, hi = chunks.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if chunks[mid][chunks[mid].count - 1].end > iova { hi = mid } else { lo = mid + 1 }
+        }
+        guard lo < chunks.count else { return endIndex }
+        let chunk = chunks[lo]
+        var a = 0, b = chunk.count
+        while a < b {
+            let mid = (a + b) / 2
+            if chunk[mid].end > iova { b = mid } else { a = mid + 1 }
+        }
+        return Index(chunk: lo, offset: a)
+    }
+
+    /// The entry containing `iova`, if any.
+    public func entry(containing iova: UInt64) -> ShadowEntry? {
+        let i = firstIndex(endingAfter: iova)
+        guard i < endIndex, self[i].iova <= iova else { return nil }
+        return self[i]
+    }
+
+    /// True when some entry overlaps [iova, end).
+    public func overlaps(iova: UInt64, end: UInt64) -> Bool {
+        let i = firstIndex(endingAfter: iova)
+        return i < endIndex && self[i].iova < end
+    }
+
+    /// Adds an entry. It must not overlap an existing one (the caller unmaps first).
+    public mutating func insert(_ entry: ShadowEntry) {
+        precondition(!overlaps(iova: entry.iova, end: entry.end), "shadow entries never overlap")
+        count += 1
+        mappedBytes += entry.size
+        guard !chunks.isEmpty else {
+            chunks.append(Self.newChunk(entry))
+            return
+        }
+        // The chunk to hold it: the last one whose first entry starts below it.
+        var lo = 0, hi = chunks.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if chunks[mid][0].iova < entry.iova { lo = mid + 1 } else { hi = mid }
+        }
+        let c = max(lo - 1, 0)
+        var a = 0, b = chunks[c].count
+        while a < b {
+            let mid = (a + b) / 2
+            if chunks[c][mid].iova < entry.iova { a = mid + 1 } else { b = mid }
+        }
+        if chunks[c].count < Self.chunkCapacity {
+            chunks[c].insert(entry, at: a)
+            return
+        }
+        if c == chunks.count - 1 && a == chunks[c].count {
+            // Appending in order (a full sync): start a new chunk and leave
+            // this one full, so a space built in order is packed densely.
+            chunks.append(Self.newChunk(entry))
+            return
+        }
+        // Split the full chunk in half, then insert into the proper half.
+        var right = ContiguousArray<ShadowEntry>()
+        right.reserveCapacity(Self.chunkCapacity)
+        right.append(contentsOf: chunks[c][(Self.chunkCapacity / 2)...])
+        chunks[c].removeSubrange((Self.chunkCapacity / 2)...)
+        chunks.insert(right, at: c + 1)
+        if a <= Self.chunkCapacity / 2 {
+            chunks[c].insert(entry, at: a)
+        } else {
+            chunks[c + 1].insert(entry, at: a - Self.chunkCapacity / 2)
+        }
+    }
+
+    /// Removes the entry starting exactly at `iova`; returns it.
+    @discardableResult
+    public mutating func remove(iova: UInt64) -> ShadowEntry? {
+        let i = firstIndex(endingAfter: iova)
+        guard i < endIndex, self[i].iova == iova else { return nil }
+        let e = chunks[i.chunk].remove(at: i.offset)
+        if chunks[i.chunk].isEmpty { chunks.remove(at: i.chunk) }
+        count -= 1
+        mappedBytes -= e.size
+        return e
+    }
+
+    public mutating func removeAll() {
+        chunks.removeAll()
+        count = 0
+        mappedBytes = 0
+    }
+
+    /// Calls `body` on every entry in IOVA order.
+    @inlinable
+    public func forEach(_ body: (ShadowEntry) throws -> Void) rethrows {
+        for chunk in chunks { for e in chunk { try body(e) } }
+    }
+
+    /// All entries in IOVA order (for reports and tests).
+    public var entries: [ShadowEntry] {
+        var all: [ShadowEntry] = []
+        all.reserveCapacity(count)
+        forEach { all.append($0) }
+        return all
+    }
+
+    private static func newChunk(_ first: ShadowEntry) -> ContiguousArray<ShadowEntry> {
+        var chunk = ContiguousArray<ShadowEntry>()
+        chunk.reserveCapacity(chunkCapacity)
+        chunk.append(first)
+        return chunk
+    }
+}
