@@ -27,6 +27,8 @@ public final class AddressSpace {
     /// Successful MAP_DMA / UNMAP_DMA calls over the space's life.
     public private(set) var totalMaps = 0
     public private(set) var totalUnmaps = 0
+    /// Syncs run (a batch that touches this space counts once).
+    public internal(set) var syncs = 0
     let logger: Logger
 
     private enum Operation {

@@ -110,7 +110,8 @@ public final class GuestIOMMU {
         return report
     }
 
-    private func fullSync(_ space: AddressSpace, report: inout SyncReport) {
+    private func fullSync(_ space: AddressSpace, report: inout SyncReport, counted: Bool = true) {
+        if counted { space.syncs += 1 }
         if activeWalker == nil {
             space.dropContext()
         } else {
@@ -256,8 +257,9 @@ public final class GuestIOMMU {
         guard !pending.isEmpty else { return }
         for sid in pending.keys.sorted() {
             guard let space = spaces[sid], let work = pending[sid] else { continue }
+            space.syncs += 1
             if work.refreshContext {
-                fullSync(space, report: &report)
+                fullSync(space, report: &report, counted: false)
             } else if work.full {
                 space.syncAll(walker: activeWalker, report: &report)
             } else {

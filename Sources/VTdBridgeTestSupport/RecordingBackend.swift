@@ -26,6 +26,11 @@ public final class RecordingBackend: DMABackend {
         public var size: UInt64
         public var hostAddress: UInt64
         public var permission: DMAPermission
+        public init(size: UInt64, hostAddress: UInt64, permission: DMAPermission) {
+            self.size = size
+            self.hostAddress = hostAddress
+            self.permission = permission
+        }
     }
 
     public var info: IOMMUInfo

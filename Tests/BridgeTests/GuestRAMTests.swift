@@ -1,0 +1,54 @@
+import Bridge
+import Foundation
+import XCTest
+
+final class GuestRAMTests: XCTestCase {
+    func testTranslationRefusesAnythingNotWhollyInOneRegion() throws {
+        let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 1 << 20, backing: .anonymous),
+                                GuestRAMRegionSpec(gpa: 1 << 20, size: 1 << 20, backing: .anonymous)])
+        XCTAssertNotNil(ram.hostAddress(gpa: 0, size: 1 << 20))
+        XCTAssertNil(ram.hostAddress(gpa: (1 << 20) - 4096, size: 8192), "straddles two regions")
+        XCTAssertNil(ram.hostAddress(gpa: 2 << 20, size: 4096), "past the end")
+        XCTAssertNil(ram.hostAddress(gpa: 0, size: 0))
+        XCTAssertNil(ram.hostAddress(gpa: UInt64.max - 4095, size: 4096))
+        XCTAssertNil(ram.tablePage(at: 8), "tables are page-aligned")
+        XCTAssertNotNil(ram.tablePage(at: (2 << 20) - 4096))
+        XCTAssertNil(ram.tablePage(at: 2 << 20))
+    }
+
+    func testBadRegionTablesAreClearErrors() {
+        func message(_ specs: [GuestRAMRegionSpec]) -> String {
+            do { _ = try GuestRAM(specs); return "" } catch { return error.description }
+        }
+        XCTAssertTrue(message([GuestRAMRegionSpec(gpa: 0, size: 4097, backing: .anonymous)]).contains("multiples of 4 KiB"))
+        XCTAssertTrue(message([GuestRAMRegionSpec(gpa: 0, size: 8192, backing: .anonymous),
+                               GuestRAMRegionSpec(gpa: 4096, size: 8192, backing: .anonymous)]).contains("overlaps"))
+        XCTAssertTrue(message([GuestRAMRegionSpec(gpa: 0, size: 4096, backing: .path("/nonexistent/ram", offset: 0))]).contains("No such file"))
+    }
+
+    func testFileBackedRegionsReadTheFileAndRefuseShortFiles() throws {
+        let path = NSTemporaryDirectory() + "vtd-ram-\(getpid())"
+        defer { unlink(path) }
+        var bytes = [UInt8](repeating: 0, count: 16384)
+        bytes[8192] = 0xab
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0x10000, size: 8192, backing: .path(path, offset: 8192))], writable: false)
+        XCTAssertEqual(ram.read(gpa: 0x10000, count: 1), [0xab])
+        XCTAssertNil(ram.mutableTablePage(at: 0x10000), "a read-only mapping hands out no writable pages")
+        XCTAssertThrowsError(try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 16384, backing: .path(path, offset: 4096))])) {
+            XCTAssertTrue("\($0)".contains("backing file is 16384 bytes"))
+        }
+    }
+
+    func testSharedMappingSeesWritesThroughTheDescriptor() throws {
+        // The VMM hands us its memfd: what the guest writes, we see.
+        let fd = shm_open("/vtd-ram-test-\(getpid())", O_RDWR | O_CREAT | O_EXCL, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        shm_unlink("/vtd-ram-test-\(getpid())")
+        defer { close(fd) }
+        XCTAssertEqual(ftruncate(fd, 8192), 0)
+        let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 8192, backing: .fileDescriptor(fd, offset: 0))])
+        XCTAssertEqual(pwrite(fd, [0x42], 1, 4100), 1)
+        XCTAssertEqual(ram.read(gpa: 4100, count: 1), [0x42])
+    }
+}

@@ -1,0 +1,59 @@
+import Bridge
+import XCTest
+
+final class ShadowMapTests: XCTestCase {
+    func entry(_ iova: UInt64, _ size: UInt64 = 4096) -> ShadowEntry {
+        ShadowEntry(iova: iova, size: size, gpa: iova ^ 0x5000_0000, hostAddress: 0x7f00_0000_0000 + iova, permission: .readWrite)
+    }
+
+    func testEntryIs32BytesInline() {
+        XCTAssertEqual(MemoryLayout<ShadowEntry>.stride, 32)
+        let e = ShadowEntry(iova: 0x1000, size: 1 << 21, gpa: 0x2000, hostAddress: 3, permission: .write)
+        XCTAssertEqual(e.size, 1 << 21)
+        XCTAssertEqual(e.permission, .write)
+        XCTAssertEqual(e.end, 0x1000 + (1 << 21))
+    }
+
+    func testRandomInsertsAndRemovesMatchASortedReference() {
+        var map = ShadowMap()
+        var reference: [UInt64: ShadowEntry] = [:]
+        var rng = SplitMix64(state: 42)
+        // 4,000 page slots; enough to split and merge chunks of 512 many times.
+        for _ in 0..<40_000 {
+            let slot = UInt64.random(in: 0..<4000, using: &rng) * 4096
+            if reference[slot] != nil, Bool.random(using: &rng) {
+                XCTAssertEqual(map.remove(iova: slot), reference.removeValue(forKey: slot))
+            } else if reference[slot] == nil {
+                map.insert(entry(slot))
+                reference[slot] = entry(slot)
+            }
+        }
+        XCTAssertEqual(map.count, reference.count)
+        XCTAssertEqual(map.entries, reference.keys.sorted().map { reference[$0]! })
+        XCTAssertEqual(map.mappedBytes, UInt64(reference.count) * 4096)
+        for probe in stride(from: UInt64(0), to: 4000 * 4096, by: 1000) {
+            let hit = reference[probe & ~0xfff]
+            XCTAssertEqual(map.entry(containing: probe), hit)
+        }
+    }
+
+    func testInOrderAppendsPackChunksFull() {
+        var map = ShadowMap()
+        for i in 0..<5000 as Range<UInt64> { map.insert(entry(i * 4096)) }
+        XCTAssertEqual(map.count, 5000)
+        XCTAssertEqual(map.entries.map(\.iova), (0..<5000).map { $0 * 4096 })
+        XCTAssertEqual(map.firstIndex(endingAfter: 4096 * 4999 + 1) < map.endIndex, true)
+        XCTAssertEqual(map.firstIndex(endingAfter: 4096 * 5000), map.endIndex)
+    }
+
+    func testOverlapQueriesRespectWholeEntries() {
+        var map = ShadowMap()
+        map.insert(entry(0x20_0000, 1 << 21))
+        XCTAssertTrue(map.overlaps(iova: 0x3f_f000, end: 0x40_0000))
+        XCTAssertFalse(map.overlaps(iova: 0x40_0000, end: 0x40_1000))
+        XCTAssertFalse(map.overlaps(iova: 0x1f_f000, end: 0x20_0000))
+        XCTAssertEqual(map.entry(containing: 0x30_0000)?.iova, 0x20_0000)
+        XCTAssertNil(map.remove(iova: 0x30_0000), "only an exact start removes")
+        XCTAssertEqual(map.count, 1)
+    }
+}
