@@ -27,6 +27,10 @@ public final class AddressSpace {
     /// Successful MAP_DMA / UNMAP_DMA calls over the space's life.
     public private(set) var totalMaps = 0
     public private(set) var totalUnmaps = 0
+    /// Notifier mode only: the mappings the VMM notified, in IOVA order, as it
+    /// sent them (GPA and permission; the host address is resolved at each
+    /// sync, so a new memory table moves them). nil in table mode.
+    public internal(set) var notified: ShadowMap?
     /// Syncs run (a batch that touches this space counts once).
     public internal(set) var syncs = 0
     let logger: Logger
@@ -101,6 +105,56 @@ public final class AddressSpace {
                 identity(memory: memory, from: from, to: to, emit: emit)
             }
         }
+    }
+
+    /// Notifier mode: syncs [start, end) against what the VMM notified.
+    func syncNotified(start: UInt64, end: UInt64, memory: GuestRAM?, report: inout SyncReport) {
+        guard let memory, let notified else {
+            unmapEverything(report: &report)
+            return
+        }
+        var planFaults = SyncReport()
+        reconcile(start: start, end: end, report: &report) { from, to, emit in
+            var i = notified.firstIndex(endingAfter: from)
+            while i < notified.endIndex, notified[i].iova < to {
+                let n = notified[i]
+                let leaf = SecondLevelLeaf(iova: n.iova, gpa: n.gpa, sizeShift: UInt8(n.size.trailingZeroBitCount),
+                                           read: n.permission.contains(.read), write: n.permission.contains(.write))
+                if let entry = plan(leaf, memory: memory, report: &planFaults) { emit(entry) }
+                i = notified.index(after: i)
+            }
+        }
+        report.merge(planFaults)
+    }
+
+    /// Records one notifier event. Returns the IOVA range to sync, or a
+    /// reason to refuse it: an unmap that would cut a notified mapping in two
+    /// is refused, as type1v2 refuses a bisecting UNMAP_DMA.
+    func recordNotification(_ n: NotifierEvent) -> Result<(UInt64, UInt64), NotifierRefusal> {
+        if notified == nil { notified = ShadowMap() }
+        let (end, overflow) = n.iova.addingReportingOverflow(n.size)
+        guard !overflow else { return .failure(NotifierRefusal(reason: "iova 0x\(String(n.iova, radix: 16)) + size 0x\(String(n.size, radix: 16)) wraps past 2^64")) }
+        var doomed: [UInt64] = []
+        var i = notified!.firstIndex(endingAfter: n.iova)
+        while i < notified!.endIndex, notified![i].iova < end {
+            let have = notified![i]
+            if n.permission.isEmpty, have.iova < n.iova || have.end > end {
+                return .failure(NotifierRefusal(reason: "unmap of [0x\(String(n.iova, radix: 16)), 0x\(String(end, radix: 16))) would cut the mapping at 0x\(String(have.iova, radix: 16)) (size 0x\(String(have.size, radix: 16))) in two"))
+            }
+            doomed.append(have.iova)
+            i = notified!.index(after: i)
+        }
+        var lo = n.iova, hi = end
+        for iova in doomed {
+            if let removed = notified!.remove(iova: iova) {
+                lo = min(lo, removed.iova)
+                hi = max(hi, removed.end)
+            }
+        }
+        if !n.permission.isEmpty {
+            notified!.insert(ShadowEntry(iova: n.iova, size: n.size, gpa: n.gpa, hostAddress: 0, permission: n.permission))
+        }
+        return .success((lo, hi))
     }
 
     /// Unmaps everything with one call and empties the shadow.
@@ -262,4 +316,9 @@ public final class AddressSpace {
             }
         }
     }
+}
+
+/// Why a notifier event was refused.
+struct NotifierRefusal: Error {
+    var reason: String
 }

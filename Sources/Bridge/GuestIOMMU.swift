@@ -19,25 +19,43 @@ public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// The result of one batch of invalidation descriptors.
+/// The result of one batch of invalidation descriptors or notifier entries.
 public struct BatchResult: Sendable, Equatable {
     /// Everything the batch did in the kernel.
     public var report = SyncReport()
     /// Wait descriptors reached; each is a completion point the VMM may signal
     /// to the guest once this result is in hand.
     public var waits = 0
-    /// The first descriptor refused, if any. Like hardware on an invalidation
-    /// queue error (spec 6.5.2.10), nothing from it onwards was executed.
-    public var rejected: (index: Int, error: InvalidationDescriptor.DecodeError)? {
-        get { rejectedStorage.map { ($0.index, $0.error) } }
-        set { rejectedStorage = newValue.map { Rejected(index: $0.index, error: $0.error) } }
+    /// The first descriptor (or notifier entry) refused, if any. Like hardware
+    /// on an invalidation queue error (spec 6.5.2.10), nothing from it onwards
+    /// was executed.
+    public var rejected: Rejection?
+
+    public struct Rejection: Sendable, Equatable {
+        public var index: Int
+        public var reason: String
     }
-    private var rejectedStorage: Rejected?
-    private struct Rejected: Sendable, Equatable {
-        var index: Int
-        var error: InvalidationDescriptor.DecodeError
-    }
+
     public init() {}
+}
+
+/// One notifier-level event from a VMM that walks the guest tables itself:
+/// what QEMU's IOMMU notifiers carry (IOMMUTLBEntry). An empty permission
+/// means unmap.
+public struct NotifierEvent: Sendable, Equatable {
+    public var sourceID: SourceID
+    public var iova: UInt64
+    public var gpa: UInt64
+    public var size: UInt64
+    public var permission: DMAPermission
+
+    public init(sourceID: SourceID, iova: UInt64, gpa: UInt64, size: UInt64, permission: DMAPermission) {
+        self.sourceID = sourceID
+        self.iova = iova
+        self.gpa = gpa
+        self.size = size
+        self.permission = permission
+    }
 }
 
 /// The daemon's model of one VM's emulated VT-d unit: its capabilities, its
@@ -48,11 +66,18 @@ public struct BatchResult: Sendable, Equatable {
 /// each address space's backend. It is not thread-safe: the daemon drives it
 /// from one task, which is also what orders a batch before its ack.
 public final class GuestIOMMU {
-    public let caps: IOMMUCapabilities
+    public private(set) var caps: IOMMUCapabilities
     public private(set) var memory: GuestRAM?
     public private(set) var rootTable: UInt64?
     public private(set) var translationEnabled = false
     public private(set) var spaces: [SourceID: AddressSpace] = [:]
+    /// Notifier mode: the VMM walks the tables itself and sends notifier
+    /// events; invalidation descriptors are not used.
+    public private(set) var notifierMode = false
+    /// While suspended (a VMM is re-sending its state after connecting),
+    /// state changes are recorded but nothing is synced; `resumeSync` then
+    /// syncs once against the complete state.
+    public private(set) var syncSuspended = false
     let logger: Logger
     private var walker: SecondLevelWalker<GuestRAM>?
 
@@ -60,12 +85,37 @@ public final class GuestIOMMU {
     /// without issuing an invalidation, and the bridge would never learn of
     /// them. This is the check QEMU's 2017 vfio series added.
     public init(caps: IOMMUCapabilities, logger: Logger) throws(BridgeError) {
+        try Self.check(caps)
+        self.caps = caps
+        self.logger = logger
+    }
+
+    private static func check(_ caps: IOMMUCapabilities) throws(BridgeError) {
         guard caps.cachingMode else {
             throw BridgeError(.cachingModeRequired,
                               "the guest IOMMU does not advertise caching mode (CAP.CM=0), so guest mappings cannot be shadowed; enable it in the VMM (QEMU: -device intel-iommu,caching-mode=on)")
         }
+    }
+
+    /// A (re)connecting VMM announces its IOMMU. The address spaces and their
+    /// shadows stay; the next sync reads the tables under the new rules.
+    public func setCapabilities(_ caps: IOMMUCapabilities, notifierMode: Bool) throws(BridgeError) {
+        try Self.check(caps)
         self.caps = caps
-        self.logger = logger
+        walker = memory.map { SecondLevelWalker(memory: $0, caps: caps) }
+        if notifierMode != self.notifierMode {
+            self.notifierMode = notifierMode
+            for space in spaces.values { space.notified = notifierMode ? ShadowMap() : nil }
+        }
+    }
+
+    /// Stops syncing until `resumeSync`: state messages are only recorded.
+    public func suspendSync() { syncSuspended = true }
+
+    /// Ends a suspension with one full sync of every device.
+    public func resumeSync() -> SyncReport {
+        syncSuspended = false
+        return refreshAll()
     }
 
     // MARK: guest state
@@ -90,6 +140,9 @@ public final class GuestIOMMU {
     /// until the guest has programmed its tables and turned translation on.
     public func setTranslationEnabled(_ enabled: Bool) -> SyncReport {
         translationEnabled = enabled
+        // A VMM in notifier mode sends no unmaps for a disabled IOMMU: forget
+        // what it notified, as the guest's translation is gone.
+        if !enabled && notifierMode { for space in spaces.values { space.notified = ShadowMap() } }
         return refreshAll()
     }
 
@@ -97,6 +150,7 @@ public final class GuestIOMMU {
     public func reset() -> SyncReport {
         rootTable = nil
         translationEnabled = false
+        if notifierMode { for space in spaces.values { space.notified = ShadowMap() } }
         return refreshAll()
     }
 
@@ -106,12 +160,17 @@ public final class GuestIOMMU {
 
     private func refreshAll() -> SyncReport {
         var report = SyncReport()
+        guard !syncSuspended else { return report }
         for sid in spaces.keys.sorted() { fullSync(spaces[sid]!, report: &report) }
         return report
     }
 
     private func fullSync(_ space: AddressSpace, report: inout SyncReport, counted: Bool = true) {
         if counted { space.syncs += 1 }
+        if notifierMode {
+            space.syncNotified(start: 0, end: .max, memory: memory, report: &report)
+            return
+        }
         if activeWalker == nil {
             space.dropContext()
         } else {
@@ -138,9 +197,10 @@ public final class GuestIOMMU {
             throw BridgeError(.backend, "attaching \(sourceID): \(error)")
         }
         space.faults = FaultLog(recentCapacity: faultLogCapacity)
+        if notifierMode { space.notified = ShadowMap() }
         spaces[sourceID] = space
         var report = SyncReport()
-        fullSync(space, report: &report)
+        if !syncSuspended { fullSync(space, report: &report) }
         return report
     }
 
@@ -193,7 +253,7 @@ public final class GuestIOMMU {
             case let .failure(error):
                 logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])
                 execute(&pending, into: &result.report)
-                result.rejected = (index, error)
+                result.rejected = .init(index: index, reason: error.description)
                 return result
             case let .success(descriptor):
                 if case .wait = descriptor {
@@ -206,6 +266,45 @@ public final class GuestIOMMU {
         }
         execute(&pending, into: &result.report)
         return result
+    }
+
+    /// Applies notifier events (notifier mode). Events for devices that are
+    /// not attached are ignored: they belong to emulated devices. An event
+    /// that is refused stops the batch, as a refused descriptor does.
+    public func notify(_ events: [NotifierEvent]) -> BatchResult {
+        var result = BatchResult()
+        var ranges: [SourceID: [(UInt64, UInt64)]] = [:]
+        for (index, event) in events.enumerated() {
+            guard let space = spaces[event.sourceID] else { continue }
+            switch space.recordNotification(event) {
+            case let .success(range):
+                ranges[event.sourceID, default: []].append(range)
+            case let .failure(refusal):
+                result.rejected = .init(index: index, reason: "entry \(index) (\(event.sourceID)): \(refusal.reason)")
+            }
+            if result.rejected != nil { break }
+        }
+        guard !syncSuspended else { return result }
+        for sid in ranges.keys.sorted() {
+            guard let space = spaces[sid] else { continue }
+            space.syncs += 1
+            for (lo, hi) in Self.coalesce(ranges[sid]!) {
+                space.syncNotified(start: lo, end: hi, memory: memory, report: &result.report)
+            }
+        }
+        return result
+    }
+
+    static func coalesce(_ ranges: [(UInt64, UInt64)]) -> [(UInt64, UInt64)] {
+        var merged: [(UInt64, UInt64)] = []
+        for r in ranges.sorted(by: { $0.0 < $1.0 }) {
+            if let last = merged.last, r.0 <= last.1 {
+                merged[merged.count - 1].1 = max(last.1, r.1)
+            } else {
+                merged.append(r)
+            }
+        }
+        return merged
     }
 
     /// Executes already-decoded descriptors (same rules as `process`).
@@ -264,16 +363,7 @@ public final class GuestIOMMU {
                 space.syncAll(walker: activeWalker, report: &report)
             } else {
                 // Coalesce the batch's ranges so each part of the space is walked once.
-                let sorted = work.ranges.sorted { $0.0 < $1.0 }
-                var merged: [(UInt64, UInt64)] = []
-                for r in sorted {
-                    if let last = merged.last, r.0 <= last.1 {
-                        merged[merged.count - 1].1 = max(last.1, r.1)
-                    } else {
-                        merged.append(r)
-                    }
-                }
-                for (lo, hi) in merged { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
+                for (lo, hi) in Self.coalesce(work.ranges) { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
             }
         }
         pending.removeAll(keepingCapacity: true)

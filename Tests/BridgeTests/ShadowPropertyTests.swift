@@ -90,7 +90,7 @@ final class ShadowPropertyTests: SyncTestCase {
             // End the batch at random points, as a driver's waits fall.
             if Bool.random(using: &rng) || step == steps - 1 {
                 let r = bridge.process(batch + [GuestTableWriter<GuestRAM>.wait])
-                XCTAssertNil(r.rejected?.error)
+                XCTAssertNil(r.rejected?.reason)
                 XCTAssertEqual(r.report.failures, [], "seed \(seed) step \(step)")
                 batch.removeAll()
                 for d in devices {

@@ -36,7 +36,7 @@ class SyncTestCase: XCTestCase {
     @discardableResult
     func deliver(_ descriptors: [InvalidationDescriptor], file: StaticString = #filePath, line: UInt = #line) -> BatchResult {
         let result = bridge.process(descriptors + [GuestTableWriter<GuestRAM>.wait])
-        XCTAssertNil(result.rejected?.error, file: file, line: line)
+        XCTAssertNil(result.rejected?.reason, file: file, line: line)
         XCTAssertEqual(result.report.failures, [], file: file, line: line)
         XCTAssertEqual(result.waits, 1, file: file, line: line)
         return result
