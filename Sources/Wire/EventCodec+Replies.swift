@@ -1,0 +1,189 @@
+extension EventCodec {
+    /// Which body a reply carries (PROTOCOL.md §1.4): decided by the request
+    /// type and the status, never by the sender's choice, so that both ends
+    /// agree on the layout.
+    enum BodyKind: Equatable {
+        case none, hello, batch
+
+        init(requestType: UInt32, status: EventStatus) {
+            switch EventType(rawValue: requestType) {
+            case .hello where status == .ok: self = .hello
+            case .invalidate, .notify: self = .batch
+            default: self = .none
+            }
+        }
+    }
+
+    // MARK: - Encoding (daemon side)
+
+    /// The reply frame to a request of raw type `requestType` with `tag`
+    /// (PROTOCOL.md §1.2, §1.4, §1.6).
+    ///
+    /// The reply's type is `requestType | 0x8000_0000`, also for unknown types.
+    /// The body written follows §1.4 whatever `reply.body` holds: `HELLO` with
+    /// status 0 gets the hello body (defaults if none was given), `INVALIDATE`
+    /// and `NOTIFY` always get a batch result (`BatchResultBody.empty` if none
+    /// was given), every other reply gets none.
+    ///
+    /// Limits are enforced here so no caller can exceed them: the message is
+    /// cut to 4096 bytes and reasons to 1024 at a UTF-8 scalar boundary; at
+    /// most 64 failure records are sent and the message then says how many
+    /// there were; a batch with failures and status `OK` is sent as `PARTIAL`
+    /// (§1.6 "When failure_count > 0 the status is PARTIAL").
+    public static func encodeReply(requestType: UInt32, tag: UInt64, _ reply: EventReply) -> [UInt8] {
+        var status = reply.status
+        var message = reply.message
+        var note = ""
+        var batch = BatchResultBody.empty
+        let kind = BodyKind(requestType: requestType, status: status)
+        if kind == .batch {
+            if case .batch(let given) = reply.body { batch = given }
+            let total = batch.failures.count
+            if total > 0, status == .ok {
+                status = .partial
+                if message.isEmpty {
+                    message = "\(total) kernel operation\(total == 1 ? "" : "s") failed; see the failure records, and `status` on the control socket; a replay retries them"
+                }
+            }
+            if total > EventLimits.maxFailureRecords {
+                batch.failures.removeLast(total - EventLimits.maxFailureRecords)
+                note = " (\(total) operations failed; the first \(EventLimits.maxFailureRecords) are listed)"
+            }
+        }
+
+        var messageBytes = UTF8Text.truncatedBytes(message, limit: EventLimits.maxMessageBytes - note.utf8.count)
+        messageBytes.append(contentsOf: note.utf8)
+
+        var payload: [UInt8] = []
+        payload.reserveCapacity(8 + messageBytes.count + (kind == .batch ? BatchResultBody.fixedWireSize : 12))
+        payload.appendLittleEndian(status.rawValue)
+        payload.appendLittleEndian(UInt32(messageBytes.count))
+        payload.append(contentsOf: messageBytes)
+
+        switch kind {
+        case .none:
+            break
+        case .hello:
+            var body = (EventLimits.protocolVersion, UInt32(EventLimits.maxPayload), UInt32(0))
+            if case .hello(let version, let maxPayload, let devices) = reply.body { body = (version, maxPayload, devices) }
+            payload.appendLittleEndian(body.0)
+            payload.appendLittleEndian(body.1)
+            payload.appendLittleEndian(body.2)
+        case .batch:
+            payload.appendLittleEndian(batch.waits)
+            payload.appendLittleEndian(batch.rejectedIndex)
+            payload.appendLittleEndian(batch.maps)
+            payload.appendLittleEndian(batch.unmaps)
+            payload.appendLittleEndian(batch.faults)
+            payload.appendLittleEndian(UInt32(batch.failures.count))
+            for record in batch.failures {
+                let reason = UTF8Text.truncatedBytes(record.reason, limit: EventLimits.maxReasonBytes)
+                payload.appendLittleEndian(record.sourceID)
+                payload.append(record.operation)
+                payload.append(0)
+                payload.appendLittleEndian(record.errno)
+                payload.appendLittleEndian(record.iova)
+                payload.appendLittleEndian(record.size)
+                payload.appendLittleEndian(UInt32(reason.count))
+                payload.appendZeros(4)
+                payload.append(contentsOf: reason)
+            }
+        }
+        return frame(type: EventType.replyType(for: requestType), tag: tag, payload: payload)
+    }
+
+    /// The reply frame for `error`, which `decodeRequest` or `FrameDecoder`
+    /// produced for a request of raw type `requestType`.
+    public static func encodeReply(requestType: UInt32, tag: UInt64, error: WireError) -> [UInt8] {
+        encodeReply(requestType: requestType, tag: tag, error.reply)
+    }
+
+    // MARK: - Decoding (client side)
+
+    /// Decodes a reply payload to a request of raw type `requestType`, the
+    /// type as the request was sent (the reply's type is that with bit 31
+    /// set; a request type that had bit 31 set itself was unknown). Strict:
+    /// the status must be a known code, the message valid UTF-8 within 4096
+    /// bytes, the body exactly the one §1.4 prescribes, records within their
+    /// limits with reserved fields 0, and no byte may be left over.
+    public static func decodeReply(requestType: UInt32, payload: UnsafeRawBufferPointer) -> Result<EventReply, WireError> {
+        let r = LittleEndianReader(payload)
+        let what = "reply to \(EventType.describe(requestType))"
+        func refuse(_ why: String) -> Result<EventReply, WireError> {
+            .failure(.malformed("\(what): \(why) (PROTOCOL.md §1.4, §1.6)"))
+        }
+        guard r.count >= 8 else { return refuse("payload is \(r.count) bytes, shorter than its 8-byte status and message_length") }
+        let rawStatus = r.u32(0)
+        guard let status = EventStatus(rawValue: rawStatus) else { return refuse("status \(rawStatus) at offset 0 is not a code of §1.7") }
+        let messageLength = Int(r.u32(4))
+        guard messageLength <= EventLimits.maxMessageBytes else {
+            return refuse("message_length \(messageLength) at offset 4 is above the limit of \(EventLimits.maxMessageBytes)")
+        }
+        guard 8 + messageLength <= r.count else {
+            return refuse("message_length \(messageLength) runs past the end of the \(r.count)-byte payload")
+        }
+        guard let message = UTF8Text.decode(r.slice(8, messageLength)) else {
+            return refuse("message at offset 8 is not valid UTF-8")
+        }
+        var at = 8 + messageLength
+        let body: ReplyBody
+        switch BodyKind(requestType: requestType, status: status) {
+        case .none:
+            body = .none
+        case .hello:
+            guard r.count - at == 12 else { return refuse("HELLO body at offset \(at) is \(r.count - at) bytes; it must be exactly 12") }
+            body = .hello(version: r.u32(at), maxPayload: r.u32(at + 4), devices: r.u32(at + 8))
+            at += 12
+        case .batch:
+            guard r.count - at >= BatchResultBody.fixedWireSize else {
+                return refuse("batch result at offset \(at) is \(r.count - at) bytes, shorter than its 24-byte fixed part")
+            }
+            var result = BatchResultBody(waits: r.u32(at), rejectedIndex: r.i32(at + 4), maps: r.u32(at + 8),
+                                         unmaps: r.u32(at + 12), faults: r.u32(at + 16))
+            guard result.rejectedIndex >= -1 else { return refuse("rejected_index \(result.rejectedIndex) at offset \(at + 4) is below -1") }
+            let failureCount = Int(r.u32(at + 20))
+            guard failureCount <= EventLimits.maxFailureRecords else {
+                return refuse("failure_count \(failureCount) at offset \(at + 20) is above the limit of \(EventLimits.maxFailureRecords)")
+            }
+            guard failureCount == 0 || status != .ok else {
+                return refuse("failure_count is \(failureCount) but status is OK; failures make the status PARTIAL")
+            }
+            at += BatchResultBody.fixedWireSize
+            result.failures.reserveCapacity(failureCount)
+            for i in 0 ..< failureCount {
+                let start = at
+                guard r.count - at >= FailureRecord.fixedWireSize else {
+                    return refuse("failure record \(i) at offset \(start) is cut short: \(r.count - at) bytes left, 32 needed")
+                }
+                let operation = r.u8(at + 2)
+                guard FailureRecord.Operation(rawValue: operation) != nil else {
+                    return refuse("failure record \(i) at offset \(start) has operation \(operation); it must be 1 (map), 2 (unmap) or 3 (unmap-all)")
+                }
+                guard r.u8(at + 3) == 0, r.u32(at + 28) == 0 else {
+                    return refuse("failure record \(i) at offset \(start) has a reserved field (offset 3 or 28) not 0")
+                }
+                let reasonLength = Int(r.u32(at + 24))
+                guard reasonLength <= EventLimits.maxReasonBytes else {
+                    return refuse("failure record \(i) at offset \(start) has reason_length \(reasonLength), above the limit of \(EventLimits.maxReasonBytes)")
+                }
+                guard r.count - at - FailureRecord.fixedWireSize >= reasonLength else {
+                    return refuse("failure record \(i) at offset \(start): reason_length \(reasonLength) runs past the end of the payload")
+                }
+                guard let reason = UTF8Text.decode(r.slice(at + FailureRecord.fixedWireSize, reasonLength)) else {
+                    return refuse("failure record \(i) at offset \(start): reason is not valid UTF-8")
+                }
+                result.failures.append(FailureRecord(sourceID: r.u16(at), operation: operation, errno: r.i32(at + 4),
+                                                     iova: r.u64(at + 8), size: r.u64(at + 16), reason: reason))
+                at += FailureRecord.fixedWireSize + reasonLength
+            }
+            body = .batch(result)
+        }
+        guard at == r.count else { return refuse("\(r.count - at) unexpected bytes after offset \(at)") }
+        return .success(EventReply(status: status, message: message, body: body))
+    }
+
+    /// `decodeReply` over an array.
+    public static func decodeReply(requestType: UInt32, payload: [UInt8]) -> Result<EventReply, WireError> {
+        payload.withUnsafeBytes { decodeReply(requestType: requestType, payload: $0) }
+    }
+}
