@@ -63,7 +63,13 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
 
     /// Maps every region. Regions must be 4 KiB-aligned, non-empty and must
     /// not overlap; a file must be long enough for its region.
-    public init(_ specs: [GuestRAMRegionSpec], writable: Bool = true) throws(GuestRAMError) {
+    ///
+    /// A region whose backing is the same file at the same offset as a region
+    /// of `previous` (same GPA, size and access) reuses that mapping instead
+    /// of mapping the file again. A reconnecting VMM re-sends the memfd it
+    /// sent before; with the same host addresses, every mapping the daemon
+    /// holds stays valid and nothing is remapped.
+    public init(_ specs: [GuestRAMRegionSpec], writable: Bool = true, reusing previous: GuestRAM? = nil) throws(GuestRAMError) {
         let sorted = specs.sorted { $0.gpa < $1.gpa }
         for (i, spec) in sorted.enumerated() {
             let where_ = "region \(i) (gpa 0x\(String(spec.gpa, radix: 16)), size 0x\(String(spec.size, radix: 16)))"
@@ -78,25 +84,22 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
             }
         }
         var mapped: [Region] = []
-        do {
-            for spec in sorted {
-                mapped.append(try Self.mapRegion(spec, writable: writable))
-            }
-        } catch {
-            for r in mapped { munmap(UnsafeMutableRawPointer(bitPattern: UInt(r.hostAddress)), Int(r.size)) }
-            throw error
+        var owners: [RegionMapping] = []
+        for spec in sorted {
+            // On failure the mappings made so far are released with `owners`.
+            let mapping = try Self.mapRegion(spec, writable: writable, previous: previous)
+            owners.append(mapping)
+            mapped.append(Region(gpa: spec.gpa, size: spec.size, hostAddress: UInt64(UInt(bitPattern: mapping.base))))
         }
         regions = mapped
+        mappings = owners
         self.writable = writable
     }
 
-    deinit {
-        for r in regions {
-            munmap(UnsafeMutableRawPointer(bitPattern: UInt(r.hostAddress)), Int(r.size))
-        }
-    }
+    /// The mmaps behind `regions`, shared with a later table that reuses them.
+    private let mappings: [RegionMapping]
 
-    private static func mapRegion(_ spec: GuestRAMRegionSpec, writable: Bool) throws(GuestRAMError) -> Region {
+    private static func mapRegion(_ spec: GuestRAMRegionSpec, writable: Bool, previous: GuestRAM?) throws(GuestRAMError) -> RegionMapping {
         let gpaText = "guest RAM region at gpa 0x\(String(spec.gpa, radix: 16))"
         var fd: Int32
         var offset: UInt64 = 0
@@ -130,12 +133,17 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
         if (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) < offset + spec.size {
             throw GuestRAMError("\(gpaText): backing file is \(st.st_size) bytes, but offset 0x\(String(offset, radix: 16)) + size 0x\(String(spec.size, radix: 16)) is needed")
         }
+        let identity = RegionMapping.Identity(gpa: spec.gpa, size: spec.size, device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
+                                              offset: offset, writable: writable)
+        if let reused = previous?.mappings.first(where: { $0.identity == identity }) {
+            return reused
+        }
         let prot = writable ? PROT_READ | PROT_WRITE : PROT_READ
         let p = mmap(nil, Int(spec.size), prot, MAP_SHARED, fd, off_t(offset))
         guard let p, p != MAP_FAILED else {
             throw GuestRAMError("\(gpaText): mmap of \(spec.size) bytes", errno: errno)
         }
-        return Region(gpa: spec.gpa, size: spec.size, hostAddress: UInt64(UInt(bitPattern: p)))
+        return RegionMapping(base: p, identity: identity)
     }
 
     /// An unlinked POSIX shared-memory object: a memfd in all but name, made
@@ -200,4 +208,27 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
     }
 
     public var totalSize: UInt64 { regions.reduce(0) { $0 + $1.size } }
+}
+
+/// One mmap of guest RAM, unmapped when the last table using it goes.
+final class RegionMapping: @unchecked Sendable {
+    // @unchecked: immutable after init; the bytes are the guest's.
+    struct Identity: Equatable {
+        var gpa: UInt64
+        var size: UInt64
+        var device: UInt64
+        var inode: UInt64
+        var offset: UInt64
+        var writable: Bool
+    }
+
+    let base: UnsafeMutableRawPointer
+    let identity: Identity
+
+    init(base: UnsafeMutableRawPointer, identity: Identity) {
+        self.base = base
+        self.identity = identity
+    }
+
+    deinit { munmap(base, Int(identity.size)) }
 }

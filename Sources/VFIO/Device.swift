@@ -145,6 +145,21 @@ public final class Device: Sendable {
     }
 
     /// Closes the device descriptor.
+    /// A duplicate of the device descriptor (F_DUPFD_CLOEXEC), owned by the
+    /// caller: the daemon hands it to the VMM over SCM_RIGHTS, so the VMM can
+    /// drive regions and interrupts while DMA mapping stays with the daemon.
+    public func duplicateDescriptor() throws(VFIOError) -> Int32 {
+        let subject = self.subject
+        return try fd.withDescriptor("fcntl(F_DUPFD_CLOEXEC)") { (raw) throws(VFIOError) -> Int32 in
+            let copy = fcntl(raw, F_DUPFD_CLOEXEC, 0)
+            if copy < 0 {
+                throw VFIOError(operation: "fcntl(F_DUPFD_CLOEXEC)", subject: subject, errno: errno,
+                                hint: "the process may be out of file descriptors (LimitNOFILE)")
+            }
+            return copy
+        }
+    }
+
     public func close() throws(VFIOError) {
         try fd.close()
     }

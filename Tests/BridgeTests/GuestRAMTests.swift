@@ -51,4 +51,27 @@ final class GuestRAMTests: XCTestCase {
         XCTAssertEqual(pwrite(fd, [0x42], 1, 4100), 1)
         XCTAssertEqual(ram.read(gpa: 4100, count: 1), [0x42])
     }
+
+    func testReSendingTheSameFileReusesItsMappingSoHostAddressesStay() throws {
+        let name = "/vtd-ram-reuse-\(getpid())"
+        let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        shm_unlink(name)
+        defer { close(fd) }
+        XCTAssertEqual(ftruncate(fd, 1 << 20), 0)
+        let spec = GuestRAMRegionSpec(gpa: 0, size: 1 << 20, backing: .fileDescriptor(fd, offset: 0))
+        let first = try GuestRAM([spec])
+        let again = try GuestRAM([spec], reusing: first)
+        XCTAssertEqual(again.regions[0].hostAddress, first.regions[0].hostAddress)
+        let fresh = try GuestRAM([spec])
+        XCTAssertNotEqual(fresh.regions[0].hostAddress, first.regions[0].hostAddress)
+        // Another GPA for the same bytes is another region: mapped anew.
+        let moved = try GuestRAM([GuestRAMRegionSpec(gpa: 1 << 30, size: 1 << 20, backing: .fileDescriptor(fd, offset: 0))], reusing: first)
+        XCTAssertNotEqual(moved.regions[0].hostAddress, first.regions[0].hostAddress)
+        // The reused mapping outlives the table that made it.
+        let host = again.regions[0].hostAddress
+        _ = consume first
+        XCTAssertTrue(again.write(gpa: 0x100, bytes: [7]))
+        XCTAssertEqual(again.read(gpa: 0x100, count: 1), [7])
+        XCTAssertEqual(again.regions[0].hostAddress, host)
+    }
 }
