@@ -1,0 +1,157 @@
+// CSocket: the socket and descriptor calls that Swift cannot express, or
+// cannot express without reading the global errno after the fact.
+//
+// Why this exists:
+// - SCM_RIGHTS needs the CMSG_* macros (CMSG_SPACE, CMSG_FIRSTHDR, ...),
+//   which are function-like macros the Clang importer drops.
+// - struct sockaddr_un must be filled byte by byte for abstract names
+//   (a leading NUL and no terminator), and its length checked against
+//   sun_path, which is awkward and easy to get wrong through pointer casts.
+// - fcntl(2) is variadic.
+// - Every function returns the result (>= 0) or -errno, never -1 plus a
+//   global errno, so Swift never has to read errno after the fact. None of
+//   them retries EINTR: that policy lives in exactly one Swift helper
+//   (retryingEINTR in UnixIO).
+//
+// Exported names carry a `csocket_` prefix so they cannot collide with the
+// plain macros and functions Swift imports from Glibc (MFD_CLOEXEC, ...).
+#ifndef CSOCKET_H
+#define CSOCKET_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: constants
+
+/// Most descriptors one csocket_recvmsg_fds call accepts (the protocol's
+/// per-frame limit). The kernel's own limit per message is SCM_MAX_FD, 253.
+#define CSOCKET_MAX_FDS 64
+
+extern const unsigned csocket_MFD_CLOEXEC;
+extern const unsigned csocket_MFD_ALLOW_SEALING;
+
+// MARK: addresses (address.c)
+
+/// Fills `address` for `name` and stores the length to pass to bind/connect.
+///
+/// A name starting with '@' is an abstract socket: the '@' becomes the
+/// leading NUL and the length covers exactly the remaining bytes (no
+/// terminator), as systemd and ss(8) spell them. Any other name is a path
+/// and must fit in sun_path including its terminating NUL.
+///
+/// Returns 0, -EINVAL for an empty name (or a lone '@'), or -ENAMETOOLONG.
+int csocket_unix_address(const char *name, struct sockaddr_un *address, socklen_t *length);
+
+/// bind(2) to the Unix address `name` (see csocket_unix_address).
+int csocket_bind_unix(int fd, const char *name);
+
+/// connect(2) to the Unix address `name` (see csocket_unix_address).
+int csocket_connect_unix(int fd, const char *name);
+
+/// sendto(2) one datagram to the Unix address `name`, with MSG_NOSIGNAL.
+/// Returns the bytes sent or -errno.
+ssize_t csocket_sendto_unix(int fd, const void *buffer, size_t length, const char *name);
+
+// MARK: descriptor passing (fdpassing.c)
+
+/// sendmsg(2) with `nfds` descriptors as SCM_RIGHTS (nfds may be 0, then no
+/// control message is attached) and MSG_NOSIGNAL, so a closed peer yields
+/// -EPIPE instead of killing the process with SIGPIPE.
+///
+/// Returns the bytes sent (possibly fewer than `length`) or -errno; -EINVAL
+/// if nfds is negative or above 253 (SCM_MAX_FD). The kernel duplicates the
+/// descriptors into the message: the caller still owns and closes its own.
+ssize_t csocket_sendmsg_fds(int fd, const void *buffer, size_t length, const int *fds, int nfds);
+
+/// csocket_sendmsg_fds with the bytes gathered from `count` buffers (at most
+/// IOV_MAX), so many small queued messages leave in one call and one socket
+/// buffer entry instead of one each. The descriptors go with the first byte.
+ssize_t csocket_sendmsg_iov_fds(int fd, const struct iovec *buffers, int count, const int *fds, int nfds);
+
+/// recvmsg(2) with room for up to `max_fds` descriptors (clamped to
+/// CSOCKET_MAX_FDS), received with MSG_CMSG_CLOEXEC.
+///
+/// Returns the bytes received (0 = end of stream) and stores the received
+/// descriptors in `fds_out` and their count in `nfds_out`; the caller owns them.
+///
+/// Returns -EMSGSIZE when the kernel reports MSG_CTRUNC: the peer sent more
+/// descriptors than fit, or this process could not install them (out of
+/// descriptors). The kernel has then already discarded some descriptors, so
+/// the ones that did arrive are closed here and *nfds_out is 0. The bytes
+/// of that recvmsg were consumed and are lost too: the caller cannot
+/// resynchronise the stream and must close the connection.
+ssize_t csocket_recvmsg_fds(int fd, void *buffer, size_t length, int *fds_out, int max_fds, int *nfds_out);
+
+/// recv(2) with MSG_PEEK and no control buffer: copies up to `length`
+/// queued bytes without consuming them. Descriptors queued with those bytes
+/// are neither consumed nor installed (the kernel drops its peek duplicates
+/// when there is no control buffer), so peeking cannot leak descriptors.
+ssize_t csocket_recv_peek(int fd, void *buffer, size_t length);
+
+// MARK: credentials (credentials.c)
+
+/// SO_PEERCRED: the pid, uid and gid of the peer as they were when it called
+/// connect(2) (for a client) or listen(2) (for a server). Returns 0 or -errno.
+int csocket_peer_credentials(int fd, int *pid, unsigned *uid, unsigned *gid);
+
+// MARK: memfd (memfd.c)
+
+/// memfd_create(2). Returns the descriptor or -errno.
+int csocket_memfd_create(const char *name, unsigned flags);
+
+// MARK: signalfd (signalfd.c)
+
+/// Blocks `signals` in the calling thread (pthread_sigmask) and returns a
+/// signalfd for them, with SFD_CLOEXEC | SFD_NONBLOCK, or -errno (-EINVAL for
+/// an invalid signal number; nothing is blocked then).
+///
+/// Only the calling thread's mask changes. Threads created afterwards
+/// inherit it; threads that already exist do not, and a process-directed
+/// signal may be delivered to one of them instead (with its default action).
+int csocket_signalfd_create(const int *signals, int count);
+
+/// Reads one pending signal from a signalfd into *signo. Returns 0, -EAGAIN
+/// when none is pending (the descriptor is non-blocking), or -errno.
+int csocket_signalfd_read(int fd, int *signo);
+
+// MARK: plain system calls as result-or--errno (syscalls.c)
+
+/// socket(2); `type` may include SOCK_NONBLOCK and SOCK_CLOEXEC.
+int csocket_socket(int domain, int type);
+/// socketpair(2) of AF_UNIX sockets.
+int csocket_socketpair(int type, int fds[2]);
+/// accept4(2) without the peer address (Unix peers are anonymous anyway).
+int csocket_accept(int fd, int flags);
+int csocket_listen(int fd, int backlog);
+int csocket_shutdown(int fd, int how);
+/// close(2). Never retry it on -EINTR: Linux has released the descriptor.
+int csocket_close(int fd);
+/// Sets or clears O_NONBLOCK (fcntl F_GETFL / F_SETFL).
+int csocket_set_nonblocking(int fd, int on);
+/// Returns 1 if FD_CLOEXEC is set, 0 if not, or -errno.
+int csocket_is_cloexec(int fd);
+int csocket_lstat(const char *path, struct stat *out);
+int csocket_fstat(int fd, struct stat *out);
+int csocket_unlink(const char *path);
+int csocket_chmod(const char *path, mode_t mode);
+/// lchown(2) that changes only the group (the owner stays as it is).
+int csocket_chgrp(const char *path, gid_t group);
+int csocket_ftruncate(int fd, uint64_t size);
+/// poll(2). Returns the number of ready entries or -errno.
+int csocket_poll(struct pollfd *fds, unsigned long count, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

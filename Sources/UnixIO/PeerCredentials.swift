@@ -1,0 +1,30 @@
+import CSocket
+import Glibc
+
+/// Who is on the other end of a Unix socket, as the kernel recorded it
+/// (SO_PEERCRED): for a client, at its connect(2); for a server, at its
+/// listen(2). A peer cannot forge these, which is why access checks use them.
+public struct PeerCredentials: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var pid: pid_t
+    public var uid: uid_t
+    public var gid: gid_t
+
+    public init(pid: pid_t, uid: uid_t, gid: gid_t) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// Reads SO_PEERCRED from a connected Unix socket.
+    public init(socket fd: Int32, detail: @autoclosure () -> String? = nil) throws(SystemError) {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+        try syscall("getsockopt(SO_PEERCRED)", detail()) { csocket_peer_credentials(fd, &pid, &uid, &gid) }
+        self.init(pid: pid, uid: uid, gid: gid)
+    }
+
+    public var description: String {
+        "pid \(pid) uid \(uid) gid \(gid)"
+    }
+}

@@ -1,0 +1,102 @@
+import CSocket
+import Glibc
+
+/// poll(2) over a set of descriptors, for a single-threaded event loop.
+///
+/// Level-triggered: a descriptor stays reported for as long as it is ready.
+/// The `pollfd` array is kept between calls and edited in place, so a wait
+/// allocates only its result. Not thread-safe: one loop owns it.
+public final class Poller {
+    /// One ready descriptor. `error` covers POLLERR and POLLNVAL (a
+    /// descriptor closed while registered: a bug in the owner).
+    public typealias Event = (fd: Int32, readable: Bool, writable: Bool, hangup: Bool, error: Bool)
+
+    private var entries: [pollfd] = []
+    /// Descriptor → its index in `entries`.
+    private var positions: [Int32: Int] = [:]
+
+    public init() {}
+
+    /// How many descriptors are registered.
+    public var count: Int { entries.count }
+
+    /// Starts watching `fd`, or changes what it is watched for. Hang-ups
+    /// and errors are reported even when neither direction is asked for.
+    public func register(_ fd: Int32, readable: Bool, writable: Bool) {
+        precondition(fd >= 0, "Poller cannot watch \(fd)")
+        let events = (readable ? Int16(POLLIN) : 0) | (writable ? Int16(POLLOUT) : 0)
+        if let position = positions[fd] {
+            entries[position].events = events
+        } else {
+            positions[fd] = entries.count
+            entries.append(pollfd(fd: fd, events: events, revents: 0))
+        }
+    }
+
+    /// Stops watching `fd` (no effect if it was not registered). Do this
+    /// before closing it: poll reports a closed number as POLLNVAL, and a
+    /// reused one as someone else's readiness.
+    public func unregister(_ fd: Int32) {
+        guard let position = positions.removeValue(forKey: fd) else { return }
+        let last = entries.count - 1
+        if position != last {
+            entries[position] = entries[last]
+            positions[entries[position].fd] = position
+        }
+        entries.removeLast()
+    }
+
+    /// Stops watching everything, keeping the storage: a loop that rebuilds
+    /// its set each round allocates nothing for it.
+    public func removeAll() {
+        entries.removeAll(keepingCapacity: true)
+        positions.removeAll(keepingCapacity: true)
+    }
+
+    /// Whether `fd` is registered, and for what.
+    public func registration(of fd: Int32) -> (readable: Bool, writable: Bool)? {
+        guard let position = positions[fd] else { return nil }
+        let events = Int32(entries[position].events)
+        return (events & POLLIN != 0, events & POLLOUT != 0)
+    }
+
+    /// Waits until a registered descriptor is ready or the timeout passes
+    /// (negative: wait forever; 0: just look). Returns the ready ones, empty
+    /// on timeout. An interrupted wait resumes with the time that is left.
+    public func wait(timeoutMilliseconds: Int32) throws(SystemError) -> [Event] {
+        let clock = ContinuousClock()
+        let deadline = timeoutMilliseconds > 0 ? clock.now.advanced(by: .milliseconds(timeoutMilliseconds)) : nil
+        let ready = entries.withUnsafeMutableBufferPointer { buffer in
+            retryingEINTR { () -> Int32 in
+                var timeout = timeoutMilliseconds
+                if let deadline {
+                    timeout = Self.milliseconds(until: deadline, clock: clock)
+                }
+                return csocket_poll(buffer.baseAddress, UInt(buffer.count), timeout)
+            }
+        }
+        let found = try check(ready, "poll", "\(entries.count) descriptors")
+        guard found > 0 else { return [] }
+        var events: [Event] = []
+        events.reserveCapacity(Int(found))
+        for entry in entries where entry.revents != 0 {
+            let revents = Int32(entry.revents)
+            events.append((fd: entry.fd,
+                           readable: revents & POLLIN != 0,
+                           writable: revents & POLLOUT != 0,
+                           hangup: revents & POLLHUP != 0,
+                           error: revents & (POLLERR | POLLNVAL) != 0))
+        }
+        return events
+    }
+
+    /// Whole milliseconds left until `deadline`, rounded up so a wait never
+    /// ends early; 0 once it has passed.
+    private static func milliseconds(until deadline: ContinuousClock.Instant, clock: ContinuousClock) -> Int32 {
+        let left = clock.now.duration(to: deadline)
+        if left <= .zero { return 0 }
+        let (seconds, attoseconds) = left.components
+        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return Int32(clamping: milliseconds)
+    }
+}

@@ -1,0 +1,158 @@
+import CSocket
+import Glibc
+
+/// Blocking conveniences for simple clients (the CLI, the simulator, tests).
+///
+/// They work on blocking and non-blocking connections alike: on EAGAIN they
+/// wait in poll(2) for the socket to become ready, with no timeout. A daemon
+/// serving many clients uses `send`/`receive` with a `Poller` instead.
+extension UnixConnection {
+    /// Sends every byte, waiting for room as needed. `fds` go with the first
+    /// chunk only; the caller keeps ownership of them (the kernel sends
+    /// duplicates).
+    public func sendAll(_ bytes: [UInt8], fds: [Int32] = []) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count || (offset == 0 && !fds.isEmpty) {
+            let attached = offset == 0 ? fds : []
+            let result = try bytes.withUnsafeBytes { raw in
+                Result { () throws(SystemError) -> SendResult in
+                    try send(UnsafeRawBufferPointer(rebasing: raw[offset...]), fds: attached)
+                }
+            }.get()
+            switch result {
+            case .sent(let count): offset += count
+            case .wouldBlock: try waitUntilReady(events: Int16(POLLOUT))
+            }
+        }
+    }
+
+    /// Reads exactly `count` bytes, with every descriptor that came with them
+    /// (the caller owns those).
+    ///
+    /// Returns nil if the stream ended before the first byte (a clean end).
+    /// Throws, with errno 0, if it ended after some but not all of them;
+    /// descriptors received up to then are closed.
+    public func receiveExactly(count: Int) throws(SystemError) -> (bytes: [UInt8], fds: [Int32])? {
+        precondition(count > 0, "receiveExactly needs a positive count")
+        var bytes = [UInt8](repeating: 0, count: count)
+        var fds: [Int32] = []
+        var filled = 0
+        while filled < count {
+            let result: ReceiveResult
+            do {
+                result = try bytes.withUnsafeMutableBytes { raw in
+                    Result { () throws(SystemError) -> ReceiveResult in
+                        try receive(into: UnsafeMutableRawBufferPointer(rebasing: raw[filled...]))
+                    }
+                }.get()
+            } catch {
+                closeAll(fds)
+                throw error
+            }
+            switch result {
+            case .data(let received, let more):
+                filled += received
+                fds += more
+            case .wouldBlock:
+                do {
+                    try waitUntilReady(events: Int16(POLLIN))
+                } catch {
+                    closeAll(fds)
+                    throw error
+                }
+            case .closed:
+                if filled == 0 { return nil }
+                closeAll(fds)
+                throw SystemError(call: "recvmsg", errno: 0,
+                                  detail: "\(name): connection closed after \(filled) of \(count) bytes")
+            }
+        }
+        return (bytes, fds)
+    }
+
+    /// Reads one line terminated by "\n" and returns it without the "\n",
+    /// with every descriptor that came with its bytes (the caller owns those).
+    ///
+    /// Never reads past the newline: it peeks (MSG_PEEK) to find it and then
+    /// consumes exactly up to it, so the next line stays in the socket for
+    /// the next call and no buffer has to live in the connection.
+    ///
+    /// Returns nil if the stream ended before the first byte. Throws, with
+    /// errno 0, if it ended inside a line; throws EMSGSIZE if no newline came
+    /// within `max` bytes (what was read is consumed: close the connection).
+    public func receiveLine(max: Int = 65_536) throws(SystemError) -> (bytes: [UInt8], fds: [Int32])? {
+        precondition(max >= 0, "receiveLine needs a non-negative max")
+        var line: [UInt8] = []
+        var fds: [Int32] = []
+        let scratchSize = 4096
+        var scratch = [UInt8](repeating: 0, count: scratchSize)
+        do throws(SystemError) {
+            while true {
+                // Room left for the line and its newline.
+                let room = max + 1 - line.count
+                if room <= 0 {
+                    throw SystemError(call: "recvmsg", errno: EMSGSIZE,
+                                      detail: "\(name): no newline within \(max) bytes")
+                }
+                let peekLength = Swift.min(room, scratchSize)
+                let peeked = scratch.withUnsafeMutableBytes { raw in
+                    retryingEINTR { csocket_recv_peek(fd, raw.baseAddress, peekLength) }
+                }
+                if peeked == -Int(EAGAIN) {
+                    try waitUntilReady(events: Int16(POLLIN))
+                    continue
+                }
+                let available = try check(peeked, "recv(MSG_PEEK)", name)
+                if available == 0 {
+                    if line.isEmpty { return nil }
+                    throw SystemError(call: "recvmsg", errno: 0,
+                                      detail: "\(name): connection closed inside a line after \(line.count) bytes")
+                }
+                let newline = scratch[..<available].firstIndex(of: UInt8(ascii: "\n"))
+                let take = newline.map { $0 + 1 } ?? available
+                try consume(take, into: &scratch, fds: &fds)
+                line += scratch[..<(newline ?? take)]
+                if newline != nil { return (line, fds) }
+            }
+        } catch {
+            closeAll(fds)
+            throw error
+        }
+    }
+
+    /// Reads exactly `count` bytes that a peek has shown are queued.
+    private func consume(_ count: Int, into scratch: inout [UInt8], fds: inout [Int32]) throws(SystemError) {
+        var filled = 0
+        while filled < count {
+            let result = try scratch.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) -> ReceiveResult in
+                    try receive(into: UnsafeMutableRawBufferPointer(rebasing: raw[filled..<count]))
+                }
+            }.get()
+            switch result {
+            case .data(let received, let more):
+                filled += received
+                fds += more
+            case .wouldBlock:
+                // Only if another reader took the bytes we peeked.
+                try waitUntilReady(events: Int16(POLLIN))
+            case .closed:
+                throw SystemError(call: "recvmsg", errno: 0,
+                                  detail: "\(name): connection closed inside a line")
+            }
+        }
+    }
+
+    /// Waits in poll(2), without a timeout, until the socket is ready for
+    /// `events` or has hung up or failed (the next call then reports why).
+    private func waitUntilReady(events: Int16) throws(SystemError) {
+        var entry = pollfd(fd: fd, events: events, revents: 0)
+        try syscall("poll", name) { csocket_poll(&entry, 1, -1) }
+    }
+}
+
+/// Closes descriptors the caller will never see, because the call that
+/// received them failed.
+func closeAll(_ fds: [Int32]) {
+    for fd in fds { _ = csocket_close(fd) }
+}

@@ -1,0 +1,177 @@
+import CSocket
+import Glibc
+import UnixIO
+import XCTest
+
+final class OutboundQueueTests: SocketTestCase {
+    /// A large payload against a full socket buffer: partial sends, then
+    /// EAGAIN, then the rest as the reader drains; each chunk's descriptor
+    /// arrives with that chunk's first byte and the queue's copy is closed
+    /// once the kernel has it.
+    func testQueueDrainsAcrossWouldBlockWithDescriptorsOnTheirChunks() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        try writer.setNonBlocking(true)
+        try reader.setNonBlocking(true)
+
+        let first = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let second = bytes("second chunk")
+        let memfd = try makeMemFD(name: "queued", size: 4096)
+        defer { close(memfd) }
+        let (pipeRead, pipeWrite) = makePipe()
+        defer { close(pipeRead) }
+        let queuedMemfd = dup(memfd)
+        let queuedPipe = pipeWrite
+
+        var queue = OutboundQueue()
+        queue.enqueue(first, fds: [queuedMemfd])
+        queue.enqueue(second, fds: [queuedPipe])
+        XCTAssertEqual(queue.byteCount, first.count + second.count)
+        XCTAssertEqual(queue.fdCount, 2)
+
+        XCTAssertFalse(try queue.flush(to: writer), "4 MiB cannot fit in a socket buffer")
+        XCTAssertGreaterThan(queue.byteCount, second.count)
+        XCTAssertLessThan(queue.byteCount, first.count + second.count, "part of the first chunk went")
+        XCTAssertEqual(queue.fdCount, 1, "the first chunk's descriptor went with its first byte")
+        XCTAssertFalse(isOpen(queuedMemfd), "the queue closed its copy once the kernel had it")
+        XCTAssertTrue(isOpen(queuedPipe))
+        XCTAssertFalse(try queue.flush(to: writer), "still full: nothing more fits yet")
+
+        var received: [UInt8] = []
+        var arrivals: [(offset: Int, count: Int, fds: [Int32])] = []
+        var buffer = [UInt8](repeating: 0, count: 256 << 10)
+        var flushed = false
+        while !flushed || received.count < first.count + second.count {
+            if !flushed { flushed = try queue.flush(to: writer) }
+            while true {
+                let result = try buffer.withUnsafeMutableBytes { try reader.receive(into: $0) }
+                guard case .data(let count, let fds) = result else {
+                    XCTAssertEqual(result, .wouldBlock)
+                    break
+                }
+                arrivals.append((received.count, count, fds))
+                received += buffer[..<count]
+            }
+        }
+        XCTAssertEqual(received, first + second)
+        XCTAssertEqual(queue.byteCount, 0)
+        XCTAssertTrue(queue.isEmpty)
+
+        let withFDs = arrivals.filter { !$0.fds.isEmpty }
+        defer {
+            withFDs.flatMap(\.fds).forEach { close($0) }
+            // Once the received write end is closed too, no writer is left:
+            // the queue closed its own (its number may since have been
+            // reused by a received descriptor, so this is checked by effect).
+            var entry = pollfd(fd: pipeRead, events: Int16(POLLIN), revents: 0)
+            XCTAssertEqual(poll(&entry, 1, 0), 1)
+            XCTAssertNotEqual(Int32(entry.revents) & POLLHUP, 0, "a write end is still open somewhere")
+        }
+        XCTAssertEqual(withFDs.count, 2)
+        XCTAssertEqual(withFDs.first?.offset, 0)
+        XCTAssertEqual(withFDs.first?.fds.count, 1)
+        let secondStart = first.count
+        let carrier = try XCTUnwrap(withFDs.last)
+        XCTAssertTrue(carrier.offset <= secondStart && secondStart < carrier.offset + carrier.count,
+                      "the second descriptor came with the read holding the second chunk's first byte")
+        XCTAssertEqual(descriptorStatus(withFDs[0].fds[0])?.st_ino, descriptorStatus(memfd)?.st_ino)
+        XCTAssertEqual(descriptorStatus(carrier.fds[0])?.st_ino, descriptorStatus(pipeRead)?.st_ino)
+    }
+
+    func testSendReportsPartialThenWouldBlock() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        defer { withExtendedLifetime(reader) {} }
+        try writer.setNonBlocking(true)
+        let chunk = [UInt8](repeating: 7, count: 1 << 20)
+        var results: [UnixConnection.SendResult] = []
+        for _ in 0..<64 {
+            let result = try chunk.withUnsafeBytes { try writer.send($0) }
+            results.append(result)
+            if result == .wouldBlock { break }
+        }
+        XCTAssertEqual(results.last, .wouldBlock)
+        XCTAssertTrue(results.contains { if case .sent(let n) = $0 { return n > 0 && n < chunk.count } else { return false } },
+                      "a non-blocking send into a nearly full buffer sends part: \(results)")
+    }
+
+    func testUnsentDescriptorsAreClosedWhenTheQueueGoes() {
+        let (readEnd, writeEnd) = makePipe()
+        defer { close(readEnd) }
+        do {
+            var queue = OutboundQueue()
+            queue.enqueue(bytes("never sent"), fds: [writeEnd])
+            XCTAssertTrue(isOpen(writeEnd))
+            XCTAssertEqual(queue.fdCount, 1)
+        }
+        XCTAssertFalse(isOpen(writeEnd))
+    }
+
+    func testRemoveAllClosesDescriptors() {
+        let (readEnd, writeEnd) = makePipe()
+        defer { close(readEnd) }
+        var queue = OutboundQueue()
+        queue.enqueue(bytes("dropped"), fds: [writeEnd])
+        queue.removeAll()
+        XCTAssertTrue(queue.isEmpty)
+        XCTAssertEqual(queue.byteCount, 0)
+        XCTAssertFalse(isOpen(writeEnd))
+    }
+
+    /// A chunk with descriptors is not gathered behind others: it starts its
+    /// own sendmsg, so its descriptors arrive with its own first byte.
+    func testGatheringStopsAtAChunkWithDescriptors() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        try writer.setNonBlocking(true)
+        let (readEnd, writeEnd) = makePipe()
+        defer { close(readEnd) }
+        var queue = OutboundQueue()
+        queue.enqueue(bytes("aaaa"))
+        queue.enqueue(bytes("bbbb"))
+        queue.enqueue(bytes("cccc"), fds: [writeEnd])
+        queue.enqueue(bytes("dddd"))
+        XCTAssertTrue(try queue.flush(to: writer))
+        XCTAssertFalse(isOpen(writeEnd))
+
+        // Reading exactly the first 8 bytes: had the descriptor been
+        // attached to the gathered call, it would come with these.
+        var buffer = [UInt8](repeating: 0, count: 8)
+        let first = try buffer.withUnsafeMutableBytes { try reader.receive(into: $0) }
+        XCTAssertEqual(first, .data(count: 8, fds: []))
+        XCTAssertEqual(buffer, bytes("aaaabbbb"))
+        let second = try buffer.withUnsafeMutableBytes { try reader.receive(into: $0) }
+        guard case .data(8, let fds) = second else { return XCTFail("\(second)") }
+        XCTAssertEqual(buffer, bytes("ccccdddd"))
+        XCTAssertEqual(fds.count, 1)
+        fds.forEach { close($0) }
+    }
+
+    func testFlushFailureKeepsTheQueueAndThrowsEPIPE() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        try writer.setNonBlocking(true)
+        reader.close()
+        var queue = OutboundQueue()
+        queue.enqueue(bytes("to nobody"))
+        let error = expectError { try queue.flush(to: writer) }
+        XCTAssertEqual(error?.call, "sendmsg")
+        XCTAssertEqual(error?.errno, EPIPE)
+        XCTAssertEqual(queue.byteCount, 9)
+    }
+
+    func testManySmallChunksInOrder() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        try writer.setNonBlocking(true)
+        var queue = OutboundQueue()
+        var expected: [UInt8] = []
+        for index in 0..<500 {
+            let line = bytes("line \(index)\n")
+            expected += line
+            queue.enqueue(line)
+        }
+        // About 5 KB in 500 chunks: one socket buffer entry per chunk would
+        // overflow the buffer (each costs far more than its bytes); gathered,
+        // it all goes at once.
+        guard try queue.flush(to: writer) else {
+            return XCTFail("500 small chunks did not fit; \(queue.byteCount) bytes left")
+        }
+        XCTAssertEqual(try reader.receiveExactly(count: expected.count)?.bytes, expected)
+    }
+}
