@@ -48,3 +48,94 @@ test: unit-test
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# ---------------------------------------------------------------------------
+# Install, uninstall, and checking the systemd unit.
+#
+#   make install   [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=…]
+#   make uninstall [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=…]
+#   make verify-unit
+#
+# What goes where (DESTDIR is prepended to every path, for packaging):
+#   $(PREFIX)/bin                  vtdbridged, vtdbridgectl, vtdbridge-sim
+#   $(UNITDIR)                     vtdbridged@.service, its ExecStart pointing at
+#                                  $(PREFIX)/bin. Default $(PREFIX)/lib/systemd/system:
+#                                  systemd searches /usr/local/lib/systemd/system
+#                                  and /usr/lib/systemd/system, so PREFIX=/usr/local
+#                                  (the default) and PREFIX=/usr work as they are.
+#                                  For any other PREFIX pass UNITDIR=/etc/systemd/system.
+#   /etc/vtd-bridge                vtdbridged.json.example. The instances' own
+#                                  configs (/etc/vtd-bridge/NAME.json) are never
+#                                  written or removed.
+#   $(PREFIX)/share/doc/vtd-bridge CONFIG.md (the unit's Documentation=)
+
+BINDIR       ?= $(PREFIX)/bin
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+DOCDIR       ?= $(PREFIX)/share/doc/vtd-bridge
+CONFDIR      := /etc/vtd-bridge
+PROGRAMS     := vtdbridged vtdbridgectl vtdbridge-sim
+UNIT         := vtdbridged@.service
+
+# $(call install_unit,ROOT): writes the unit into ROOT$(UNITDIR) with the
+# install paths substituted, and fails if a placeholder is left.
+install_unit = install -d -m 0755 "$(1)$(UNITDIR)" \
+	&& sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' systemd/$(UNIT) > "$(1)$(UNITDIR)/$(UNIT)" \
+	&& chmod 0644 "$(1)$(UNITDIR)/$(UNIT)" \
+	&& ! grep -n '@[A-Z]*@' "$(1)$(UNITDIR)/$(UNIT)"
+
+.PHONY: install uninstall verify-unit
+
+install: release
+	@set -e; bin="$$($(SWIFT) build -c release --show-bin-path $(SWIFT_FLAGS))"; \
+	install -d -m 0755 "$(DESTDIR)$(BINDIR)"; \
+	for p in $(PROGRAMS); do install -m 0755 "$$bin/$$p" "$(DESTDIR)$(BINDIR)/$$p"; echo "installed $(DESTDIR)$(BINDIR)/$$p"; done
+	@$(call install_unit,$(DESTDIR)) && echo "installed $(DESTDIR)$(UNITDIR)/$(UNIT)"
+	@install -d -m 0755 "$(DESTDIR)$(CONFDIR)" "$(DESTDIR)$(DOCDIR)"
+	@install -m 0644 config/vtdbridged.json "$(DESTDIR)$(CONFDIR)/vtdbridged.json.example" && echo "installed $(DESTDIR)$(CONFDIR)/vtdbridged.json.example"
+	@install -m 0644 docs/CONFIG.md "$(DESTDIR)$(DOCDIR)/CONFIG.md" && echo "installed $(DESTDIR)$(DOCDIR)/CONFIG.md"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "next: cp $(CONFDIR)/vtdbridged.json.example $(CONFDIR)/NAME.json, edit it, then systemctl enable --now vtdbridged@NAME"
+
+uninstall:
+	@for p in $(PROGRAMS); do rm -f "$(DESTDIR)$(BINDIR)/$$p"; done
+	@rm -f "$(DESTDIR)$(UNITDIR)/$(UNIT)" "$(DESTDIR)$(CONFDIR)/vtdbridged.json.example" "$(DESTDIR)$(DOCDIR)/CONFIG.md"
+	@# Directories go only when empty: /etc/vtd-bridge keeps the instances' configs.
+	@for d in "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(CONFDIR)"; do if [ -d "$$d" ]; then rmdir --ignore-fail-on-non-empty "$$d"; fi; done
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "uninstalled from $(DESTDIR)$(PREFIX); kept: $(CONFDIR)/*.json, /var/lib/vtd-bridge"
+
+# Checks the unit exactly as `make install` writes it, with
+# `systemd-analyze verify`, offline (no running systemd needed). The check
+# runs in a scratch root: systemd-analyze --root resolves ExecStart and the
+# unit's dependencies inside it, so the root gets the installed unit,
+# stand-in executables at $(BINDIR) (verify only checks that ExecStart is
+# executable; no release build needed) and a copy of the system's own units
+# (sysinit.target, modprobe@.service, multi-user.target). verify exits 0 on
+# warnings such as an unknown key, so any line it prints about the unit is a
+# failure too. Then `systemd-analyze security` must rate the sandbox 2.5 or
+# better (lower is tighter), so that hardening cannot quietly regress.
+verify-unit:
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+	  echo "installing systemd for systemd-analyze"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd; \
+	fi
+	@set -e; root="$$(mktemp -d)"; trap 'rm -rf "$$root"' EXIT; \
+	$(call install_unit,$$root); \
+	install -d -m 0755 "$$root$(BINDIR)"; \
+	for p in $(PROGRAMS); do printf '#!/bin/sh\nexit 0\n' > "$$root$(BINDIR)/$$p"; chmod 0755 "$$root$(BINDIR)/$$p"; done; \
+	for d in /usr/lib/systemd/system /lib/systemd/system; do \
+	  if [ -d "$$d" ]; then install -d "$$root$$d"; cp -a "$$d/." "$$root$$d/"; fi; \
+	done; \
+	instance="$(subst @.,@vm0.,$(UNIT))"; \
+	echo "systemd-analyze verify --root=<scratch> $$instance ($(UNITDIR)/$(UNIT), ExecStart in $(BINDIR))"; \
+	status=0; out="$$(systemd-analyze verify --root="$$root" "$$instance" 2>&1)" || status=$$?; \
+	if [ -n "$$out" ]; then printf '%s\n' "$$out"; fi; \
+	if [ $$status -ne 0 ]; then \
+	  if printf '%s\n' "$$out" | grep -q 'not found'; then echo "hint: systemd does not search $(UNITDIR) (systemd-analyze unit-paths); pass UNITDIR=/etc/systemd/system"; fi; \
+	  echo "verify-unit: FAILED: systemd-analyze verify exited $$status"; exit 1; \
+	fi; \
+	if printf '%s\n' "$$out" | grep -q 'vtdbridged'; then echo "verify-unit: FAILED: systemd-analyze verify warned about the unit"; exit 1; fi; \
+	status=0; score="$$(systemd-analyze security --offline=yes --threshold=25 --root="$$root" "$$instance" 2>&1)" || status=$$?; \
+	printf '%s\n' "$$score" | grep 'Overall exposure' || true; \
+	if [ $$status -ne 0 ]; then printf '%s\n' "$$score"; echo "verify-unit: FAILED: exposure above 2.5"; exit 1; fi; \
+	echo "verify-unit: OK"
