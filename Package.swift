@@ -1,18 +1,24 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 // Layout and the reason for each target: docs/ARCHITECTURE.md.
 let package = Package(
     name: "vtd-bridge",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "vtdbridged", targets: ["vtdbridged"]),
         .executable(name: "vtdbridgectl", targets: ["vtdbridgectl"]),
+        .executable(name: "vtdbridge-sim", targets: ["vtdbridge-sim"]),
         .library(name: "Bridge", targets: ["Bridge"]),
         .library(name: "VTd", targets: ["VTd"]),
+        .library(name: "Wire", targets: ["Wire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
     ],
     targets: [
         // C shim: the <linux/vfio.h> request numbers Swift cannot import, and
@@ -33,8 +39,37 @@ let package = Package(
             "VTd", "VFIO",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // C shim for socket calls Swift cannot express: SCM_RIGHTS (CMSG_*
+        // macros), SO_PEERCRED, memfd_create, signalfd. Returns -errno.
+        .target(name: "CSocket"),
+        // Unix sockets, fd passing, peer credentials, poll, signals, sd_notify.
+        .target(name: "UnixIO", dependencies: ["CSocket"]),
+        // Codecs for the event channel (binary) and the control socket (JSON
+        // lines). No I/O.
+        .target(name: "Wire", dependencies: ["VTd"]),
+        // Blocking clients of both sockets, for the CLI, the simulator, tests,
+        // and VMM authors writing Swift.
+        .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
+        // The service: sockets, sessions, lifecycle, config, state.
+        .target(name: "Daemon", dependencies: [
+            "Bridge", "VFIO", "VTd", "Wire", "UnixIO",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Configuration", package: "swift-configuration"),
+        ]),
+        .executableTarget(name: "vtdbridged", dependencies: [
+            "Daemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .executableTarget(name: "vtdbridgectl", dependencies: [
-            "Bridge", "VTd",
+            "Bridge", "VTd", "Wire", "UnixIO", "VTdBridgeClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "vtdbridge-sim", dependencies: [
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "VTdBridgeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Test doubles live here and only here.
@@ -45,6 +80,9 @@ let package = Package(
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "VTd"]),
+        .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
     ],
     swiftLanguageModes: [.v6]
 )

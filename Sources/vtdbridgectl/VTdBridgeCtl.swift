@@ -9,7 +9,8 @@ struct VTdBridgeCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vtdbridgectl",
         abstract: "Inspect and control vtd-bridge, the VT-d to VFIO bridge daemon.",
-        subcommands: [Walk.self]
+        discussion: "Every command but walk talks to a running vtdbridged over its control socket (docs/PROTOCOL.md §2). Exit status: 0 done, 1 the daemon refused (code and message on stderr), 2 the daemon could not be reached.",
+        subcommands: [Status.self, Mappings.self, Attach.self, Detach.self, Replay.self, Metrics.self, LogLevel.self, Shutdown.self, Walk.self]
     )
 }
 

@@ -1,0 +1,312 @@
+import Bridge
+import Glibc
+import Logging
+import UnixIO
+import VFIO
+import VTd
+import Wire
+
+extension Daemon {
+    func acceptControl() {
+        guard let listener = controlListener else { return }
+        while true {
+            let connection: UnixConnection
+            do {
+                guard let c = try listener.accept() else { return }
+                connection = c
+            } catch {
+                logger.error("accept on the control socket failed", metadata: ["error": "\(error)"])
+                return
+            }
+            guard policy.allows(connection.peer) else {
+                // §2.1: one refusal, then closed.
+                logger.warning("control socket: peer refused", metadata: ["uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)"])
+                _ = try? connection.sendAll(Array(ControlCodec.errorLine(id: nil, error: .permissionDenied).utf8), fds: [])
+                connection.close()
+                continue
+            }
+            guard controls.count < config.maxClients else {
+                _ = try? connection.sendAll(Array(ControlCodec.errorLine(id: nil, error: ControlError(
+                    code: "internal", message: "too many control clients (control.max-clients = \(config.maxClients))")).utf8), fds: [])
+                connection.close()
+                continue
+            }
+            do { try connection.setNonBlocking(true) } catch {
+                connection.close()
+                continue
+            }
+            controls[connection.fd] = ControlSession(connection: connection)
+        }
+    }
+
+    func serviceControl(_ session: ControlSession, _ event: Poller.Event) {
+        if event.readable || event.hangup || event.error {
+            var buffer = [UInt8](repeating: 0, count: 64 << 10)
+            var reads = 0
+            // A bounded number of reads per wakeup: a client that writes
+            // without pause must not starve the others.
+            readLoop: while !session.closing, reads < 16 {
+                reads += 1
+                let result: UnixConnection.ReceiveResult
+                do {
+                    result = try buffer.withUnsafeMutableBytes { try session.connection.receive(into: $0) }
+                } catch {
+                    dropControl(session)
+                    return
+                }
+                switch result {
+                case .wouldBlock:
+                    break readLoop
+                case .closed:
+                    // Answer what was asked before the peer half-closed.
+                    session.closing = true
+                case let .data(count, fds):
+                    // Nothing is ever passed to us on this socket.
+                    for fd in fds { close(fd) }
+                    buffer.withUnsafeBytes { session.lines.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                    processLines(session)
+                }
+            }
+        }
+        guard controls[session.connection.fd] === session else { return }
+        do {
+            let empty = try session.outbound.flush(to: session.connection)
+            if empty && session.closing { dropControl(session) }
+            else if session.outbound.byteCount > Self.maxQueuedBytes {
+                logger.warning("control client is not reading its replies; dropped", metadata: ["pid": "\(session.connection.peer.pid)"])
+                dropControl(session)
+            }
+        } catch {
+            dropControl(session)
+        }
+    }
+
+    private func processLines(_ session: ControlSession) {
+        while !session.closing, let next = session.lines.next() {
+            switch next {
+            case let .failure(error):
+                session.outbound.enqueue(Array(ControlCodec.errorLine(id: nil, error: error).utf8), fds: [])
+                if error.code == "line-too-long" { session.closing = true }
+            case let .success(line):
+                if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
+                switch ControlCodec.parseRequest(line) {
+                case let .failure(failure):
+                    session.outbound.enqueue(Array(ControlCodec.errorLine(id: failure.id, error: failure.error).utf8), fds: [])
+                case let .success(request):
+                    let (result, fds) = execute(request)
+                    let text: String = switch result {
+                    case let .success(value): ControlCodec.successLine(id: request.id, result: value)
+                    case let .failure(error): ControlCodec.errorLine(id: request.id, error: error)
+                    }
+                    session.outbound.enqueue(Array(text.utf8), fds: fds)
+                }
+            }
+        }
+    }
+
+    func dropControl(_ session: ControlSession) {
+        guard controls[session.connection.fd] === session else { return }
+        controls.removeValue(forKey: session.connection.fd)
+        session.connection.close()
+    }
+
+    // MARK: commands
+
+    /// Runs one command. The second result is descriptors to pass with the
+    /// reply (attach's device fd); the outbound queue owns and closes them.
+    func execute(_ request: ControlRequest) -> (Result<JSONValue, ControlError>, [Int32]) {
+        if shutdownRequested, request.command != "status" {
+            return (.failure(ControlError(code: "shutting-down", message: "the daemon is stopping")), [])
+        }
+        do {
+            switch request.command {
+            case "attach": return try attachCommand(request)
+            case "detach": return (.success(try detachCommand(request)), [])
+            case "replay": return (.success(try replayCommand(request)), [])
+            case "status":
+                try request.allowOnly([])
+                return (.success(statusObject()), [])
+            case "mappings": return (.success(try mappingsCommand(request)), [])
+            case "metrics":
+                try request.allowOnly([])
+                return (.success(.object(["text": .string(metricsText?() ?? "")])), [])
+            case "log-level": return (.success(try logLevelCommand(request)), [])
+            case "shutdown":
+                try request.allowOnly([])
+                logger.notice("shutdown requested on the control socket")
+                shutdownRequested = true
+                return (.success(.object([:])), [])
+            default:
+                return (.failure(.unknownCommand(request.command)), [])
+            }
+        } catch {
+            return (.failure(error), [])
+        }
+    }
+
+    private func guestArgument(_ request: ControlRequest) throws(ControlError) -> SourceID {
+        let text = try request.requiredString("guest")
+        guard let sid = SourceID(text) else {
+            throw ControlError.invalidArgument("guest", "\"\(text)\" is not a source-id; expected BB:DD.F in hex, e.g. 00:03.0")
+        }
+        return sid
+    }
+
+    private func attachCommand(_ request: ControlRequest) throws(ControlError) -> (Result<JSONValue, ControlError>, [Int32]) {
+        try request.allowOnly(["host", "group", "guest", "return-fd", "quota"])
+        let guest = try guestArgument(request)
+        let host: DeviceSpec.Host
+        switch (try request.string("host"), try request.int("group")) {
+        case let (text?, nil):
+            do {
+                host = try DeviceSpec.parse("\(text)=\(guest)").host
+            } catch {
+                throw ControlError.invalidArgument("host", "\"\(text)\" is not a PCI address; expected DDDD:BB:DD.F, e.g. 0000:01:00.0")
+            }
+        case let (nil, number?):
+            guard number >= 0 else { throw ControlError.invalidArgument("group", "a group number is not negative") }
+            host = .group(number)
+        case (nil, nil):
+            throw ControlError.missingArgument("host")
+        default:
+            throw ControlError.invalidArgument("host", "give either host or group, not both")
+        }
+        let quota = try request.int("quota")
+        if let quota, quota <= 0 { throw ControlError.invalidArgument("quota", "must be a positive number of mappings") }
+        let returnFD = try request.bool("return-fd") ?? false
+        let spec = DeviceSpec(host: host, guest: guest, quota: quota)
+        let (device, report): (AttachedDevice, SyncReport)
+        do {
+            (device, report) = try attachDevice(spec, persistent: true)
+        } catch {
+            return (.failure(ControlError(code: error.code, message: error.message)), [])
+        }
+        var fds: [Int32] = []
+        if returnFD {
+            do {
+                fds = [try device.duplicateDeviceFD()]
+            } catch {
+                return (.failure(ControlError(code: "vfio-error", message: "attached, but the device fd cannot be returned: \(error)")), [])
+            }
+        }
+        var result: [String: JSONValue] = [
+            "guest": .string(guest.description), "host": .string(device.hostDescription),
+            "backend": .string(device.backendName), "mappings": .int(Int64(bridge.spaces[guest]?.shadow.count ?? 0)),
+            "device-fd": .bool(!fds.isEmpty),
+        ]
+        result["group"] = device.groupNumber.map { .int(Int64($0)) } ?? .null
+        if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
+        return (.success(.object(result)), fds)
+    }
+
+    private func detachCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
+        try request.allowOnly(["guest"])
+        let guest = try guestArgument(request)
+        let unmapped = bridge.spaces[guest]?.shadow.count ?? 0
+        do {
+            let report = try detachDevice(guest)
+            var result: [String: JSONValue] = ["guest": .string(guest.description), "unmapped": .int(Int64(unmapped))]
+            if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
+            return .object(result)
+        } catch {
+            throw ControlError(code: error.code, message: error.message)
+        }
+    }
+
+    private func replayCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
+        try request.allowOnly(["guest", "all"])
+        let all = try request.bool("all") ?? false
+        let guest: SourceID? = try request.string("guest") == nil ? nil : try guestArgument(request)
+        guard all != (guest != nil) else {
+            throw ControlError.invalidArgument("guest", "give either guest or \"all\": true")
+        }
+        let report: SyncReport
+        do {
+            report = try bridge.replay(guest)
+        } catch {
+            throw ControlError(code: "not-attached", message: error.message)
+        }
+        metrics.record(report)
+        refreshDeviceMetrics()
+        return .object(["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
+                        "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)])
+    }
+
+    private func mappingsCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
+        try request.allowOnly(["guest"])
+        let guest = try guestArgument(request)
+        guard let space = bridge.spaces[guest] else {
+            throw ControlError(code: "not-attached", message: "guest \(guest) is not attached")
+        }
+        do {
+            return try JSONValue.parse(TranslationReport(space: space).json)
+        } catch {
+            throw ControlError(code: "internal", message: "encoding the mappings failed: \(error)")
+        }
+    }
+
+    private func logLevelCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
+        try request.allowOnly(["level"])
+        if let text = try request.string("level") {
+            guard let level = Logger.Level(rawValue: text) else {
+                throw ControlError.invalidArgument("level", "\"\(text)\" is not a log level; expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            logLevel.setLevel(level)
+            logger.notice("log level changed", metadata: ["level": "\(level)"])
+        }
+        return .object(["level": .string(logLevel.level.rawValue)])
+    }
+
+    func failuresJSON(_ report: SyncReport) -> JSONValue {
+        .array(report.failures.map { f in
+            .object(["guest": .string(f.sourceID.description), "operation": .string(f.operation.rawValue),
+                     "iova": .string("0x" + String(f.iova, radix: 16)), "size": .string("0x" + String(f.size, radix: 16)),
+                     "errno": .int(Int64(f.error.errno)), "message": .string(f.error.description)])
+        })
+    }
+
+    func statusObject() -> JSONValue {
+        var vmmObject: [String: JSONValue] = [
+            "connected": .bool(vmm != nil),
+            "session": .string(vmm?.phase.rawValue ?? "none"),
+            "notifier-mode": .bool(bridge.notifierMode),
+            "root-table": bridge.rootTable.map { .string("0x" + String($0, radix: 16)) } ?? .null,
+            "translation": .bool(bridge.translationEnabled),
+            "memory-regions": .int(Int64(bridge.memory?.regions.count ?? 0)),
+            "memory-bytes": .int(Int64(clamping: bridge.memory?.totalSize ?? 0)),
+        ]
+        if let peer = vmm?.connection.peer { vmmObject["pid"] = .int(Int64(peer.pid)) }
+        var deviceList: [JSONValue] = []
+        for sid in devices.keys.sorted() {
+            let device = devices[sid]!
+            guard let space = bridge.spaces[sid] else { continue }
+            let report = TranslationReport(space: space)
+            var faults: [String: JSONValue] = [:]
+            for (reason, count) in space.faults.counts { faults[reason.rawValue] = .int(Int64(clamping: count)) }
+            let recent: [JSONValue] = space.faults.recent.suffix(8).map { .string($0.description) }
+            var object: [String: JSONValue] = [
+                "guest": .string(sid.description), "host": .string(device.hostDescription),
+                "backend": .string(device.backendName),
+                "domain": report.domain.map { .int(Int64($0)) } ?? .null,
+                "mode": .string(report.mode),
+                "mappings": .int(Int64(space.shadow.count)),
+                "mapped-bytes": .int(Int64(clamping: space.shadow.mappedBytes)),
+                "maps": .int(Int64(space.totalMaps)), "unmaps": .int(Int64(space.totalUnmaps)),
+                "syncs": .int(Int64(space.syncs)),
+                "faults": .object(faults), "recent-faults": .array(recent),
+                "persistent": .bool(device.persistent),
+            ]
+            object["group"] = device.groupNumber.map { .int(Int64($0)) } ?? .null
+            object["dma-available"] = ((try? device.backend.limits())?.dmaAvailable).map { .int(Int64($0)) } ?? .null
+            deviceList.append(.object(object))
+        }
+        var failed: [JSONValue] = []
+        for (sid, why) in failedDevices.sorted(by: { $0.key < $1.key }) {
+            failed.append(.object(["guest": .string(sid.description), "error": .string(why)]))
+        }
+        return .object([
+            "name": .string(config.name), "version": .string(version), "backend": .string(config.backend.rawValue),
+            "vmm": .object(vmmObject), "devices": .array(deviceList), "failed-devices": .array(failed),
+        ])
+    }
+}

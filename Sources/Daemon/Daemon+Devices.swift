@@ -1,0 +1,83 @@
+import Bridge
+import Logging
+import VFIO
+import VTd
+
+/// Why an attach failed, in the control protocol's terms.
+struct DeviceAttachError: Error {
+    var code: String
+    var message: String
+}
+
+extension Daemon {
+    /// Opens the host device (or a dry-run stand-in), creates its address
+    /// space and syncs it from the guest tables.
+    @discardableResult
+    func attachDevice(_ spec: DeviceSpec, persistent: Bool) throws(DeviceAttachError) -> (AttachedDevice, SyncReport) {
+        guard devices[spec.guest] == nil else {
+            throw DeviceAttachError(code: "already-attached", message: "guest \(spec.guest) is already attached to \(devices[spec.guest]!.hostDescription); detach it first")
+        }
+        if case let .pci(address) = spec.host, let other = devices.values.first(where: { $0.spec.host == spec.host }) {
+            throw DeviceAttachError(code: "already-attached", message: "host device \(address) is already attached as guest \(other.spec.guest)")
+        }
+        let device: AttachedDevice
+        switch config.backend {
+        case .dryRun:
+            device = AttachedDevice.dryRun(spec, persistent: persistent, logger: logger)
+        case .vfio:
+            do {
+                device = try AttachedDevice.openVFIO(spec, paths: VFIOPaths(deviceDirectory: config.vfioDeviceDirectory, sysfs: config.sysfsRoot),
+                                                     persistent: persistent, logger: logger)
+            } catch {
+                throw DeviceAttachError(code: "vfio-error", message: error.description)
+            }
+        }
+        let report: SyncReport
+        do {
+            report = try bridge.attach(spec.guest, backend: device.backend, mappingQuota: spec.quota ?? config.mappingQuota)
+        } catch {
+            device.close(logger: logger)
+            throw DeviceAttachError(code: error.code == .alreadyAttached ? "already-attached" : "vfio-error", message: error.message)
+        }
+        devices[spec.guest] = device
+        failedDevices.removeValue(forKey: spec.guest)
+        metrics.record(report)
+        metrics.attachedDevices.record(devices.count)
+        if let space = bridge.spaces[spec.guest] { metrics.recordDevice(space) }
+        logger.info("attached", metadata: ["guest": "\(spec.guest)", "host": "\(device.hostDescription)",
+                                           "backend": "\(device.backendName)", "mappings": "\(report.maps)"])
+        if persistent { persistAttachments() }
+        notify("STATUS=\(statusLine)")
+        return (device, report)
+    }
+
+    /// Unmaps everything of the device and closes it.
+    func detachDevice(_ guest: SourceID) throws(DeviceAttachError) -> SyncReport {
+        guard let device = devices[guest] else {
+            throw DeviceAttachError(code: "not-attached", message: "guest \(guest) is not attached")
+        }
+        let unmapped = bridge.spaces[guest]?.shadow.count ?? 0
+        var report: SyncReport
+        do { report = try bridge.detach(guest) } catch { throw DeviceAttachError(code: "not-attached", message: error.message) }
+        report.maps = 0
+        devices.removeValue(forKey: guest)
+        device.close(logger: logger)
+        metrics.record(report)
+        metrics.attachedDevices.record(devices.count)
+        logger.info("detached", metadata: ["guest": "\(guest)", "unmapped": "\(unmapped)"])
+        if device.persistent { persistAttachments() }
+        notify("STATUS=\(statusLine)")
+        return report
+    }
+
+    func persistAttachments() {
+        let records = devices.values.filter(\.persistent).sorted { $0.spec.guest < $1.spec.guest }.map {
+            StateStore.Record(host: $0.hostDescription, guest: $0.spec.guest.description, quota: $0.spec.quota)
+        }
+        do {
+            try store.save(records)
+        } catch {
+            logger.error("recording attachments failed; they will not survive a restart", metadata: ["error": "\(error)"])
+        }
+    }
+}

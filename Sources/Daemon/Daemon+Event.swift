@@ -1,0 +1,268 @@
+import Bridge
+import Glibc
+import Logging
+import UnixIO
+import VFIO
+import VTd
+import Wire
+
+extension Daemon {
+    func acceptVMM() {
+        guard let listener = eventListener else { return }
+        while true {
+            let connection: UnixConnection
+            do {
+                guard let c = try listener.accept() else { return }
+                connection = c
+            } catch {
+                logger.error("accept on the event socket failed", metadata: ["error": "\(error)"])
+                return
+            }
+            guard policy.allows(connection.peer) else {
+                // §1.1: anyone else is closed without a reply.
+                logger.warning("event channel: peer refused", metadata: ["uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)"])
+                connection.close()
+                continue
+            }
+            if vmm != nil {
+                // §1.1: one VMM at a time; tell the second one why, then close.
+                let reply = EventCodec.encodeReply(requestType: 0, tag: 0, EventReply(
+                    status: .badState,
+                    message: "another VMM is connected to this daemon (pid \(vmm!.connection.peer.pid)); one daemon instance serves one VM"))
+                _ = try? connection.sendAll(reply, fds: [])
+                connection.close()
+                continue
+            }
+            do { try connection.setNonBlocking(true) } catch {
+                connection.close()
+                continue
+            }
+            vmm = EventSession(connection: connection)
+            metrics.vmmConnections.increment()
+            logger.info("VMM connected", metadata: ["pid": "\(connection.peer.pid)", "uid": "\(connection.peer.uid)"])
+            notify("STATUS=\(statusLine)")
+        }
+    }
+
+    func serviceVMM(_ session: EventSession, _ event: Poller.Event) {
+        if event.readable || event.hangup || event.error {
+            readVMM(session)
+        }
+        if vmm === session { flush(session) }
+    }
+
+    private func readVMM(_ session: EventSession) {
+        var buffer = [UInt8](repeating: 0, count: Self.readChunk)
+        var reads = 0
+        while !session.closing, reads < 16 {
+            reads += 1
+            let result: UnixConnection.ReceiveResult
+            do {
+                result = try buffer.withUnsafeMutableBytes { try session.connection.receive(into: $0) }
+            } catch {
+                logger.warning("VMM connection failed", metadata: ["error": "\(error)"])
+                dropVMM(session)
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                return
+            case .closed:
+                dropVMM(session)
+                return
+            case let .data(count, fds):
+                buffer.withUnsafeBytes { session.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count]), fds: fds) }
+                processFrames(session)
+            }
+        }
+    }
+
+    private func processFrames(_ session: EventSession) {
+        while !session.closing, let next = session.decoder.next() {
+            switch next {
+            case let .failure(error):
+                // Only an oversized length poisons the stream (§1.2).
+                metrics.rejectedFrames.increment()
+                let header = session.decoder.rejectedHeader
+                session.outbound.enqueue(EventCodec.encodeReply(requestType: header?.type ?? 0, tag: header?.tag ?? 0,
+                                                                EventReply(status: error.status, message: error.message)), fds: [])
+                session.closing = true
+            case let .success(frame):
+                let reply = handle(frame, in: session)
+                if reply.status.closesConnection { session.closing = true }
+                if reply.status != .ok && reply.status != .partial { metrics.rejectedFrames.increment() }
+                session.outbound.enqueue(EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply), fds: [])
+            }
+        }
+    }
+
+    private func flush(_ session: EventSession) {
+        do {
+            let empty = try session.outbound.flush(to: session.connection)
+            if empty && session.closing { dropVMM(session) }
+        } catch {
+            logger.warning("VMM connection failed", metadata: ["error": "\(error)"])
+            dropVMM(session)
+        }
+    }
+
+    /// The VMM went away. Every mapping stays (§1.1): the device keeps DMA
+    /// working while the VMM restarts, and a reconnect re-sends the state.
+    func dropVMM(_ session: EventSession) {
+        guard vmm === session else { return }
+        for fd in session.decoder.takeAllFDs() { close(fd) }
+        session.connection.close()
+        vmm = nil
+        logger.info("VMM disconnected; mappings kept until it reconnects")
+        notify("STATUS=\(statusLine)")
+    }
+
+    // MARK: requests
+
+    func handle(_ frame: FrameDecoder.Frame, in session: EventSession) -> EventReply {
+        let request: EventRequest
+        switch EventCodec.decodeRequest(frame) {
+        case let .failure(error):
+            for fd in frame.fds { close(fd) }
+            return EventReply(status: error.status, message: error.message)
+        case let .success(r):
+            request = r
+        }
+        // Descriptors only ever belong to SET_MEM_TABLE; the codec refused
+        // them elsewhere, so anything left here is ours to close after use.
+        defer { for fd in frame.fds { close(fd) } }
+        if shutdownRequested {
+            return EventReply(status: .shuttingDown, message: "the daemon is stopping")
+        }
+        if session.phase == .awaitingHello, request.type != .hello {
+            return EventReply(status: .badState, message: "\(request.type.name) before HELLO: send HELLO first (docs/PROTOCOL.md §1.5)")
+        }
+        switch request {
+        case let .hello(_, flags, cap, ecap):
+            let caps = IOMMUCapabilities(cap: cap, ecap: ecap)
+            guard !caps.supportedLevels.isDisjoint(with: [3, 4, 5]) else {
+                return EventReply(status: .capability, message: "CAP.SAGAW advertises no 3-, 4- or 5-level table support")
+            }
+            let notifier = HelloFlags(rawValue: flags).contains(.notifierMode)
+            do {
+                try bridge.setCapabilities(caps, notifierMode: notifier)
+            } catch {
+                return EventReply(status: .capability, message: error.message)
+            }
+            bridge.suspendSync()
+            session.phase = .loading
+            vmmNotifierMode = notifier
+            logger.info("VMM hello", metadata: ["cap": "0x\(String(cap, radix: 16))", "ecap": "0x\(String(ecap, radix: 16))",
+                                                "notifier-mode": "\(notifier)"])
+            return .helloAccepted(devices: UInt32(devices.count))
+        case let .setMemTable(regions):
+            var specs: [GuestRAMRegionSpec] = []
+            for (i, r) in regions.enumerated() {
+                specs.append(GuestRAMRegionSpec(gpa: r.gpa, size: r.size, backing: .fileDescriptor(frame.fds[i], offset: r.offset)))
+            }
+            let memory: GuestRAM
+            do {
+                memory = try GuestRAM(specs, reusing: bridge.memory)
+            } catch {
+                return EventReply(status: .memory, message: "memory table refused: \(error)")
+            }
+            logger.info("guest memory table", metadata: ["regions": "\(regions.count)", "bytes": "\(memory.totalSize)"])
+            return reply(for: bridge.setMemory(memory))
+        case let .setRootTable(address):
+            return reply(for: bridge.setRootTable(address == 0 ? nil : address))
+        case let .setTranslation(enabled):
+            return reply(for: bridge.setTranslationEnabled(enabled))
+        case .reset:
+            return reply(for: bridge.reset())
+        case .ready:
+            guard session.phase == .loading else {
+                return EventReply(status: .badState, message: "READY outside loading: it ends the state a HELLO starts")
+            }
+            session.phase = .ready
+            vmmConnectedOnce = true
+            let report = bridge.resumeSync()
+            notify("STATUS=\(statusLine)")
+            logger.info("VMM ready; synced", metadata: ["maps": "\(report.maps)", "unmaps": "\(report.unmaps)", "faults": "\(report.faults)"])
+            return reply(for: report)
+        case let .invalidate(words):
+            guard session.phase == .ready else {
+                return EventReply(status: .badState, message: "INVALIDATE while loading: send READY first")
+            }
+            guard !vmmNotifierMode else {
+                return EventReply(status: .badState, message: "INVALIDATE in notifier mode: this session sends NOTIFY (HELLO flags bit 0)")
+            }
+            metrics.invalidations.increment(by: words.count)
+            let start = ContinuousClock.now
+            let result = bridge.process(words.map { (low: $0.low, high: $0.high) })
+            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanoseconds)
+            return reply(for: result)
+        case let .notify(entries):
+            guard session.phase == .ready else {
+                return EventReply(status: .badState, message: "NOTIFY while loading: send READY first")
+            }
+            guard vmmNotifierMode else {
+                return EventReply(status: .badState, message: "NOTIFY outside notifier mode: set HELLO flags bit 0 to use it")
+            }
+            metrics.notifierEntries.increment(by: entries.count)
+            let events = entries.map { e in
+                var perm: DMAPermission = []
+                if e.permission & 1 != 0 { perm.insert(.read) }
+                if e.permission & 2 != 0 { perm.insert(.write) }
+                return NotifierEvent(sourceID: SourceID(rawValue: e.sourceID), iova: e.iova, gpa: e.translatedAddress,
+                                     size: e.addressMask &+ 1, permission: perm)
+            }
+            let start = ContinuousClock.now
+            let result = bridge.notify(events)
+            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanoseconds)
+            return reply(for: result)
+        case .ping:
+            return .ok
+        }
+    }
+
+    /// A state change's reply: OK, or PARTIAL with what the kernel refused.
+    private func reply(for report: SyncReport) -> EventReply {
+        metrics.record(report)
+        refreshDeviceMetrics()
+        guard !report.failures.isEmpty else { return .ok }
+        return EventReply(status: .partial,
+                          message: "\(report.failures.count) kernel operation(s) failed, first: \(report.failures[0]); the control socket's status lists them; a replay retries")
+    }
+
+    private func reply(for result: BatchResult) -> EventReply {
+        metrics.record(result.report)
+        refreshDeviceMetrics()
+        var body = BatchResultBody(waits: UInt32(result.waits), rejectedIndex: Int32(result.rejected?.index ?? -1),
+                                   maps: UInt32(result.report.maps), unmaps: UInt32(result.report.unmaps),
+                                   faults: UInt32(result.report.faults), failures: [])
+        body.failures = result.report.failures.map { f in
+            let op: FailureRecord.Operation = switch f.operation {
+            case .map: .map
+            case .unmap: .unmap
+            case .unmapAll: .unmapAll
+            }
+            return FailureRecord(sourceID: f.sourceID.rawValue, operation: op, errno: f.error.errno, iova: f.iova, size: f.size,
+                                 reason: f.error.description)
+        }
+        var status = EventStatus.ok
+        var message = ""
+        if let rejected = result.rejected {
+            status = .descriptor
+            message = rejected.reason
+        } else if !body.failures.isEmpty {
+            status = .partial
+            message = "\(body.failures.count) kernel operation(s) failed; the shadow holds what the kernel accepted and a replay retries the rest"
+        }
+        return EventReply(status: status, message: message, body: .batch(body))
+    }
+
+    func refreshDeviceMetrics() {
+        for space in bridge.spaces.values { metrics.recordDevice(space) }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,217 @@
+import Bridge
+import Glibc
+import Logging
+import UnixIO
+import VFIO
+import VTd
+import Wire
+
+/// vtdbridged: one instance serves one VM — its guest IOMMU and its assigned
+/// devices.
+///
+/// Everything runs on one thread around poll(2): the event channel, the
+/// control socket, signals (signalfd) and the systemd watchdog. A request is
+/// handled to the end — every map and unmap it causes has returned from the
+/// kernel — before its reply is queued and before the next request is read;
+/// that ordering is the ack guarantee of docs/PROTOCOL.md §1.5, and it is why
+/// SIGTERM never interrupts a batch half-way.
+public final class Daemon {
+    public let config: DaemonConfig
+    let logger: Logger
+    let logLevel: any LogLevelControl
+    let metricsText: (@Sendable () -> String)?
+    let version: String
+    let metrics = DaemonMetrics()
+    let policy: PeerPolicy
+    let store: StateStore
+    let signals: SignalDescriptor
+
+    let bridge: GuestIOMMU
+    var devices: [SourceID: AttachedDevice] = [:]
+    /// Configured devices that could not be attached at start, with why.
+    var failedDevices: [SourceID: String] = [:]
+
+    var eventListener: UnixListener?
+    var controlListener: UnixListener?
+    var vmm: EventSession?
+    var controls: [Int32: ControlSession] = [:]
+    var vmmNotifierMode = false
+    var vmmConnectedOnce = false
+    var shutdownRequested = false
+
+    /// A slow control client may hold this much unsent output before it is
+    /// dropped; it never blocks the others.
+    static let maxQueuedBytes = 256 << 20
+    static let readChunk = 256 << 10
+
+    /// `signals` must have been created on the main thread before any other
+    /// thread started (the executable does it first thing), so that SIGTERM
+    /// and SIGINT reach the daemon only through it.
+    public init(config: DaemonConfig, signals: SignalDescriptor, logger: Logger, logLevel: any LogLevelControl,
+                metricsText: (@Sendable () -> String)? = nil, version: String = "dev") throws {
+        self.config = config
+        self.signals = signals
+        self.logger = logger
+        self.logLevel = logLevel
+        self.metricsText = metricsText
+        self.version = version
+        policy = PeerPolicy(uids: Set(config.allowedUIDs), gids: Set(config.allowedGIDs))
+        store = StateStore(directory: config.stateDirectory)
+        // Until a VMM says otherwise (HELLO), assume a caching-mode IOMMU
+        // with translation off: devices can be attached and nothing is mapped.
+        bridge = try GuestIOMMU(caps: .make(), logger: logger)
+    }
+
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs until SIGTERM, SIGINT or `shutdown`. Returns the exit status.
+    public func run() -> Int32 {
+        do {
+            signal(SIGPIPE, SIG_IGN)
+            try start()
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            FileHandleStderr.write("vtdbridged: \(error)\n")
+            stopListening()
+            return 1
+        }
+        let watchdog = SystemdNotify.watchdogInterval()
+        var nextWatchdog = watchdog.map { ContinuousClock.now + $0 / 2 }
+        notify("READY=1\nSTATUS=\(statusLine)")
+        logger.info("ready", metadata: ["event-socket": "\(config.eventSocket)", "control-socket": "\(config.controlSocket)",
+                                        "devices": "\(devices.count)", "backend": "\(config.backend.rawValue)"])
+        let poller = Poller()
+        while !shutdownRequested {
+            var timeout: Int32 = -1
+            if let due = nextWatchdog {
+                let left = ContinuousClock.now.duration(to: due)
+                timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            }
+            poller.removeAll()
+            poller.register(signals.fd, readable: true, writable: false)
+            if let l = eventListener { poller.register(l.fd, readable: true, writable: false) }
+            if let l = controlListener { poller.register(l.fd, readable: true, writable: false) }
+            if let s = vmm { poller.register(s.connection.fd, readable: !s.closing, writable: !s.outbound.isEmpty) }
+            for (fd, s) in controls { poller.register(fd, readable: !s.closing, writable: !s.outbound.isEmpty) }
+            let ready: [Poller.Event]
+            do {
+                ready = try poller.wait(timeoutMilliseconds: timeout)
+            } catch {
+                logger.critical("poll failed", metadata: ["error": "\(error)"])
+                break
+            }
+            for event in ready {
+                if event.fd == signals.fd {
+                    handleSignals(signals)
+                } else if event.fd == eventListener?.fd {
+                    acceptVMM()
+                } else if event.fd == controlListener?.fd {
+                    acceptControl()
+                } else if let s = vmm, event.fd == s.connection.fd {
+                    serviceVMM(s, event)
+                } else if let s = controls[event.fd] {
+                    serviceControl(s, event)
+                }
+            }
+            if let due = nextWatchdog, ContinuousClock.now >= due, let watchdog {
+                notify("WATCHDOG=1")
+                nextWatchdog = ContinuousClock.now + watchdog / 2
+            }
+        }
+        shutdown()
+        return 0
+    }
+
+    // MARK: start and stop
+
+    private func start() throws {
+        try store.prepare()
+        for path in [config.eventSocket, config.controlSocket] {
+            let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            if !dir.isEmpty { mkdir(dir, 0o750) }
+        }
+        eventListener = try UnixListener.listen(path: config.eventSocket, mode: 0o660, group: config.controlGroup)
+        controlListener = try UnixListener.listen(path: config.controlSocket, mode: 0o660, group: config.controlGroup)
+        for spec in config.devices {
+            do {
+                try attachDevice(spec, persistent: false)
+            } catch {
+                failedDevices[spec.guest] = error.message
+                logger.error("configured device not attached", metadata: ["guest": "\(spec.guest)", "error": "\(error.message)"])
+            }
+        }
+        let records: [StateStore.Record]
+        do {
+            records = try store.load()
+        } catch {
+            logger.error("recorded attachments not restored", metadata: ["error": "\(error)"])
+            records = []
+        }
+        for record in records {
+            do {
+                let spec = try DeviceSpec.parse("\(record.host)=\(record.guest)\(record.quota.map { ",quota=\($0)" } ?? "")")
+                guard devices[spec.guest] == nil else { continue }
+                try attachDevice(spec, persistent: true)
+                logger.info("restored attachment", metadata: ["guest": "\(spec.guest)", "host": "\(record.host)"])
+            } catch let error as DeviceAttachError {
+                logger.error("recorded attachment not restored", metadata: ["guest": "\(record.guest)", "error": "\(error.message)"])
+            } catch {
+                logger.error("recorded attachment not restored", metadata: ["guest": "\(record.guest)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func stopListening() {
+        eventListener?.close()
+        controlListener?.close()
+        eventListener = nil
+        controlListener = nil
+    }
+
+    /// SIGTERM: stop accepting; the in-flight request is already finished
+    /// (one thread); send what replies are queued; unmap; close; exit 0.
+    private func shutdown() {
+        notify("STOPPING=1\nSTATUS=stopping: unmapping \(devices.count) device(s)")
+        logger.info("shutting down", metadata: ["devices": "\(devices.count)"])
+        stopListening()
+        if let vmm { try? vmm.outbound.flush(to: vmm.connection) }
+        for s in controls.values { try? s.outbound.flush(to: s.connection) }
+        for sid in devices.keys.sorted() {
+            let report = (try? bridge.detach(sid)) ?? SyncReport()
+            for failure in report.failures {
+                logger.error("unmap at shutdown failed", metadata: ["failure": "\(failure)"])
+            }
+            devices.removeValue(forKey: sid)?.close(logger: logger)
+        }
+        vmm?.connection.close()
+        for s in controls.values { s.connection.close() }
+        controls.removeAll()
+        logger.info("stopped")
+    }
+
+    private func handleSignals(_ signals: SignalDescriptor) {
+        let received = (try? signals.read()) ?? []
+        for signo in received where signo == SIGTERM || signo == SIGINT {
+            logger.notice("signal received; stopping", metadata: ["signal": "\(signo == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            shutdownRequested = true
+        }
+    }
+
+    func notify(_ state: String) {
+        _ = SystemdNotify.send(state)
+    }
+
+    var statusLine: String {
+        let vmmText = vmm.map { "VMM \($0.phase.rawValue)" } ?? "no VMM"
+        return "\(devices.count) device(s), \(vmmText), \(devices.values.reduce(0) { $0 + (bridge.spaces[$1.spec.guest]?.shadow.count ?? 0) }) mapping(s)"
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ s: String) {
+        var s = s
+        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

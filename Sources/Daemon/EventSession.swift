@@ -1,0 +1,37 @@
+import UnixIO
+import Wire
+
+/// One VMM connection on the event channel (docs/PROTOCOL.md §1.5).
+final class EventSession {
+    enum Phase: String {
+        /// Connected; nothing but HELLO is accepted.
+        case awaitingHello = "awaiting-hello"
+        /// HELLO received; state is recorded, nothing is synced until READY.
+        case loading
+        /// READY received: every request takes effect at once.
+        case ready
+    }
+
+    let connection: UnixConnection
+    var decoder = FrameDecoder()
+    var outbound = OutboundQueue()
+    var phase = Phase.awaitingHello
+    /// Set once the connection must close after its queued replies are sent.
+    var closing = false
+
+    init(connection: UnixConnection) {
+        self.connection = connection
+    }
+}
+
+/// One client of the control socket.
+final class ControlSession {
+    let connection: UnixConnection
+    var lines = LineDecoder()
+    var outbound = OutboundQueue()
+    var closing = false
+
+    init(connection: UnixConnection) {
+        self.connection = connection
+    }
+}

@@ -1,0 +1,92 @@
+import Glibc
+import UnixIO
+import Wire
+
+/// A blocking client of the event channel (docs/PROTOCOL.md §1): what a VMM's
+/// VT-d emulation does, in Swift. Requests may be pipelined with `send` and
+/// `receive`, or made one at a time with `request`.
+public final class EventClient {
+    public let path: String
+    let connection: UnixConnection
+    private var nextTag: UInt64 = 1
+    /// Types of requests sent and not yet answered, in order.
+    private var inFlight: [(type: UInt32, tag: UInt64)] = []
+    private var head = 0
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(path: String) throws(Failure) {
+        self.path = path
+        do {
+            connection = try UnixConnection.connect(path: path)
+        } catch {
+            throw Failure(description: "cannot connect to the event channel \(path): \(error)")
+        }
+    }
+
+    public func close() { try? connection.close() }
+
+    /// Sends one request without waiting for its reply.
+    public func send(_ request: EventRequest, fds: [Int32] = []) throws(Failure) {
+        let tag = nextTag
+        nextTag += 1
+        do {
+            try connection.sendAll(EventCodec.encodeRequest(request, tag: tag), fds: fds)
+        } catch {
+            throw Failure(description: "sending \(request.type.name): \(error)")
+        }
+        inFlight.append((request.type.rawValue, tag))
+    }
+
+    /// Receives the reply to the oldest request in flight.
+    public func receive() throws(Failure) -> EventReply {
+        guard head < inFlight.count else { throw Failure(description: "no request in flight") }
+        let (type, tag) = inFlight[head]
+        head += 1
+        if head > 1024 { inFlight.removeFirst(head); head = 0 }
+        do {
+            guard let (headerBytes, _) = try connection.receiveExactly(count: FrameHeader.size) else {
+                throw Failure(description: "the daemon closed the event channel (reply to \(EventType.describe(type)) missing)")
+            }
+            let header = FrameHeader.decode(headerBytes)
+            var payload: [UInt8] = []
+            if header.length > 0 {
+                guard let (bytes, _) = try connection.receiveExactly(count: Int(header.length)) else {
+                    throw Failure(description: "the daemon closed the event channel mid-reply")
+                }
+                payload = bytes
+            }
+            if header.type == EventType.replyBit {
+                // An unsolicited reply (e.g. another VMM is connected).
+                let reply = try EventCodec.decodeReply(requestType: 0, payload: payload).get()
+                throw Failure(description: "the daemon refused the connection: \(reply.status.name): \(reply.message)")
+            }
+            guard header.type == EventType.replyType(for: type), header.tag == tag else {
+                throw Failure(description: "reply out of order: expected \(EventType.describe(type)) tag \(tag), got type 0x\(String(header.type, radix: 16)) tag \(header.tag)")
+            }
+            return try EventCodec.decodeReply(requestType: type, payload: payload).get()
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw Failure(description: "receiving the reply to \(EventType.describe(type)): \(error)")
+        }
+    }
+
+    /// Sends one request and waits for its reply.
+    public func request(_ request: EventRequest, fds: [Int32] = []) throws(Failure) -> EventReply {
+        try send(request, fds: fds)
+        return try receive()
+    }
+
+    /// `request`, failing unless the status is OK.
+    @discardableResult
+    public func require(_ request: EventRequest, fds: [Int32] = []) throws(Failure) -> EventReply {
+        let reply = try self.request(request, fds: fds)
+        guard reply.status == .ok else {
+            throw Failure(description: "\(request.type.name) refused: \(reply.status.name): \(reply.message)")
+        }
+        return reply
+    }
+}

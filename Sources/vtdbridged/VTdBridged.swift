@@ -1,0 +1,177 @@
+import ArgumentParser
+import Daemon
+import Dispatch
+import Glibc
+import Logging
+import Metrics
+import Prometheus
+import Synchronization
+import UnixIO
+
+/// The daemon executable: parses flags, loads the config, bootstraps logging
+/// and metrics (only executables do that), and runs the library's Daemon.
+@main
+struct VTdBridged: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vtdbridged",
+        abstract: "Bridge a VM's emulated Intel VT-d IOMMU to real VFIO containers.",
+        discussion: """
+        One instance serves one VM. It owns the VFIO containers of the devices assigned to \
+        that VM, reads the guest's VT-d tables from shared guest RAM, and turns the guest's \
+        invalidations into VFIO_IOMMU_MAP_DMA / UNMAP_DMA calls.
+
+        Settings come from, highest priority first: these flags, VTDBRIDGE_* environment \
+        variables, the JSON config file. Every key is described in docs/CONFIG.md.
+
+        Sockets: the event channel (VMM) and the control socket (vtdbridgectl), see \
+        docs/PROTOCOL.md. SIGTERM stops it gracefully: it finishes the request in flight, \
+        unmaps, closes the containers and exits 0.
+        """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("JSON config file.", valueName: "PATH"))
+    var config: String?
+
+    @Option(name: .long, help: "Instance name (config key name).")
+    var name: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (config key log.level).")
+    var logLevel: String?
+
+    @Option(name: .long, help: "vfio or dry-run (config key backend). dry-run maps nothing in any kernel.")
+    var backend: String?
+
+    @Option(name: .customLong("event-socket"), help: ArgumentHelp("Event channel socket (config key event-socket).", valueName: "PATH"))
+    var eventSocket: String?
+
+    @Option(name: .customLong("control-socket"), help: ArgumentHelp("Control socket (config key control.socket).", valueName: "PATH"))
+    var controlSocket: String?
+
+    @Option(name: .customLong("state-directory"), help: ArgumentHelp("Where runtime attachments are kept (config key state-directory).", valueName: "PATH"))
+    var stateDirectory: String?
+
+    @Option(name: .customLong("device"), help: ArgumentHelp("A device to attach at start (config key devices); repeatable.", valueName: "HOST=GUEST[,quota=N]"))
+    var devices: [String] = []
+
+    func run() throws {
+        // Block SIGTERM/SIGINT before any other thread exists, so that every
+        // thread inherits the mask and the signals arrive only on the
+        // daemon's signalfd.
+        let signals: SignalDescriptor
+        do {
+            signals = try SignalDescriptor(signals: [SIGTERM, SIGINT])
+        } catch {
+            FileHandleStderr.write("vtdbridged: \(error)\n")
+            throw ExitCode(1)
+        }
+        var overrides: [String: String] = [:]
+        overrides["name"] = name
+        overrides["log.level"] = logLevel
+        overrides["backend"] = backend
+        overrides["event-socket"] = eventSocket
+        overrides["control.socket"] = controlSocket
+        overrides["state-directory"] = stateDirectory
+        if !devices.isEmpty { overrides["devices"] = devices.joined(separator: " ") }
+
+        let daemonConfig: DaemonConfig
+        do {
+            daemonConfig = try blocking { [config, overrides] in
+                try await DaemonConfig.load(file: config, environment: Self.environment(), overrides: overrides)
+            }
+        } catch {
+            FileHandleStderr.write("vtdbridged: \(error)\n")
+            throw ExitCode(78)  // EX_CONFIG: systemd shows it as a configuration error
+        }
+
+        let levels = SharedLogLevel(daemonConfig.logLevel)
+        LoggingSystem.bootstrap { label in
+            SharedLevelLogHandler(inner: StreamLogHandler.standardError(label: label), level: levels)
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "vtdbridged.\(daemonConfig.name)")
+
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(config: daemonConfig, signals: signals, logger: logger, logLevel: levels,
+                                metricsText: {
+                                    var buffer: [UInt8] = []
+                                    registry.emit(into: &buffer)
+                                    return String(decoding: buffer, as: UTF8.self)
+                                }, version: vtdBridgeVersion)
+        } catch {
+            FileHandleStderr.write("vtdbridged: \(error)\n")
+            throw ExitCode(1)
+        }
+        let status = daemon.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    static func environment() -> [String: String] {
+        var env: [String: String] = [:]
+        var p = Glibc.environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") {
+                env[String(text[..<eq])] = String(text[text.index(after: eq)...])
+            }
+            p += 1
+        }
+        return env
+    }
+}
+
+let vtdBridgeVersion = "0.1.0"
+
+/// Runs async work to completion from synchronous code (config loading is
+/// async; the daemon's loop is not).
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let box = Mutex<Result<T, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { let value = try await body(); box.withLock { $0 = .success(value) } } catch { box.withLock { $0 = .failure(error) } }
+        done.signal()
+    }
+    done.wait()
+    return try box.withLock { $0! }.get()
+}
+
+/// The process-wide log level: every logger's handler reads it, so the
+/// control socket's log-level command changes them all at once.
+final class SharedLogLevel: LogLevelControl {
+    private let storage: Mutex<Logger.Level>
+    init(_ level: Logger.Level) { storage = Mutex(level) }
+    var level: Logger.Level { storage.withLock { $0 } }
+    func setLevel(_ level: Logger.Level) { storage.withLock { $0 = level } }
+}
+
+struct SharedLevelLogHandler: LogHandler {
+    var inner: StreamLogHandler
+    let level: SharedLogLevel
+
+    var logLevel: Logger.Level {
+        get { level.level }
+        set { level.setLevel(newValue) }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        inner.log(event: event)
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ s: String) {
+        var s = s
+        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

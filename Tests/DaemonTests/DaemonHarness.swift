@@ -1,0 +1,110 @@
+import Foundation
+import Glibc
+import UnixIO
+import VTdBridgeClient
+import Wire
+import XCTest
+
+/// A real vtdbridged process on the dry-run backend, in a temporary
+/// directory of its own, for end-to-end tests.
+final class DaemonHarness {
+    let directory: String
+    let process = Process()
+    let logPath: String
+    var eventSocket: String { directory + "/event.sock" }
+    var controlSocket: String { directory + "/control.sock" }
+    var stateDirectory: String { directory + "/state" }
+
+    static var binDirectory: URL { Bundle.main.bundleURL }
+    static func binary(_ name: String) -> URL { binDirectory.appendingPathComponent(name) }
+
+    init(name: String = "test", devices: [String] = ["0000:01:00.0=00:03.0"], extraArguments: [String] = [],
+         environment: [String: String] = [:], directory: String? = nil) throws {
+        self.directory = directory ?? NSTemporaryDirectory() + "vtdbridged-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        logPath = self.directory + "/daemon.log"
+        process.executableURL = Self.binary("vtdbridged")
+        var args = ["--backend", "dry-run", "--name", name, "--event-socket", eventSocket, "--control-socket", controlSocket,
+                    "--state-directory", stateDirectory, "--log-level", "debug"]
+        for d in devices { args += ["--device", d] }
+        process.arguments = args + extraArguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        try waitForSocket()
+    }
+
+    func waitForSocket(timeout: Double = 20) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let c = try? UnixConnection.connect(path: controlSocket) {
+                try? c.close()
+                return
+            }
+            guard process.isRunning else {
+                throw HarnessError("vtdbridged exited (\(process.terminationStatus)) before listening:\n\(log)")
+            }
+            usleep(20_000)
+        }
+        throw HarnessError("vtdbridged did not listen on \(controlSocket) within \(timeout) s:\n\(log)")
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func control() throws -> ControlClient { try ControlClient(path: controlSocket) }
+
+    /// Sends SIGTERM and waits; returns the exit status.
+    @discardableResult
+    func terminate(signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
+        guard process.isRunning else { return process.terminationStatus }
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return -1
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Runs a binary to completion; returns status, stdout and stderr. Output
+/// goes through files, so a chatty tool never blocks on a full pipe.
+func runTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let base = NSTemporaryDirectory() + "tool-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        unlink(base + ".out")
+        unlink(base + ".err")
+    }
+    let p = Process()
+    p.executableURL = DaemonHarness.binary(name)
+    p.arguments = arguments
+    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
+    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".err"))
+    try p.run()
+    p.waitUntilExit()
+    return (p.terminationStatus, try String(contentsOfFile: base + ".out", encoding: .utf8),
+            try String(contentsOfFile: base + ".err", encoding: .utf8))
+}
