@@ -69,7 +69,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
-            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "VTdBridgeClient",
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "VTdBridgeClient", "VFIO", "CSocket",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Test doubles live here and only here.

@@ -175,11 +175,20 @@ extension Daemon {
         if let quota, quota <= 0 { throw ControlError.invalidArgument("quota", "must be a positive number of mappings") }
         let returnFD = try request.bool("return-fd") ?? false
         let spec = DeviceSpec(host: host, guest: guest, quota: quota)
-        let (device, report): (AttachedDevice, SyncReport)
-        do {
-            (device, report) = try attachDevice(spec, persistent: true)
-        } catch {
-            return (.failure(ControlError(code: error.code, message: error.message)), [])
+        let device: AttachedDevice
+        var report = SyncReport()
+        var already = false
+        if let existing = devices[guest], existing.spec.host == host {
+            // Attaching what is already attached is not an error: a VMM that
+            // reconnects after a daemon restart asks again for its device fd.
+            device = existing
+            already = true
+        } else {
+            do {
+                (device, report) = try attachDevice(spec, persistent: true)
+            } catch {
+                return (.failure(ControlError(code: error.code, message: error.message)), [])
+            }
         }
         var fds: [Int32] = []
         if returnFD {
@@ -192,7 +201,7 @@ extension Daemon {
         var result: [String: JSONValue] = [
             "guest": .string(guest.description), "host": .string(device.hostDescription),
             "backend": .string(device.backendName), "mappings": .int(Int64(bridge.spaces[guest]?.shadow.count ?? 0)),
-            "device-fd": .bool(!fds.isEmpty),
+            "device-fd": .bool(!fds.isEmpty), "already-attached": .bool(already),
         ]
         result["group"] = device.groupNumber.map { .int(Int64($0)) } ?? .null
         if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }

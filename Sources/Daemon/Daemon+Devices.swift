@@ -41,6 +41,7 @@ extension Daemon {
         }
         devices[spec.guest] = device
         failedDevices.removeValue(forKey: spec.guest)
+        pendingDevices.removeValue(forKey: spec.guest)
         metrics.record(report)
         metrics.attachedDevices.record(devices.count)
         if let space = bridge.spaces[spec.guest] { metrics.recordDevice(space) }
@@ -53,6 +54,12 @@ extension Daemon {
 
     /// Unmaps everything of the device and closes it.
     func detachDevice(_ guest: SourceID) throws(DeviceAttachError) -> SyncReport {
+        if devices[guest] == nil, let pending = pendingDevices.removeValue(forKey: guest) {
+            // Not attached yet: stop retrying and forget the record.
+            failedDevices.removeValue(forKey: guest)
+            if pending.persistent { persistAttachments() }
+            return SyncReport()
+        }
         guard let device = devices[guest] else {
             throw DeviceAttachError(code: "not-attached", message: "guest \(guest) is not attached")
         }
@@ -71,13 +78,26 @@ extension Daemon {
     }
 
     func persistAttachments() {
-        let records = devices.values.filter(\.persistent).sorted { $0.spec.guest < $1.spec.guest }.map {
-            StateStore.Record(host: $0.hostDescription, guest: $0.spec.guest.description, quota: $0.spec.quota)
+        // Recorded attachments still being retried stay recorded.
+        var specs = devices.values.filter(\.persistent).map(\.spec)
+        specs += pendingDevices.values.filter { $0.persistent && devices[$0.spec.guest] == nil }.map(\.spec)
+        let records = specs.sorted { $0.guest < $1.guest }.map {
+            StateStore.Record(host: $0.hostText, guest: $0.guest.description, quota: $0.quota)
         }
         do {
             try store.save(records)
         } catch {
             logger.error("recording attachments failed; they will not survive a restart", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension DeviceSpec {
+    /// The host as the state file and the control socket write it.
+    var hostText: String {
+        switch host {
+        case let .pci(a): a
+        case let .group(n): "group:\(n)"
         }
     }
 }

@@ -28,8 +28,13 @@ public final class Daemon {
 
     let bridge: GuestIOMMU
     var devices: [SourceID: AttachedDevice] = [:]
-    /// Configured devices that could not be attached at start, with why.
+    /// Configured or recorded devices that could not be attached yet, with
+    /// why. They are retried every second: a device may be bound to
+    /// vfio-pci later, or its group may still be held by a VMM that kept
+    /// the device fd of a daemon that crashed.
     var failedDevices: [SourceID: String] = [:]
+    var pendingDevices: [SourceID: (spec: DeviceSpec, persistent: Bool)] = [:]
+    var nextRetry = ContinuousClock.now
 
     var eventListener: UnixListener?
     var controlListener: UnixListener?
@@ -85,7 +90,9 @@ public final class Daemon {
         let poller = Poller()
         while !shutdownRequested {
             var timeout: Int32 = -1
-            if let due = nextWatchdog {
+            var wake: [ContinuousClock.Instant] = nextWatchdog.map { [$0] } ?? []
+            if !pendingDevices.isEmpty { wake.append(nextRetry) }
+            if let due = wake.min() {
                 let left = ContinuousClock.now.duration(to: due)
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
             }
@@ -115,6 +122,10 @@ public final class Daemon {
                     serviceControl(s, event)
                 }
             }
+            if !pendingDevices.isEmpty, ContinuousClock.now >= nextRetry {
+                retryPendingDevices()
+                nextRetry = ContinuousClock.now + .seconds(1)
+            }
             if let due = nextWatchdog, ContinuousClock.now >= due, let watchdog {
                 notify("WATCHDOG=1")
                 nextWatchdog = ContinuousClock.now + watchdog / 2
@@ -139,7 +150,8 @@ public final class Daemon {
                 try attachDevice(spec, persistent: false)
             } catch {
                 failedDevices[spec.guest] = error.message
-                logger.error("configured device not attached", metadata: ["guest": "\(spec.guest)", "error": "\(error.message)"])
+                if error.code == "vfio-error" { pendingDevices[spec.guest] = (spec, false) }
+                logger.error("configured device not attached; retrying every second", metadata: ["guest": "\(spec.guest)", "error": "\(error.message)"])
             }
         }
         let records: [StateStore.Record]
@@ -153,12 +165,34 @@ public final class Daemon {
             do {
                 let spec = try DeviceSpec.parse("\(record.host)=\(record.guest)\(record.quota.map { ",quota=\($0)" } ?? "")")
                 guard devices[spec.guest] == nil else { continue }
-                try attachDevice(spec, persistent: true)
-                logger.info("restored attachment", metadata: ["guest": "\(spec.guest)", "host": "\(record.host)"])
-            } catch let error as DeviceAttachError {
-                logger.error("recorded attachment not restored", metadata: ["guest": "\(record.guest)", "error": "\(error.message)"])
+                do {
+                    try attachDevice(spec, persistent: true)
+                    logger.info("restored attachment", metadata: ["guest": "\(spec.guest)", "host": "\(record.host)"])
+                } catch {
+                    failedDevices[spec.guest] = error.message
+                    pendingDevices[spec.guest] = (spec, true)
+                    logger.error("recorded attachment not restored yet; retrying every second",
+                                 metadata: ["guest": "\(record.guest)", "error": "\(error.message)"])
+                }
             } catch {
                 logger.error("recorded attachment not restored", metadata: ["guest": "\(record.guest)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func retryPendingDevices() {
+        for (sid, pending) in pendingDevices.sorted(by: { $0.key < $1.key }) {
+            guard devices[sid] == nil else {
+                pendingDevices.removeValue(forKey: sid)
+                continue
+            }
+            do {
+                try attachDevice(pending.spec, persistent: pending.persistent)
+                pendingDevices.removeValue(forKey: sid)
+                logger.info("attached after retrying", metadata: ["guest": "\(sid)"])
+            } catch {
+                failedDevices[sid] = error.message
+                logger.debug("attach retry failed", metadata: ["guest": "\(sid)", "error": "\(error.message)"])
             }
         }
     }

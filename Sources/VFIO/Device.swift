@@ -21,6 +21,15 @@ public final class Device: Sendable {
         self.logger = logger
     }
 
+    /// Adopts a device descriptor received from elsewhere — a VMM gets it
+    /// from the daemon's `attach` over SCM_RIGHTS. The descriptor is closed
+    /// exactly once, by this object.
+    public convenience init(adopting descriptor: Int32, name: String,
+                            kernel: any VFIOKernel = LinuxVFIOKernel(), logger: Logger) {
+        self.init(name: name, fd: OwnedFD(adopting: descriptor, path: "device \(name)", kernel: kernel),
+                  kernel: kernel, logger: logger)
+    }
+
     private var subject: String { "device \(name)" }
 
     /// VFIO_DEVICE_GET_INFO. Capabilities (VFIO_DEVICE_FLAGS_CAPS, s390 only)

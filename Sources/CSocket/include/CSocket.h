@@ -150,6 +150,19 @@ int csocket_ftruncate(int fd, uint64_t size);
 /// poll(2). Returns the number of ready entries or -errno.
 int csocket_poll(struct pollfd *fds, unsigned long count, int timeout_ms);
 
+// --- process spawning with reduced privileges ----------------------------
+
+/// fork + execv of `path` with `argv` (NULL-terminated), in a child that
+/// first sets RLIMIT_MEMLOCK to `memlock_bytes` (both limits; UINT64_MAX
+/// leaves it alone), drops supplementary groups and switches to `gid` and
+/// `uid` (-1 keeps them), and sends stdout and stderr to `log_fd` (-1 keeps
+/// them). Used to run a daemon without CAP_IPC_LOCK so that the kernel's
+/// memory-lock accounting applies to it. Only async-signal-safe calls happen
+/// between fork and exec. Returns the child's pid or -errno (from fork; a
+/// failure in the child makes it exit with status 127).
+int csocket_spawn_restricted(const char *path, char *const argv[], long uid, long gid,
+                             uint64_t memlock_bytes, int log_fd);
+
 #ifdef __cplusplus
 }
 #endif
