@@ -24,6 +24,12 @@ extension Daemon {
                 connection.close()
                 continue
             }
+            if let current = vmm {
+                // A VMM that reconnects closes its old connection first, but
+                // both may be ready in the same poll round, the new one
+                // first: read the old one so that its EOF is seen now.
+                readVMM(current)
+            }
             if vmm != nil {
                 // §1.1: one VMM at a time; tell the second one why, then close.
                 let reply = EventCodec.encodeReply(requestType: 0, tag: 0, EventReply(
@@ -51,7 +57,7 @@ extension Daemon {
         if vmm === session { flush(session) }
     }
 
-    private func readVMM(_ session: EventSession) {
+    func readVMM(_ session: EventSession) {
         var buffer = [UInt8](repeating: 0, count: Self.readChunk)
         var reads = 0
         while !session.closing, reads < 16 {
