@@ -11,7 +11,7 @@ DESTDIR      ?=
 SWIFT_FLAGS  ?=
 BUILD_DIR    := .build
 
-.PHONY: all build release test unit-test deps clean help
+.PHONY: all build release test unit-test protocol-test deps clean help
 
 all: build
 
@@ -43,8 +43,18 @@ unit-test: deps
 	scripts/test-summary $(BUILD_DIR)/unit-test.log unit > $(BUILD_DIR)/unit-test.summary || status=1; \
 	cat $(BUILD_DIR)/unit-test.summary; exit $$status
 
-test: unit-test
-	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary
+# The protocol conformance suite: a Python client written from
+# docs/PROTOCOL.md alone, against a real vtdbridged (dry-run backend).
+protocol-test: unit-test
+	@python3 -m pytest --version >/dev/null 2>&1 || pip install -q pytest
+	@set -o pipefail; \
+	python3 -m pytest -q Tests/protocol 2>&1 | tee $(BUILD_DIR)/protocol-test.log; \
+	status=$$?; \
+	scripts/test-summary --pytest $(BUILD_DIR)/protocol-test.log protocol > $(BUILD_DIR)/protocol-test.summary || status=1; \
+	cat $(BUILD_DIR)/protocol-test.summary; exit $$status
+
+test: unit-test protocol-test
+	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary
 
 clean:
 	rm -rf $(BUILD_DIR)
@@ -139,3 +149,35 @@ verify-unit:
 	printf '%s\n' "$$score" | grep 'Overall exposure' || true; \
 	if [ $$status -ne 0 ]; then printf '%s\n' "$$score"; echo "verify-unit: FAILED: exposure above 2.5"; exit 1; fi; \
 	echo "verify-unit: OK"
+
+# ---------------------------------------------------------------------------
+# Test VM: real VFIO without a VFIO host. A QEMU (TCG) VM with an emulated
+# intel-iommu gives its Linux kernel real VFIO; its "edu" PCI devices are
+# bound to vfio-pci, and a script runs inside next to the release binaries.
+# Everything downloaded or built lives in .cache/vm/ (git-ignored).
+#
+#   make vm-deps                   qemu-system-x86, busybox-static, cpio, xz-utils;
+#                                  the newest Debian 6.1 kernel (scripts/vm/fetch-kernel)
+#   make vm-image                  release build + .cache/vm/initramfs.cpio
+#                                  (scripts/vm/build-initramfs; skipped when up to date)
+#   make vm-run [CMD=script.sh]    boots the VM and runs script.sh in it (scripts/vm/run);
+#                                  CMD defaults to scripts/vm/smoke.sh. VM_EDU (3) edu
+#                                  devices, VM_TIMEOUT (600) seconds for the whole boot.
+#                                  Exits with the script's status; log in .cache/vm/last.log
+
+VM_EDU       ?= 3
+VM_TIMEOUT   ?= 600
+CMD          ?= scripts/vm/smoke.sh
+
+.PHONY: vm-deps vm-image vm-run
+
+vm-deps:
+	@scripts/vm/deps
+
+# release runs after vm-deps, not beside it (-j): both may call apt-get.
+vm-image: vm-deps
+	@$(MAKE) --no-print-directory release
+	@scripts/vm/build-initramfs
+
+vm-run: vm-image
+	@scripts/vm/run --edu "$(VM_EDU)" --timeout "$(VM_TIMEOUT)" "$(CMD)"

@@ -174,6 +174,10 @@ extension Daemon {
         let quota = try request.int("quota")
         if let quota, quota <= 0 { throw ControlError.invalidArgument("quota", "must be a positive number of mappings") }
         let returnFD = try request.bool("return-fd") ?? false
+        if returnFD && config.backend == .dryRun {
+            // Refused before anything is attached: an error reply leaves no state behind.
+            throw ControlError.invalidArgument("return-fd", "the dry-run backend opens no device, so there is no device file descriptor to return")
+        }
         let spec = DeviceSpec(host: host, guest: guest, quota: quota)
         let device: AttachedDevice
         var report = SyncReport()
@@ -257,7 +261,7 @@ extension Daemon {
     private func logLevelCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
         try request.allowOnly(["level"])
         if let text = try request.string("level") {
-            guard let level = Logger.Level(rawValue: text) else {
+            guard let level = Logger.Level(rawValue: text.lowercased()) else {
                 throw ControlError.invalidArgument("level", "\"\(text)\" is not a log level; expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             logLevel.setLevel(level)

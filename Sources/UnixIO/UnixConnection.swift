@@ -69,7 +69,7 @@ public final class UnixConnection: Sendable, CustomStringConvertible {
     /// One recvmsg(2) into `buffer`, with room for up to 64 descriptors.
     ///
     /// Throws EMSGSIZE (call "recvmsg") when descriptors were lost on the
-    /// way: more than 64 came with these bytes, or this process is out of
+    /// way: more than SCM_MAX_FD (253) came with these bytes, or this process is out of
     /// descriptors. The bytes of that call are gone as well, so the stream
     /// cannot be resynchronised; close the connection.
     public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> ReceiveResult {

@@ -11,10 +11,10 @@ public enum EventLimits {
     public static let memoryRegions = 1 ... 64
     /// `INVALIDATE` descriptor count range (§1.6). Note that 8 + 16·65,536 is
     /// 8 bytes above `maxPayload`, so a frame holds at most 65,535 in practice.
-    public static let invalidations = 1 ... 65_536
+    public static let invalidations = 1 ... 65_535
     /// `NOTIFY` entry count range (§1.6). As above, 8 + 32·32,768 exceeds
     /// `maxPayload` by 8 bytes: at most 32,767 fit in a frame.
-    public static let notifierEntries = 1 ... 32_768
+    public static let notifierEntries = 1 ... 32_767
     /// Longest reply `message` in bytes (§1.4).
     public static let maxMessageBytes = 4096
     /// Longest failure-record `reason` in bytes (§1.6).

@@ -58,8 +58,10 @@ final class NotifierModeTests: XCTestCase {
         let (result, fd) = try client.call("attach", ["host": "0000:09:00.0", "guest": "00:09.0", "return-fd": true])
         XCTAssertNil(fd)
         guard case let .failure(error) = result else { return XCTFail("attach with return-fd succeeded on dry-run") }
-        XCTAssertEqual(error.code, "vfio-error")
+        XCTAssertEqual(error.code, "invalid-argument")
         XCTAssertTrue(error.message.contains("dry-run"), error.message)
+        let status = try client.require("status")
+        XCTAssertFalse(status["devices"]!.arrayValue!.contains { $0["guest"]?.stringValue == "00:09.0" }, "a refused attach leaves nothing attached")
         // A refused command exits 1 with the code on stderr; an unreachable daemon exits 2.
         r = try runTool("vtdbridgectl", ["detach", "00:1f.7", "--socket", daemon.controlSocket])
         XCTAssertEqual(r.status, 1)

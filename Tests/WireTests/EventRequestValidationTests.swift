@@ -157,7 +157,7 @@ final class EventRequestValidationTests: XCTestCase {
 
     func testInvalidateCounts() {
         assertRefused(decode(.invalidate, []), .malformed, "0 bytes", "8-byte")
-        assertRefused(decode(.invalidate, le(UInt32(0)) + le(UInt32(0))), .malformed, "count is 0", "1 to 65536")
+        assertRefused(decode(.invalidate, le(UInt32(0)) + le(UInt32(0))), .malformed, "count is 0", "1 to 65535")
         assertRefused(decode(.invalidate, le(UInt32(65537)) + le(UInt32(0))), .malformed, "count is 65537")
         assertRefused(decode(.invalidate, le(UInt32(2)) + le(UInt32(0)) + [UInt8](repeating: 0, count: 16)), .malformed,
                       "24 bytes", "count 2 needs exactly 40")
@@ -184,7 +184,7 @@ final class EventRequestValidationTests: XCTestCase {
 
     func testNotifyCounts() {
         assertRefused(decode(.notify, le(UInt32(0)) + le(UInt32(0))), .malformed, "NOTIFY count is 0")
-        assertRefused(decode(.notify, le(UInt32(32769)) + le(UInt32(0))), .malformed, "count is 32769", "1 to 32768")
+        assertRefused(decode(.notify, le(UInt32(32768)) + le(UInt32(0))), .malformed, "count is 32768", "1 to 32767")
         assertRefused(decode(.notify, Array(notify([good]).dropLast(4))), .malformed, "36 bytes", "needs exactly 40")
     }
 

@@ -33,9 +33,11 @@ extern "C" {
 
 // MARK: constants
 
-/// Most descriptors one csocket_recvmsg_fds call accepts (the protocol's
-/// per-frame limit). The kernel's own limit per message is SCM_MAX_FD, 253.
-#define CSOCKET_MAX_FDS 64
+/// Most descriptors one csocket_recvmsg_fds call accepts: the kernel's own
+/// limit per message, SCM_MAX_FD. With room for all of them a message is
+/// never truncated (MSG_CTRUNC), so a peer that sends more than a protocol
+/// allows gets a protocol error reply instead of a lost connection.
+#define CSOCKET_MAX_FDS 253
 
 extern const unsigned csocket_MFD_CLOEXEC;
 extern const unsigned csocket_MFD_ALLOW_SEALING;
