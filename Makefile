@@ -53,8 +53,8 @@ protocol-test: unit-test
 	scripts/test-summary --pytest $(BUILD_DIR)/protocol-test.log protocol > $(BUILD_DIR)/protocol-test.summary || status=1; \
 	cat $(BUILD_DIR)/protocol-test.summary; exit $$status
 
-test: unit-test protocol-test
-	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary
+test: unit-test protocol-test vm-test
+	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary
 
 clean:
 	rm -rf $(BUILD_DIR)
@@ -181,3 +181,33 @@ vm-image: vm-deps
 
 vm-run: vm-image
 	@scripts/vm/run --edu "$(VM_EDU)" --timeout "$(VM_TIMEOUT)" "$(CMD)"
+
+# ---------------------------------------------------------------------------
+# Real devices. `make vm-test` (part of `make test`) runs the real-device
+# scenarios in the VM (scripts/vm/real-devices.sh), then checks
+# `vtdbridgectl walk` against the page tables the VM kernel's own
+# intel-iommu driver wrote for the daemon's containers
+# (scripts/vm/check-linux-tables). `make demo` runs a short, readable subset.
+# A VM that cannot start is a failure with its reason, never a skip.
+
+VM_RAM_FILE ?= /dev/shm/vtd-bridge-vm-ram-$(shell id -u)
+
+.PHONY: vm-test demo
+
+vm-test: vm-image
+	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-test.summary "$(VM_RAM_FILE)"
+	@set -o pipefail; status=0; \
+	VM_APPEND="iomem=relaxed" VM_RAM_FILE="$(VM_RAM_FILE)" scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" \
+	  --log $(BUILD_DIR)/vm-test.log scripts/vm/real-devices.sh | tee $(BUILD_DIR)/vm-test.out || status=1; \
+	line=$$(grep -E "^vmtest: [0-9]+ passed, [0-9]+ failed$$" $(BUILD_DIR)/vm-test.out | tail -n 1); \
+	if [ -n "$$line" ]; then echo "vm: $${line#vmtest: }" >> $(BUILD_DIR)/vm-test.summary; \
+	else echo "vm: 0 passed, 1 failed" >> $(BUILD_DIR)/vm-test.summary; echo "vm-test: the VM reported no result (see $(BUILD_DIR)/vm-test.log)"; status=1; fi; \
+	if [ -f "$(VM_RAM_FILE)" ]; then \
+	  scripts/vm/check-linux-tables $(BUILD_DIR)/vm-test.log "$(VM_RAM_FILE)" "$$($(SWIFT) build -c release --show-bin-path)/vtdbridgectl" \
+	    | tee $(BUILD_DIR)/linux-tables.out || status=1; \
+	  grep -E "^linux-tables: " $(BUILD_DIR)/linux-tables.out >> $(BUILD_DIR)/vm-test.summary || echo "linux-tables: 0 passed, 1 failed" >> $(BUILD_DIR)/vm-test.summary; \
+	else echo "linux-tables: 0 passed, 1 failed" >> $(BUILD_DIR)/vm-test.summary; echo "vm-test: no guest RAM file to check"; status=1; fi; \
+	rm -f "$(VM_RAM_FILE)"; cat $(BUILD_DIR)/vm-test.summary; exit $$status
+
+demo: vm-image
+	@set -o pipefail; scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" scripts/vm/demo.sh 2>&1 | grep -vE '^\[ *[0-9]+\.[0-9]+\]|^qemu-system'

@@ -23,11 +23,17 @@ struct VMTest: ParsableCommand {
     @Option(help: ArgumentHelp("Working directory for sockets, state and logs.", valueName: "PATH"))
     var directory = "/run/vtdtest"
 
+    @Flag(name: .customLong("leave-for-walk"), help: """
+        At the end, leave the daemon's mappings in place and print what the host must find         in the VM kernel's own VT-d page tables (WALK-RTADDR, WALK-CHECK lines); see         scripts/vm/check-linux-tables.
+        """)
+    var leaveForWalk = false
+
     @Argument(help: "Scenarios to run (default: all).")
     var only: [String] = []
 
     func run() throws {
         let runner = try VMTestRunner(daemonBinary: daemon, directory: directory)
+        runner.leaveForWalk = leaveForWalk
         let failed = runner.runAll(only: only)
         if failed > 0 { throw ExitCode(1) }
     }
@@ -44,6 +50,7 @@ final class VMTestRunner {
     let devices = [SourceID("00:03.0")!, SourceID("00:04.0")!]
     let directory: String
     let daemonBinary: String
+    var leaveForWalk = false
 
     init(daemonBinary: String, directory: String) throws {
         self.directory = directory
@@ -103,7 +110,16 @@ final class VMTestRunner {
                 print("--- daemon log (last 30 lines) ---\n\(supervisor.log.split(separator: "\n").suffix(30).joined(separator: "\n"))")
             }
         }
-        supervisor.stop()
+        if leaveForWalk {
+            do {
+                try printWalkChecks()
+            } catch {
+                print("FAIL leave-for-walk: \(error)")
+                failed += 1
+            }
+        } else {
+            supervisor.stop()
+        }
         print("vmtest: \(passed) passed, \(failed) failed")
         return failed
     }
@@ -130,6 +146,47 @@ final class VMTestRunner {
             guard let fd else { throw SimError("attach \(eduAddresses[i]) returned no device fd: \(value.serialized)") }
             edus[sid] = try EduDevice(adopting: fd, address: eduAddresses[i])
             transcript.daemon("attached \(eduAddresses[i]) (group \(value["group"]?.intValue ?? -1)) as guest \(sid); device fd received")
+        }
+    }
+
+    /// The VM kernel's intel-iommu driver wrote VT-d tables for each VFIO
+    /// container the daemon filled. Those tables are in this VM's RAM, which
+    /// the host can read after the run: print where they are and what they
+    /// must translate, and mark each mapped guest page so the host can tell
+    /// the right page from any other. The daemon keeps running (power-off
+    /// comes next), so no unmap clears the tables first.
+    func printWalkChecks() throws {
+        // DMAR unit 0's registers (base 0xfed90000, as dmesg prints it): CAP,
+        // ECAP and RTADDR. Reading them needs iomem=relaxed on the kernel
+        // command line, since the intel-iommu driver has claimed the range.
+        func register(_ offset: UInt64) throws -> UInt64 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/busybox")
+            p.arguments = ["devmem", "0x" + String(0xfed9_0000 + offset, radix: 16), "64"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            p.waitUntilExit()
+            guard text.hasPrefix("0x"), let value = UInt64(text.dropFirst(2), radix: 16) else {
+                throw SimError("devmem of DMAR register 0x\(String(offset, radix: 16)) printed \"\(text)\" (is iomem=relaxed set?)")
+            }
+            return value
+        }
+        let rtaddr = try register(0x20)
+        print("WALK-CAPS cap=0x\(String(try register(0x08), radix: 16)) ecap=0x\(String(try register(0x10), radix: 16))")
+        print("WALK-RTADDR 0x\(String(rtaddr & ~0xfff, radix: 16))")
+        for (i, sid) in devices.enumerated() {
+            // The edu device as the VM kernel sees it: its PCI address is its source-id.
+            let host = String(eduAddresses[i].dropFirst(5))
+            for m in try mappings(sid) {
+                guard let iova = hexValue(m["iova"]), let l2gpa = hexValue(m["gpa"]), let size = hexValue(m["size"]) else { continue }
+                var marker = Array("VTDBWALK".utf8)
+                withUnsafeBytes(of: l2gpa.littleEndian) { marker += $0 }
+                guest.memory.write(gpa: l2gpa, bytes: marker)
+                let perm = (m["read"]?.boolValue == true ? "r" : "-") + (m["write"]?.boolValue == true ? "w" : "-")
+                print("WALK-CHECK device=\(host) iova=0x\(String(iova, radix: 16)) size=0x\(String(size, radix: 16)) perm=\(perm) marker=\(marker.map { String(format: "%02x", $0) }.joined())")
+            }
         }
     }
 
