@@ -16,9 +16,12 @@ BUILD_DIR    := .build
 all: build
 
 help:
+	@echo "make demo       boot the test VM and show the daemon bridging a simulated guest's DMA to real edu devices"
+	@echo "make test       unit, protocol and real-device (VM) tests; ends with 'N passed, N failed'"
 	@echo "make build      debug build of every target"
 	@echo "make release    optimized build (static Swift stdlib)"
-	@echo "make test       install what is missing, run every test, print 'N passed, N failed'"
+	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
+	@echo "make vm-run CMD=script.sh   run a script in the test VM"
 	@echo "make clean      remove build output"
 
 # <linux/vfio.h> comes from linux-libc-dev, pulled in by libc6-dev.
