@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C shim: the <linux/vfio.h> request numbers Swift cannot import, and
@@ -71,7 +72,15 @@ let package = Package(
         .executableTarget(name: "vtdbridge-sim", dependencies: [
             "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "VTdBridgeClient", "VFIO", "CSocket",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // make bench: the host figures (sync cost, memory, invalidation rate)
+        // and the table that docs/BENCHMARKS.md is written from.
+        .executableTarget(name: "vtdbridge-bench", dependencies: [
+            "Bridge", "VTd", "VTdGuest",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Test doubles live here and only here.
         .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest"]),

@@ -77,7 +77,9 @@ public struct ShadowMap: Sendable {
 
     /// Adds an entry. It must not overlap an existing one (the caller unmaps first).
     public mutating func insert(_ entry: ShadowEntry) {
-        precondition(!overlaps(iova: entry.iova, end: entry.end), "shadow entries never overlap")
+        // The caller has checked (AddressSpace.apply refuses an overlapping
+        // map before the kernel sees it); in debug builds, check again.
+        assert(!overlaps(iova: entry.iova, end: entry.end), "shadow entries never overlap")
         count += 1
         mappedBytes += entry.size
         guard !chunks.isEmpty else {
@@ -141,6 +143,46 @@ public struct ShadowMap: Sendable {
     @inlinable
     public func forEach(_ body: (ShadowEntry) throws -> Void) rethrows {
         for chunk in chunks { for e in chunk { try body(e) } }
+    }
+
+    /// A read-only cursor over the entries in IOVA order, from the first
+    /// entry ending above `iova`. It holds its own reference to the chunk it
+    /// is in, so stepping through a chunk costs an index increment and no
+    /// reference counting: the merge of a replay touches a million entries.
+    public func cursor(endingAfter iova: UInt64) -> Cursor {
+        let start = firstIndex(endingAfter: iova)
+        return Cursor(chunks: chunks, chunkIndex: start.chunk, offset: start.offset)
+    }
+
+    public struct Cursor {
+        @usableFromInline let chunks: [ContiguousArray<ShadowEntry>]
+        @usableFromInline var chunkIndex: Int
+        @usableFromInline var offset: Int
+        @usableFromInline var chunk: ContiguousArray<ShadowEntry>
+
+        /// A cursor over nothing.
+        public static var empty: Cursor { Cursor(chunks: [], chunkIndex: 0, offset: 0) }
+
+        @usableFromInline init(chunks: [ContiguousArray<ShadowEntry>], chunkIndex: Int, offset: Int) {
+            self.chunks = chunks
+            self.chunkIndex = chunkIndex
+            self.offset = offset
+            chunk = chunkIndex < chunks.count ? chunks[chunkIndex] : []
+        }
+
+        /// The entry under the cursor, nil past the end.
+        @inlinable public var current: ShadowEntry? {
+            offset < chunk.count ? chunk[offset] : nil
+        }
+
+        @inlinable public mutating func advance() {
+            offset += 1
+            if offset >= chunk.count, chunkIndex + 1 < chunks.count {
+                chunkIndex += 1
+                offset = 0
+                chunk = chunks[chunkIndex]
+            }
+        }
     }
 
     /// All entries in IOVA order (for reports and tests).

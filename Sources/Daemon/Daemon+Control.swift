@@ -317,9 +317,14 @@ extension Daemon {
         for (sid, why) in failedDevices.sorted(by: { $0.key < $1.key }) {
             failed.append(.object(["guest": .string(sid.description), "error": .string(why)]))
         }
+        let stageObject: JSONValue = .object([
+            "requests": .int(Int64(stages.requests)), "receive-ns": .int(stages.receive), "walk-ns": .int(stages.walk),
+            "ioctl-ns": .int(stages.ioctl), "ack-ns": .int(stages.ack),
+        ])
         return .object([
             "name": .string(config.name), "version": .string(version), "backend": .string(config.backend.rawValue),
             "vmm": .object(vmmObject), "devices": .array(deviceList), "failed-devices": .array(failed),
+            "stages": stageObject,
         ])
     }
 }

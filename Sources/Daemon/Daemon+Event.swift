@@ -63,6 +63,7 @@ extension Daemon {
         while !session.closing, reads < 16 {
             reads += 1
             let result: UnixConnection.ReceiveResult
+            let received = ContinuousClock.now
             do {
                 result = try buffer.withUnsafeMutableBytes { try session.connection.receive(into: $0) }
             } catch {
@@ -70,6 +71,7 @@ extension Daemon {
                 dropVMM(session)
                 return
             }
+            stages.receive += received.duration(to: .now).nanosecondCount
             switch result {
             case .wouldBlock:
                 return
@@ -94,15 +96,25 @@ extension Daemon {
                                                                 EventReply(status: error.status, message: error.message)), fds: [])
                 session.closing = true
             case let .success(frame):
+                let started = ContinuousClock.now
+                let ioctlBefore = backendNanoseconds
                 let reply = handle(frame, in: session)
+                let ioctl = backendNanoseconds - ioctlBefore
+                stages.ioctl += ioctl
+                stages.walk += started.duration(to: .now).nanosecondCount - ioctl
+                stages.requests += 1
+                let encoding = ContinuousClock.now
                 if reply.status.closesConnection { session.closing = true }
                 if reply.status != .ok && reply.status != .partial { metrics.rejectedFrames.increment() }
                 session.outbound.enqueue(EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply), fds: [])
+                stages.ack += encoding.duration(to: .now).nanosecondCount
             }
         }
     }
 
     private func flush(_ session: EventSession) {
+        let start = ContinuousClock.now
+        defer { stages.ack += start.duration(to: .now).nanosecondCount }
         do {
             let empty = try session.outbound.flush(to: session.connection)
             if empty && session.closing { dropVMM(session) }
@@ -200,7 +212,7 @@ extension Daemon {
             metrics.invalidations.increment(by: words.count)
             let start = ContinuousClock.now
             let result = bridge.process(words.map { (low: $0.low, high: $0.high) })
-            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanoseconds)
+            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanosecondCount)
             return reply(for: result)
         case let .notify(entries):
             guard session.phase == .ready else {
@@ -219,7 +231,7 @@ extension Daemon {
             }
             let start = ContinuousClock.now
             let result = bridge.notify(events)
-            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanoseconds)
+            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanosecondCount)
             return reply(for: result)
         case .ping:
             return .ok
@@ -262,13 +274,13 @@ extension Daemon {
         return EventReply(status: status, message: message, body: .batch(body))
     }
 
+    /// Nanoseconds spent in every backend call of every device so far.
+    var backendNanoseconds: Int64 {
+        bridge.spaces.values.reduce(0) { $0 + $1.backendNanoseconds }
+    }
+
     func refreshDeviceMetrics() {
         for space in bridge.spaces.values { metrics.recordDevice(space) }
     }
 }
 
-extension Duration {
-    var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
-    }
-}

@@ -44,6 +44,19 @@ public final class Daemon {
     var vmmConnectedOnce = false
     var shutdownRequested = false
 
+    /// Where the event channel's time goes, cumulated over all requests:
+    /// receive (recvmsg + framing), walk (decode, walk, merge: everything
+    /// of a request but its ioctls), ioctl (backend calls), ack (encoding
+    /// and sending the reply). `status` reports it.
+    struct Stages {
+        var receive: Int64 = 0
+        var walk: Int64 = 0
+        var ioctl: Int64 = 0
+        var ack: Int64 = 0
+        var requests = 0
+    }
+    var stages = Stages()
+
     /// A slow control client may hold this much unsent output before it is
     /// dropped; it never blocks the others.
     static let maxQueuedBytes = 256 << 20

@@ -11,6 +11,7 @@ public struct IOVARange: Sendable, Equatable, Hashable, CustomStringConvertible 
     }
 
     /// True when [iova, iova + size) lies wholly inside this range.
+    @inlinable
     public func contains(iova: UInt64, size: UInt64) -> Bool {
         guard size > 0 else { return false }
         let (end, overflow) = iova.addingReportingOverflow(size - 1)
@@ -41,6 +42,7 @@ public struct IOMMUInfo: Sendable, Equatable {
     }
 
     /// True when [iova, iova + size) lies inside one usable range.
+    @inlinable
     public func isUsable(iova: UInt64, size: UInt64) -> Bool {
         guard let iovaRanges else { return true }
         return iovaRanges.contains { $0.contains(iova: iova, size: size) }

@@ -8,6 +8,7 @@ public struct SecondLevelLeaf: Sendable, Equatable {
     public var read: Bool
     public var write: Bool
 
+    @inlinable
     public init(iova: UInt64, gpa: UInt64, sizeShift: UInt8, read: Bool, write: Bool) {
         self.iova = iova
         self.gpa = gpa
@@ -16,5 +17,5 @@ public struct SecondLevelLeaf: Sendable, Equatable {
         self.write = write
     }
 
-    public var size: UInt64 { 1 << UInt64(sizeShift) }
+    @inlinable public var size: UInt64 { 1 << UInt64(sizeShift) }
 }

@@ -42,67 +42,148 @@ public struct SecondLevelWalker<Memory: GuestMemoryReader> {
     public func walk(table: UInt64, levels: Int, start: UInt64, end: UInt64,
                      leaf onLeaf: (SecondLevelLeaf) -> Void,
                      fault onFault: (TranslationFault) -> Void) {
-        precondition((3...5).contains(levels))
-        let limit = Self.addressLimit(levels: levels)
-        let end = min(end, limit)
-        guard start < end else { return }
-        guard let top = memory.tablePage(at: table) else {
-            onFault(TranslationFault(reason: .tableOutsideRAM, iova: start, level: levels, value: table,
-                                     detail: "top-level table is not a page of guest RAM"))
-            return
+        var steps = self.steps(table: table, levels: levels, start: start, end: end)
+        while let step = steps.next() {
+            switch step {
+            case let .leaf(leaf): onLeaf(leaf)
+            case .fault: onFault(steps.fault!)
+            }
         }
-        let addressMask = caps.addressMask & ~0xfff
-        // Per-level state, indexed by level (1...levels). Fixed-size tuples
-        // would avoid the heap, but 6-element arrays are allocated once per walk.
-        var tables = [UnsafePointer<UInt64>?](repeating: nil, count: 6)
-        var read = [Bool](repeating: true, count: 7)
-        var write = [Bool](repeating: true, count: 7)
-        tables[levels] = top
-        var level = levels
-        var iova = start & ~((UInt64(1) << vtdLevelShift(1)) - 1)
-        while true {
-            let shift = vtdLevelShift(level)
-            let index = Int((iova >> shift) & 511)
-            let raw = UInt64(littleEndian: tables[level]![index])
-            let entryBase = iova & ~((UInt64(1) << shift) - 1)
-            // The IOVA just past this entry's span; 0 on wrap past 2^64.
-            let next = entryBase &+ (UInt64(1) << shift)
-            var advance = true
-            if raw & 3 != 0 {
-                let isLeaf = level == 1 || (raw & 0x80 != 0 && level <= 3)
-                let reserved = raw & (isLeaf ? leafMasks[level] : tableMasks[level])
-                let r = read[level + 1 > levels ? 6 : level + 1] && raw & 1 != 0
-                let w = write[level + 1 > levels ? 6 : level + 1] && raw & 2 != 0
-                if reserved != 0 {
-                    onFault(TranslationFault(reason: .entryReserved, iova: entryBase, level: level, value: raw,
-                                             detail: "reserved bits 0x\(String(reserved, radix: 16)) set"))
-                } else if isLeaf {
-                    if r || w {
-                        onLeaf(SecondLevelLeaf(iova: entryBase, gpa: raw & addressMask,
-                                               sizeShift: UInt8(shift), read: r, write: w))
-                    }
-                } else if !(r || w) {
-                    // Nothing below can grant access; the hardware would fault
-                    // every request, so there is nothing to map.
-                } else if let child = memory.tablePage(at: raw & addressMask) {
-                    tables[level - 1] = child
-                    read[level] = r
-                    write[level] = w
-                    level -= 1
-                    advance = false
+    }
+
+    /// The same walk, pulled one step at a time: a caller that merges it with
+    /// another ordered stream (the shadow) runs as one loop, with no closure
+    /// call per leaf.
+    @inlinable
+    public func steps(table: UInt64, levels: Int, start: UInt64, end: UInt64) -> Steps {
+        precondition((3...5).contains(levels))
+        return Steps(walker: self, table: table, levels: levels, start: start, end: min(end, Self.addressLimit(levels: levels)))
+    }
+
+    /// A step is plain data (no String inside), so returning one per leaf
+    /// costs no reference counting; a fault's details wait in `Steps.fault`.
+    public enum Step {
+        case leaf(SecondLevelLeaf)
+        /// A fault; read it from `Steps.fault` before the next step.
+        case fault
+    }
+
+    /// The walk's state: one table pointer and one set of inherited rights
+    /// per level, inline.
+    public struct Steps {
+        @usableFromInline let memory: Memory
+        @usableFromInline let levels: Int
+        @usableFromInline let end: UInt64
+        @usableFromInline let addressMask: UInt64
+        @usableFromInline let tableMasks: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+        @usableFromInline let leafMasks: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+        // Index by level (1...5); rights[levels + 1] = 3 ("all allowed").
+        @usableFromInline var tables: (UInt, UInt, UInt, UInt, UInt, UInt) = (0, 0, 0, 0, 0, 0)
+        @usableFromInline var rights: (UInt, UInt, UInt, UInt, UInt, UInt, UInt) = (0, 0, 0, 0, 0, 0, 3)
+        @usableFromInline var level: Int
+        @usableFromInline var iova: UInt64
+        @usableFromInline var done: Bool
+        @usableFromInline var pendingFault: TranslationFault?
+        /// The fault of the last `.fault` step.
+        public var fault: TranslationFault?
+
+        @inlinable
+        init(walker: SecondLevelWalker, table: UInt64, levels: Int, start: UInt64, end: UInt64) {
+            memory = walker.memory
+            self.levels = levels
+            self.end = end
+            addressMask = walker.caps.addressMask & ~0xfff
+            let t = walker.tableMasks, l = walker.leafMasks
+            tableMasks = (t[0], t[1], t[2], t[3], t[4], t[5])
+            leafMasks = (l[0], l[1], l[2], l[3], l[4], l[5])
+            level = levels
+            iova = start & ~0xfff
+            done = start >= end
+            pendingFault = nil
+            fault = nil
+            if !done {
+                if let top = walker.memory.tablePage(at: table) {
+                    Self.set(&tables, levels, UInt(bitPattern: top))
+                    Self.set(&rights, levels + 1, 3)
                 } else {
-                    onFault(TranslationFault(reason: .tableOutsideRAM, iova: entryBase, level: level - 1,
-                                             value: raw & addressMask,
-                                             detail: "level-\(level - 1) table is not in guest RAM"))
+                    pendingFault = TranslationFault(reason: .tableOutsideRAM, iova: start, level: levels, value: table,
+                                                    detail: "top-level table is not a page of guest RAM")
+                    done = true
                 }
             }
-            guard advance else { continue }
-            // Move to the next entry; climb while this table is exhausted.
-            iova = next
-            if iova == 0 || iova >= end { return }
-            while level < levels && (iova >> vtdLevelShift(level)) & 511 == 0 {
-                level += 1
+        }
+
+        @inlinable @inline(__always)
+        static func get<T>(_ tuple: T, _ i: Int) -> UInt {
+            withUnsafeBytes(of: tuple) { $0.load(fromByteOffset: i * MemoryLayout<UInt>.stride, as: UInt.self) }
+        }
+
+        @inlinable @inline(__always)
+        static func set<T>(_ tuple: inout T, _ i: Int, _ value: UInt) {
+            withUnsafeMutableBytes(of: &tuple) { $0.storeBytes(of: value, toByteOffset: i * MemoryLayout<UInt>.stride, as: UInt.self) }
+        }
+
+        @inlinable @inline(__always)
+        static func mask(_ tuple: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64), _ i: Int) -> UInt64 {
+            withUnsafeBytes(of: tuple) { $0.load(fromByteOffset: i * 8, as: UInt64.self) }
+        }
+
+        /// The next leaf or fault in IOVA order; nil when the range is done.
+        @inlinable @inline(__always)
+        public mutating func next() -> Step? {
+            if let pending = pendingFault {
+                pendingFault = nil
+                fault = pending
+                return .fault
             }
+            while !done {
+                let shift = vtdLevelShift(level)
+                let index = Int((iova >> shift) & 511)
+                let raw = UInt64(littleEndian: UnsafePointer<UInt64>(bitPattern: Self.get(tables, level))![index])
+                let entryBase = iova & ~((UInt64(1) << shift) - 1)
+                // The IOVA just past this entry's span; 0 on wrap past 2^64.
+                let next = entryBase &+ (UInt64(1) << shift)
+                var result: Step?
+                if raw & 3 != 0 {
+                    let isLeaf = level == 1 || (raw & 0x80 != 0 && level <= 3)
+                    let reserved = raw & (isLeaf ? Self.mask(leafMasks, level) : Self.mask(tableMasks, level))
+                    let allowed = UInt(raw & 3) & Self.get(rights, level + 1)
+                    if reserved != 0 {
+                        fault = TranslationFault(reason: .entryReserved, iova: entryBase, level: level, value: raw,
+                                                 detail: "reserved bits 0x\(String(reserved, radix: 16)) set")
+                        result = .fault
+                    } else if isLeaf {
+                        if allowed != 0 {
+                            result = .leaf(SecondLevelLeaf(iova: entryBase, gpa: raw & addressMask, sizeShift: UInt8(shift),
+                                                           read: allowed & 1 != 0, write: allowed & 2 != 0))
+                        }
+                    } else if allowed == 0 {
+                        // Nothing below can grant access; the hardware would
+                        // fault every request, so there is nothing to map.
+                    } else if let child = memory.tablePage(at: raw & addressMask) {
+                        Self.set(&tables, level - 1, UInt(bitPattern: child))
+                        Self.set(&rights, level, allowed)
+                        level -= 1
+                        continue
+                    } else {
+                        fault = TranslationFault(reason: .tableOutsideRAM, iova: entryBase, level: level - 1,
+                                                 value: raw & addressMask,
+                                                 detail: "level-\(level - 1) table is not in guest RAM")
+                        result = .fault
+                    }
+                }
+                // Move to the next entry; climb while this table is exhausted.
+                iova = next
+                if iova == 0 || iova >= end {
+                    done = true
+                } else {
+                    while level < levels && (iova >> vtdLevelShift(level)) & 511 == 0 {
+                        level += 1
+                    }
+                }
+                if let result { return result }
+            }
+            return nil
         }
     }
 }
