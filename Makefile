@@ -22,6 +22,7 @@ help:
 	@echo "make release    optimized build (static Swift stdlib)"
 	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
 	@echo "make vm-run CMD=script.sh   run a script in the test VM"
+	@echo "make bench      benchmarks (host and VM); writes docs/BENCHMARKS.md"
 	@echo "make clean      remove build output"
 
 # <linux/vfio.h> comes from linux-libc-dev, pulled in by libc6-dev.
@@ -214,3 +215,18 @@ vm-test: vm-image
 
 demo: vm-image
 	@set -o pipefail; scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" scripts/vm/demo.sh 2>&1 | grep -vE '^\[ *[0-9]+\.[0-9]+\]|^qemu-system'
+
+# ---------------------------------------------------------------------------
+# Benchmarks (not tests: nothing here asserts a time). Prints one table and
+# writes it, with date and machine, to docs/BENCHMARKS.md. The VM part
+# (scripts/vm/bench.sh) runs first; its BENCH-ROW lines join the host figures.
+
+.PHONY: bench
+
+bench: vm-image
+	@mkdir -p $(BUILD_DIR)
+	@scripts/vm/run --edu 2 --timeout 1200 --log $(BUILD_DIR)/vm-bench.log scripts/vm/bench.sh | grep -E "^(BENCH-ROW|vm-run)"
+	@bin="$$($(SWIFT) build -c release --show-bin-path)"; \
+	"$$bin/vtdbridge-bench" --bin "$$bin" --vm-results $(BUILD_DIR)/vm-bench.log --markdown docs/BENCHMARKS.md.table
+	@scripts/bench-report docs/BENCHMARKS.md.table docs/BENCHMARKS.md && rm -f docs/BENCHMARKS.md.table
+	@echo "wrote docs/BENCHMARKS.md"

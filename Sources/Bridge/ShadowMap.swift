@@ -185,6 +185,13 @@ public struct ShadowMap: Sendable {
         }
     }
 
+    /// Bytes the map holds on the heap: each chunk's capacity of 32-byte
+    /// entries plus its array header, and the array of chunks.
+    public var allocatedBytes: Int {
+        let header = 32
+        return chunks.reduce(header + chunks.capacity * 8) { $0 + header + $1.capacity * MemoryLayout<ShadowEntry>.stride }
+    }
+
     /// All entries in IOVA order (for reports and tests).
     public var entries: [ShadowEntry] {
         var all: [ShadowEntry] = []

@@ -129,6 +129,9 @@ extension Daemon {
             case "mappings": return (.success(try mappingsCommand(request)), [])
             case "metrics":
                 try request.allowOnly([])
+                // Per-device gauges are set at scrape time, not on the
+                // request path: they cost a registry lookup each.
+                refreshDeviceMetrics()
                 return (.success(.object(["text": .string(metricsText?() ?? "")])), [])
             case "log-level": return (.success(try logLevelCommand(request)), [])
             case "shutdown":
@@ -240,7 +243,6 @@ extension Daemon {
             throw ControlError(code: "not-attached", message: error.message)
         }
         metrics.record(report)
-        refreshDeviceMetrics()
         return .object(["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
                         "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)])
     }

@@ -241,7 +241,6 @@ extension Daemon {
     /// A state change's reply: OK, or PARTIAL with what the kernel refused.
     private func reply(for report: SyncReport) -> EventReply {
         metrics.record(report)
-        refreshDeviceMetrics()
         guard !report.failures.isEmpty else { return .ok }
         return EventReply(status: .partial,
                           message: "\(report.failures.count) kernel operation(s) failed, first: \(report.failures[0]); the control socket's status lists them; a replay retries")
@@ -249,7 +248,6 @@ extension Daemon {
 
     private func reply(for result: BatchResult) -> EventReply {
         metrics.record(result.report)
-        refreshDeviceMetrics()
         var body = BatchResultBody(waits: UInt32(result.waits), rejectedIndex: Int32(result.rejected?.index ?? -1),
                                    maps: UInt32(result.report.maps), unmaps: UInt32(result.report.unmaps),
                                    faults: UInt32(result.report.faults), failures: [])

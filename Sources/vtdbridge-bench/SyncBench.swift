@@ -15,6 +15,7 @@ struct SyncBench {
         var replayIoctls: Int = -1
         var pageInvalidation: [Int: [Double]] = [:]   // leaves → seconds per invalidation
         var bytesPerMapping: [Double] = []
+        var rssPerMapping: [Double] = []
     }
 
     static var quiet: Logger {
@@ -71,7 +72,8 @@ struct SyncBench {
             var maps = 0
             f.fullSync4K.append(try seconds { maps = try b.attach(sid, backend: DryRunBackend()).maps })
             precondition(maps == 1 << 20, "full sync mapped \(maps)")
-            f.bytesPerMapping.append(Double(rssBytes() - before) / Double(1 << 20))
+            f.rssPerMapping.append(Double(rssBytes() - before) / Double(1 << 20))
+            f.bytesPerMapping.append(Double(b.spaces[sid]!.shadow.allocatedBytes) / Double(1 << 20))
             var ioctls = 0
             f.replay4K.append(try seconds { ioctls = try b.replay(sid).ioctls })
             f.replayIoctls = max(f.replayIoctls, ioctls)

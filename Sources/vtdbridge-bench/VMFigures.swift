@@ -8,7 +8,7 @@ enum VMFigures {
         for line in text.split(separator: "\n") where line.hasPrefix("BENCH-ROW ") {
             // BENCH-ROW figure|n|value|reference|goal
             let parts = line.dropFirst("BENCH-ROW ".count).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 5 else { continue }
+            guard parts.count >= 5 else { continue }
             rows.append(Row(figure: parts[0], value: parts[2], reference: parts[3], goal: parts[4], n: Int(parts[1]) ?? 0))
         }
         guard !rows.isEmpty else { throw BenchError("no BENCH-ROW lines in \(path): the VM part did not run") }

@@ -62,9 +62,17 @@ final class SimulatedGuest {
 
     func map(domain: UInt16, iova: UInt64, gpa: UInt64, sizeShift: Int = 12, read: Bool = true, write: Bool = true) throws -> [InvalidationDescriptor] {
         if domains[domain] == nil { _ = try writer.createDomain(domain); domains[domain] = [:] }
-        // A leaf replaces whatever it covers, in the model as in the tables.
+        // A leaf replaces whatever it covers, in the model as in the tables:
+        // a larger leaf around it, or (for a large leaf) the leaves inside.
+        // Only those are looked up, so mapping n pages costs O(n), not O(n²).
         let size = UInt64(1) << UInt64(sizeShift)
-        domains[domain] = domains[domain]!.filter { !($0.key < iova + size && iova < $0.key + $0.value.size) }
+        for shift in [21, 30] as [UInt64] where UInt64(sizeShift) < shift {
+            let around = iova & ~((1 << shift) - 1)
+            if let leaf = domains[domain]![around], around + leaf.size > iova { domains[domain]![around] = nil }
+        }
+        if sizeShift > 12 {
+            domains[domain] = domains[domain]!.filter { !($0.key < iova + size && iova < $0.key + $0.value.size) }
+        }
         domains[domain]![iova] = Leaf(gpa: gpa, size: size, read: read, write: write)
         return try writer.map(domain: domain, iova: iova, gpa: gpa, sizeShift: sizeShift, read: read, write: write)
     }
