@@ -9,22 +9,10 @@ import Wire
 extension Daemon {
     func acceptControl() {
         guard let listener = controlListener else { return }
-        while true {
-            let connection: UnixConnection
-            do {
-                guard let c = try listener.accept() else { return }
-                connection = c
-            } catch {
-                logger.error("accept on the control socket failed", metadata: ["error": "\(error)"])
-                return
-            }
-            guard policy.allows(connection.peer) else {
-                // §2.1: one refusal, then closed.
-                logger.warning("control socket: peer refused", metadata: ["uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)"])
-                _ = try? connection.sendAll(Array(ControlCodec.errorLine(id: nil, error: .permissionDenied).utf8), fds: [])
-                connection.close()
-                continue
-            }
+        while let connection = acceptPeer(listener, socket: "control socket", refusal: {
+            // §2.1: one refusal, then closed.
+            _ = try? $0.sendAll(Array(ControlCodec.errorLine(id: nil, error: .permissionDenied).utf8), fds: [])
+        }) {
             guard controls.count < config.maxClients else {
                 _ = try? connection.sendAll(Array(ControlCodec.errorLine(id: nil, error: ControlError(
                     code: "internal", message: "too many control clients (control.max-clients = \(config.maxClients))")).utf8), fds: [])

@@ -7,23 +7,29 @@ import VTd
 import Wire
 
 extension Daemon {
-    func acceptVMM() {
-        guard let listener = eventListener else { return }
+    /// The next connection on `listener` from a permitted peer; a refused
+    /// peer gets `refusal` (if any) and is closed. nil when none is waiting.
+    func acceptPeer(_ listener: UnixListener, socket: String, refusal: (UnixConnection) -> Void = { _ in }) -> UnixConnection? {
         while true {
             let connection: UnixConnection
             do {
-                guard let c = try listener.accept() else { return }
+                guard let c = try listener.accept() else { return nil }
                 connection = c
             } catch {
-                logger.error("accept on the event socket failed", metadata: ["error": "\(error)"])
-                return
+                logger.error("accept on the \(socket) failed", metadata: ["error": "\(error)"])
+                return nil
             }
-            guard policy.allows(connection.peer) else {
-                // §1.1: anyone else is closed without a reply.
-                logger.warning("event channel: peer refused", metadata: ["uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)"])
-                connection.close()
-                continue
-            }
+            if policy.allows(connection.peer) { return connection }
+            logger.warning("\(socket): peer refused", metadata: ["uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)"])
+            refusal(connection)
+            connection.close()
+        }
+    }
+
+    func acceptVMM() {
+        guard let listener = eventListener else { return }
+        // §1.1: a refused peer is closed without a reply.
+        while let connection = acceptPeer(listener, socket: "event channel") {
             if let current = vmm {
                 // A VMM that reconnects closes its old connection first, but
                 // both may be ready in the same poll round, the new one
