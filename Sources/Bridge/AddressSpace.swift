@@ -30,7 +30,7 @@ public final class AddressSpace {
     /// Notifier mode only: the mappings the VMM notified, in IOVA order, as it
     /// sent them (GPA and permission; the host address is resolved at each
     /// sync, so a new memory table moves them). nil in table mode.
-    public internal(set) var notified: ShadowMap?
+    public internal(set) var notified: NotifiedMap?
     /// Time spent applying a sync's difference: the backend calls (the
     /// ioctls) and the shadow edits after each; for the daemon's per-stage
     /// breakdown.
@@ -116,7 +116,7 @@ public final class AddressSpace {
     /// reason to refuse it: an unmap that would cut a notified mapping in two
     /// is refused, as type1v2 refuses a bisecting UNMAP_DMA.
     func recordNotification(_ n: NotifierEvent) -> Result<(UInt64, UInt64), NotifierRefusal> {
-        if notified == nil { notified = ShadowMap() }
+        if notified == nil { notified = NotifiedMap() }
         let (end, overflow) = n.iova.addingReportingOverflow(n.size)
         guard !overflow else { return .failure(NotifierRefusal(reason: "iova 0x\(String(n.iova, radix: 16)) + size 0x\(String(n.size, radix: 16)) wraps past 2^64")) }
         var doomed: [UInt64] = []
@@ -137,7 +137,7 @@ public final class AddressSpace {
             }
         }
         if !n.permission.isEmpty {
-            notified!.insert(ShadowEntry(iova: n.iova, size: n.size, gpa: n.gpa, hostAddress: 0, permission: n.permission))
+            notified!.insert(NotifiedMapping(iova: n.iova, size: n.size, gpa: n.gpa, permission: n.permission))
         }
         return .success((lo, hi))
     }
@@ -188,7 +188,12 @@ public final class AddressSpace {
             let from = walkedTo
             let to = hi
             source.start(from: from, to: to)
-            while let wanted = source.next() {
+            // The fast path may skip only leaves the merge would match; a
+            // pass that starts inside a page must see that page's leaf here.
+            let mayFastForward = from == lo || from & 0xfff == 0
+            while true {
+                if positioned && mayFastForward && cursor.current != nil { source.skipMatching(&cursor, until: to) }
+                guard let wanted = source.next() else { break }
                 // A leaf that crossed the previous pass's end was taken whole then.
                 if from != lo && wanted.iova < from { continue }
                 if !positioned {
@@ -249,7 +254,7 @@ public final class AddressSpace {
                 } catch {
                     // The kernel still holds it, so the shadow does too.
                     report.failures.append(.init(sourceID: sourceID, operation: .unmap, iova: entry.iova, size: entry.size, error: error))
-                    record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.gpa, detail: "\(error)"), report: &report)
+                    record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.hostAddress, detail: "host address 0x\(String(entry.hostAddress, radix: 16)): \(error)"), report: &report)
                 }
             case let .map(entry):
                 if shadow.overlaps(iova: entry.iova, end: entry.end) {
@@ -262,7 +267,7 @@ public final class AddressSpace {
                     continue
                 }
                 if let mappingQuota, shadow.count >= mappingQuota {
-                    record(TranslationFault(reason: .quotaExceeded, iova: entry.iova, value: entry.gpa,
+                    record(TranslationFault(reason: .quotaExceeded, iova: entry.iova, value: entry.hostAddress,
                                             detail: "the address space holds its quota of \(mappingQuota) mappings"),
                            report: &report)
                     continue
@@ -274,7 +279,7 @@ public final class AddressSpace {
                     totalMaps += 1
                 } catch {
                     report.failures.append(.init(sourceID: sourceID, operation: .map, iova: entry.iova, size: entry.size, error: error))
-                    record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.gpa, detail: "\(error)"), report: &report)
+                    record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.hostAddress, detail: "host address 0x\(String(entry.hostAddress, radix: 16)): \(error)"), report: &report)
                 }
             }
         }

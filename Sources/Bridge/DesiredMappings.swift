@@ -8,6 +8,16 @@ protocol DesiredMappings {
     /// Starts yielding the mappings that intersect [from, to).
     mutating func start(from: UInt64, to: UInt64)
     mutating func next() -> ShadowEntry?
+    /// Moves past what the shadow, read from `cursor`, already holds exactly,
+    /// up to `limit`, advancing the cursor alike; a source may do nothing.
+    /// Everything it skips must be what `next()` would have yielded and the
+    /// merge would have matched.
+    mutating func skipMatching(_ cursor: inout ShadowMap.Cursor, until limit: UInt64)
+}
+
+extension DesiredMappings {
+    @inline(__always)
+    mutating func skipMatching(_ cursor: inout ShadowMap.Cursor, until limit: UInt64) {}
 }
 
 /// Turns a guest leaf into the mapping to make, or a fault. The guest is
@@ -17,7 +27,7 @@ protocol DesiredMappings {
 func planMapping(_ leaf: SecondLevelLeaf, memory: GuestRAM, limits: IOMMUInfo, faults: inout [TranslationFault]) -> ShadowEntry? {
     let size = leaf.size
     if let host = memory.hostAddress(gpa: leaf.gpa, size: size), limits.isUsable(iova: leaf.iova, size: size) {
-        return ShadowEntry(iova: leaf.iova, size: size, gpa: leaf.gpa, hostAddress: host,
+        return ShadowEntry(iova: leaf.iova, size: size, hostAddress: host,
                            permission: DMAPermission(rawValue: (leaf.read ? 1 : 0) | (leaf.write ? 2 : 0)))
     }
     if memory.hostAddress(gpa: leaf.gpa, size: size) == nil {
@@ -40,6 +50,16 @@ struct WalkedMappings: DesiredMappings {
     let limits: IOMMUInfo
     var steps: SecondLevelWalker<GuestRAM>.Steps?
     var faults: [TranslationFault] = []
+    /// The RAM region of the last leaf the fast path resolved: consecutive
+    /// leaves almost always land in the same one.
+    var region = RegionCache(gpa: 1, lastPageOffset: 0, hostAddress: 0)
+
+    struct RegionCache {
+        var gpa: UInt64
+        /// The offset of the region's last 4 KiB page.
+        var lastPageOffset: UInt64
+        var hostAddress: UInt64
+    }
 
     init(walker: SecondLevelWalker<GuestRAM>, table: UInt64, levels: Int, limits: IOMMUInfo) {
         self.walker = walker
@@ -50,6 +70,75 @@ struct WalkedMappings: DesiredMappings {
 
     mutating func start(from: UInt64, to: UInt64) {
         steps = walker.steps(table: table, levels: levels, start: from, end: to)
+    }
+
+    /// The replay's fast path. On a replay of unchanged tables nearly every
+    /// leaf equals the shadow entry under the cursor, and a `next()` per leaf
+    /// (a walk step, a RAM check, an IOVA check, a 24-byte result through
+    /// memory) cost ~25 ns. Here the walk stands inside a level-1 table, so
+    /// its entries are read in one loop and compared with the shadow's chunk
+    /// in place. It applies the same rules as `next()` and the merge: a
+    /// present entry with reserved bits, a leaf outside RAM, or anything that
+    /// does not match stops it, and the general path takes over there.
+    @inline(__always)
+    mutating func skipMatching(_ cursor: inout ShadowMap.Cursor, until limit: UInt64) {
+        guard let run = steps!.level1Run, run.index < 511 else { return }
+        let stop = min(limit, run.end)
+        guard stop > run.iova, stop - run.iova >= 4096 else { return }
+        // Up to the table's second-last entry: moving past the last one
+        // needs the climb that `next()` does.
+        let count = Int(min((stop - run.iova) >> 12, UInt64(511 - run.index)))
+        guard limits.isUsable(iova: run.iova, size: UInt64(count) << 12) else { return }
+        let memory = walker.memory
+        var region = self.region
+        var k = 0
+        var halted = false
+        while !halted && k < count {
+            let before = k
+            cursor.consume { have, isLast in
+                var j = 0
+                while k < count {
+                    let raw = UInt64(littleEndian: run.table[run.index &+ k])
+                    let iova = run.iova &+ (UInt64(k) << 12)
+                    if raw & 3 != 0 {
+                        if raw & run.reservedMask != 0 { halted = true; return j }
+                        let allowed = raw & 3 & run.rights
+                        if allowed != 0 {
+                            guard j < have.count else {
+                                if isLast { halted = true }
+                                return j
+                            }
+                            let gpa = raw & run.addressMask
+                            var offset = gpa &- region.gpa
+                            if gpa < region.gpa || offset > region.lastPageOffset {
+                                guard let i = memory.regionIndex(containing: gpa) else { halted = true; return j }
+                                let r = memory.regions[i]
+                                guard r.size - (gpa - r.gpa) >= 4096 else { halted = true; return j }
+                                region = RegionCache(gpa: r.gpa, lastPageOffset: r.size - 4096, hostAddress: r.hostAddress)
+                                offset = gpa - r.gpa
+                            }
+                            let e = have[j]
+                            guard e.iova == iova, e.sizeAndPermission == 4096 | allowed,
+                                  e.hostAddress == region.hostAddress &+ offset else { halted = true; return j }
+                            j &+= 1
+                            k &+= 1
+                            continue
+                        }
+                    }
+                    // No leaf here: the shadow must hold nothing in this page.
+                    if j < have.count {
+                        guard have[j].iova >= iova &+ 4096 else { halted = true; return j }
+                    } else if !isLast {
+                        return j
+                    }
+                    k &+= 1
+                }
+                return j
+            }
+            if k == before { break }
+        }
+        self.region = region
+        if k > 0 { steps!.skipLevel1(k) }
     }
 
     @inline(__always)
@@ -92,7 +181,7 @@ struct IdentityMappings: DesiredMappings {
                 }
             }
             for (lo, hi) in pieces {
-                pending.append(ShadowEntry(iova: lo, size: hi - lo, gpa: lo, hostAddress: region.hostAddress + (lo - region.gpa),
+                pending.append(ShadowEntry(iova: lo, size: hi - lo, hostAddress: region.hostAddress + (lo - region.gpa),
                                            permission: .readWrite))
             }
         }
@@ -107,14 +196,14 @@ struct IdentityMappings: DesiredMappings {
 
 /// Notifier mode: what the VMM notified, with host addresses resolved now.
 struct NotifiedMappings: DesiredMappings {
-    let notified: ShadowMap
+    let notified: NotifiedMap
     let memory: GuestRAM
     let limits: IOMMUInfo
-    var cursor = ShadowMap.Cursor.empty
+    var cursor = NotifiedMap.Cursor.empty
     var end: UInt64 = 0
     var faults: [TranslationFault] = []
 
-    init(notified: ShadowMap, memory: GuestRAM, limits: IOMMUInfo) {
+    init(notified: NotifiedMap, memory: GuestRAM, limits: IOMMUInfo) {
         self.notified = notified
         self.memory = memory
         self.limits = limits

@@ -105,7 +105,7 @@ public final class GuestIOMMU {
         walker = memory.map { SecondLevelWalker(memory: $0, caps: caps) }
         if notifierMode != self.notifierMode {
             self.notifierMode = notifierMode
-            for space in spaces.values { space.notified = notifierMode ? ShadowMap() : nil }
+            for space in spaces.values { space.notified = notifierMode ? NotifiedMap() : nil }
         }
     }
 
@@ -142,7 +142,7 @@ public final class GuestIOMMU {
         translationEnabled = enabled
         // A VMM in notifier mode sends no unmaps for a disabled IOMMU: forget
         // what it notified, as the guest's translation is gone.
-        if !enabled && notifierMode { for space in spaces.values { space.notified = ShadowMap() } }
+        if !enabled && notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
         return refreshAll()
     }
 
@@ -150,7 +150,7 @@ public final class GuestIOMMU {
     public func reset() -> SyncReport {
         rootTable = nil
         translationEnabled = false
-        if notifierMode { for space in spaces.values { space.notified = ShadowMap() } }
+        if notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
         return refreshAll()
     }
 
@@ -197,7 +197,7 @@ public final class GuestIOMMU {
             throw BridgeError(.backend, "attaching \(sourceID): \(error)")
         }
         space.faults = FaultLog(recentCapacity: faultLogCapacity)
-        if notifierMode { space.notified = ShadowMap() }
+        if notifierMode { space.notified = NotifiedMap() }
         spaces[sourceID] = space
         var report = SyncReport()
         if !syncSuspended { fullSync(space, report: &report) }

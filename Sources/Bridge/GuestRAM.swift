@@ -182,6 +182,16 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
         return r.hostAddress + (gpa - r.gpa)
     }
 
+    /// The guest-physical address of host range [host, host + size) when it
+    /// lies wholly inside one region's mapping; the inverse of
+    /// `hostAddress(gpa:size:)`, for reports.
+    public func gpa(hostAddress host: UInt64, size: UInt64) -> UInt64? {
+        for r in regions where host >= r.hostAddress && host - r.hostAddress < r.size && size <= r.size - (host - r.hostAddress) {
+            return r.gpa + (host - r.hostAddress)
+        }
+        return nil
+    }
+
     public func tablePage(at gpa: UInt64) -> UnsafePointer<UInt64>? {
         guard gpa & 0xfff == 0, let host = hostAddress(gpa: gpa, size: 4096) else { return nil }
         return UnsafePointer(bitPattern: UInt(host))

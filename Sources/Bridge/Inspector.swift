@@ -55,6 +55,6 @@ public enum Inspector {
         } catch {
             throw .bridge(error)
         }
-        return TranslationReport(space: iommu.spaces[options.device]!)
+        return TranslationReport(space: iommu.spaces[options.device]!, memory: memory)
     }
 }

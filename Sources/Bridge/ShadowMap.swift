@@ -1,5 +1,17 @@
+/// A mapping that can live in an `IOVAOrderedMap`: it covers [iova, end),
+/// and no two in one map overlap.
+public protocol IOVAOrderedEntry: Sendable, Equatable {
+    var iova: UInt64 { get }
+    var size: UInt64 { get }
+    var end: UInt64 { get }
+}
+
 /// The exact record of what the kernel has mapped for one address space,
 /// ordered by IOVA.
+public typealias ShadowMap = IOVAOrderedMap<ShadowEntry>
+
+/// Mappings ordered by IOVA: the shadow (`ShadowMap`), and in notifier mode
+/// what the VMM notified (`NotifiedMap`).
 ///
 /// It is a two-level sorted array (a B-tree of height two): chunks of up to
 /// `chunkCapacity` entries, each sorted, the chunks in order. Lookups and
@@ -7,11 +19,12 @@
 /// page-selective invalidation costs the same in a space of a thousand or a
 /// million mappings, while a full sync reads the entries in order, which lets
 /// it merge with the in-order table walk instead of hashing every leaf.
-/// Entries are stored inline, 32 bytes each, with no per-entry allocation.
-public struct ShadowMap: Sendable {
-    public static let chunkCapacity = 512
+/// Entries are stored inline (a shadow entry is 24 bytes), with no
+/// per-entry allocation.
+public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
+    public static var chunkCapacity: Int { 512 }
 
-    @usableFromInline var chunks: [ContiguousArray<ShadowEntry>] = []
+    @usableFromInline var chunks: [ContiguousArray<Entry>] = []
     public private(set) var count = 0
     public private(set) var mappedBytes: UInt64 = 0
 
@@ -34,7 +47,7 @@ public struct ShadowMap: Sendable {
     @inlinable public var endIndex: Index { Index(chunk: chunks.count, offset: 0) }
 
     @inlinable
-    public subscript(i: Index) -> ShadowEntry { chunks[i.chunk][i.offset] }
+    public subscript(i: Index) -> Entry { chunks[i.chunk][i.offset] }
 
     @inlinable
     public func index(after i: Index) -> Index {
@@ -63,7 +76,7 @@ public struct ShadowMap: Sendable {
     }
 
     /// The entry containing `iova`, if any.
-    public func entry(containing iova: UInt64) -> ShadowEntry? {
+    public func entry(containing iova: UInt64) -> Entry? {
         let i = firstIndex(endingAfter: iova)
         guard i < endIndex, self[i].iova <= iova else { return nil }
         return self[i]
@@ -76,7 +89,7 @@ public struct ShadowMap: Sendable {
     }
 
     /// Adds an entry. It must not overlap an existing one (the caller unmaps first).
-    public mutating func insert(_ entry: ShadowEntry) {
+    public mutating func insert(_ entry: Entry) {
         // The caller has checked (AddressSpace.apply refuses an overlapping
         // map before the kernel sees it); in debug builds, check again.
         assert(!overlaps(iova: entry.iova, end: entry.end), "shadow entries never overlap")
@@ -109,7 +122,7 @@ public struct ShadowMap: Sendable {
             return
         }
         // Split the full chunk in half, then insert into the proper half.
-        var right = ContiguousArray<ShadowEntry>()
+        var right = ContiguousArray<Entry>()
         right.reserveCapacity(Self.chunkCapacity)
         right.append(contentsOf: chunks[c][(Self.chunkCapacity / 2)...])
         chunks[c].removeSubrange((Self.chunkCapacity / 2)...)
@@ -123,7 +136,7 @@ public struct ShadowMap: Sendable {
 
     /// Removes the entry starting exactly at `iova`; returns it.
     @discardableResult
-    public mutating func remove(iova: UInt64) -> ShadowEntry? {
+    public mutating func remove(iova: UInt64) -> Entry? {
         let i = firstIndex(endingAfter: iova)
         guard i < endIndex, self[i].iova == iova else { return nil }
         let e = chunks[i.chunk].remove(at: i.offset)
@@ -141,7 +154,7 @@ public struct ShadowMap: Sendable {
 
     /// Calls `body` on every entry in IOVA order.
     @inlinable
-    public func forEach(_ body: (ShadowEntry) throws -> Void) rethrows {
+    public func forEach(_ body: (Entry) throws -> Void) rethrows {
         for chunk in chunks { for e in chunk { try body(e) } }
     }
 
@@ -155,15 +168,15 @@ public struct ShadowMap: Sendable {
     }
 
     public struct Cursor {
-        @usableFromInline let chunks: [ContiguousArray<ShadowEntry>]
+        @usableFromInline let chunks: [ContiguousArray<Entry>]
         @usableFromInline var chunkIndex: Int
         @usableFromInline var offset: Int
-        @usableFromInline var chunk: ContiguousArray<ShadowEntry>
+        @usableFromInline var chunk: ContiguousArray<Entry>
 
         /// A cursor over nothing.
         public static var empty: Cursor { Cursor(chunks: [], chunkIndex: 0, offset: 0) }
 
-        @usableFromInline init(chunks: [ContiguousArray<ShadowEntry>], chunkIndex: Int, offset: Int) {
+        @usableFromInline init(chunks: [ContiguousArray<Entry>], chunkIndex: Int, offset: Int) {
             self.chunks = chunks
             self.chunkIndex = chunkIndex
             self.offset = offset
@@ -171,8 +184,27 @@ public struct ShadowMap: Sendable {
         }
 
         /// The entry under the cursor, nil past the end.
-        @inlinable public var current: ShadowEntry? {
+        @inlinable public var current: Entry? {
             offset < chunk.count ? chunk[offset] : nil
+        }
+
+        /// Hands `body` the entries from the cursor to the end of its chunk,
+        /// and whether this chunk is the last; moves the cursor past as many
+        /// entries as `body` returns. For loops that compare a run of
+        /// entries with plain loads (the replay's level-1 fast path).
+        @inlinable
+        public mutating func consume(_ body: (UnsafeBufferPointer<Entry>, Bool) -> Int) {
+            let isLast = chunkIndex + 1 >= chunks.count
+            let start = offset
+            let n = chunk.withUnsafeBufferPointer { all in
+                body(UnsafeBufferPointer(rebasing: all[min(start, all.count)...]), isLast)
+            }
+            offset += n
+            if offset >= chunk.count, chunkIndex + 1 < chunks.count {
+                chunkIndex += 1
+                offset = 0
+                chunk = chunks[chunkIndex]
+            }
         }
 
         @inlinable public mutating func advance() {
@@ -185,23 +217,23 @@ public struct ShadowMap: Sendable {
         }
     }
 
-    /// Bytes the map holds on the heap: each chunk's capacity of 32-byte
-    /// entries plus its array header, and the array of chunks.
+    /// Bytes the map holds on the heap: each chunk's capacity of entries
+    /// plus its array header, and the array of chunks.
     public var allocatedBytes: Int {
         let header = 32
-        return chunks.reduce(header + chunks.capacity * 8) { $0 + header + $1.capacity * MemoryLayout<ShadowEntry>.stride }
+        return chunks.reduce(header + chunks.capacity * 8) { $0 + header + $1.capacity * MemoryLayout<Entry>.stride }
     }
 
     /// All entries in IOVA order (for reports and tests).
-    public var entries: [ShadowEntry] {
-        var all: [ShadowEntry] = []
+    public var entries: [Entry] {
+        var all: [Entry] = []
         all.reserveCapacity(count)
         forEach { all.append($0) }
         return all
     }
 
-    private static func newChunk(_ first: ShadowEntry) -> ContiguousArray<ShadowEntry> {
-        var chunk = ContiguousArray<ShadowEntry>()
+    private static func newChunk(_ first: Entry) -> ContiguousArray<Entry> {
+        var chunk = ContiguousArray<Entry>()
         chunk.reserveCapacity(chunkCapacity)
         chunk.append(first)
         return chunk

@@ -9,10 +9,23 @@ public struct TranslationReport: Sendable, Equatable {
     public var levels: Int?
     /// "translated", "pass-through", "not-present" or "invalid".
     public var mode: String
-    public var mappings: [ShadowEntry]
+    public var mappings: [Mapping]
     public var faults: [TranslationFault]
 
-    public init(space: AddressSpace) {
+    /// One mapping the kernel holds, with the guest-physical address it
+    /// stands for under the current memory table (nil when its host address
+    /// lies in no current region: the memory table changed and the next
+    /// sync will move it).
+    public struct Mapping: Sendable, Equatable {
+        public var iova: UInt64
+        public var gpa: UInt64?
+        public var size: UInt64
+        public var permission: DMAPermission
+    }
+
+    /// `memory` is the guest RAM the space's host addresses came from; the
+    /// shadow keeps only host addresses (what MAP_DMA was given).
+    public init(space: AddressSpace, memory: GuestRAM?) {
         device = space.sourceID
         switch space.context {
         case let .translated(did, _, levels):
@@ -27,7 +40,9 @@ public struct TranslationReport: Sendable, Equatable {
         case .invalid:
             mode = "invalid"
         }
-        mappings = space.shadow.entries
+        mappings = space.shadow.entries.map { e in
+            Mapping(iova: e.iova, gpa: memory?.gpa(hostAddress: e.hostAddress, size: e.size), size: e.size, permission: e.permission)
+        }
         faults = space.faults.recent
     }
 
@@ -40,7 +55,7 @@ public struct TranslationReport: Sendable, Equatable {
         out += ",\"mode\":\"\(mode)\",\"mappings\":["
         for (i, m) in mappings.enumerated() {
             if i > 0 { out += "," }
-            out += "{\"iova\":\"\(hex(m.iova))\",\"gpa\":\"\(hex(m.gpa))\",\"size\":\"\(hex(m.size))\""
+            out += "{\"iova\":\"\(hex(m.iova))\",\"gpa\":\(m.gpa.map { "\"\(hex($0))\"" } ?? "null"),\"size\":\"\(hex(m.size))\""
             out += ",\"read\":\(m.permission.contains(.read)),\"write\":\(m.permission.contains(.write))}"
         }
         out += "],\"faults\":["
@@ -66,7 +81,7 @@ public struct TranslationReport: Sendable, Equatable {
             out += pad("IOVA", 20) + pad("GPA", 20) + pad("SIZE", 12) + "PERM\n"
             for m in mappings {
                 let perm = (m.permission.contains(.read) ? "r" : "-") + (m.permission.contains(.write) ? "w" : "-")
-                out += pad(hex(m.iova), 20) + pad(hex(m.gpa), 20) + pad(sizeText(m.size), 12) + perm + "\n"
+                out += pad(hex(m.iova), 20) + pad(m.gpa.map(hex) ?? "-", 20) + pad(sizeText(m.size), 12) + perm + "\n"
             }
         }
         if !faults.isEmpty {

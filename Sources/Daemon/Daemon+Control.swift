@@ -242,7 +242,7 @@ extension Daemon {
             throw ControlError(code: "not-attached", message: "guest \(guest) is not attached")
         }
         do {
-            return try JSONValue.parse(TranslationReport(space: space).json)
+            return try JSONValue.parse(TranslationReport(space: space, memory: bridge.memory).json)
         } catch {
             throw ControlError(code: "internal", message: "encoding the mappings failed: \(error)")
         }
@@ -283,7 +283,7 @@ extension Daemon {
         for sid in devices.keys.sorted() {
             let device = devices[sid]!
             guard let space = bridge.spaces[sid] else { continue }
-            let report = TranslationReport(space: space)
+            let report = TranslationReport(space: space, memory: bridge.memory)
             var faults: [String: JSONValue] = [:]
             for (reason, count) in space.faults.counts { faults[reason.rawValue] = .int(Int64(clamping: count)) }
             let recent: [JSONValue] = space.faults.recent.suffix(8).map { .string($0.description) }

@@ -64,14 +64,14 @@ extension Daemon {
     }
 
     func readVMM(_ session: EventSession) {
-        var buffer = [UInt8](repeating: 0, count: Self.readChunk)
+        let buffer = receiveBuffer
         var reads = 0
         while !session.closing, reads < 16 {
             reads += 1
             let result: UnixConnection.ReceiveResult
             let received = ContinuousClock.now
             do {
-                result = try buffer.withUnsafeMutableBytes { try session.connection.receive(into: $0) }
+                result = try session.connection.receive(into: buffer)
             } catch {
                 logger.warning("VMM connection failed", metadata: ["error": "\(error)"])
                 dropVMM(session)
@@ -85,7 +85,7 @@ extension Daemon {
                 dropVMM(session)
                 return
             case let .data(count, fds):
-                buffer.withUnsafeBytes { session.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count]), fds: fds) }
+                session.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), fds: fds)
                 processFrames(session)
             }
         }

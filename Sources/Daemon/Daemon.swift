@@ -56,6 +56,10 @@ public final class Daemon {
         var requests = 0
     }
     var stages = Stages()
+    /// One receive buffer for the event channel, allocated once: a fresh
+    /// zero-filled 256 KiB array per read cost more than the read itself
+    /// (found by `make bench`; see docs/BENCHMARKS.md).
+    let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunk, alignment: 16)
 
     /// A slow control client may hold this much unsent output before it is
     /// dropped; it never blocks the others.
@@ -79,6 +83,8 @@ public final class Daemon {
         // with translation off: devices can be attached and nothing is mapped.
         bridge = try GuestIOMMU(caps: .make(), logger: logger)
     }
+
+    deinit { receiveBuffer.deallocate() }
 
     public struct StartError: Error, CustomStringConvertible {
         public var description: String

@@ -128,6 +128,53 @@ public struct SecondLevelWalker<Memory: GuestMemoryReader> {
             withUnsafeBytes(of: tuple) { $0.load(fromByteOffset: i * 8, as: UInt64.self) }
         }
 
+        /// Where the walk stands when it is inside a level-1 table (4 KiB
+        /// leaves) with nothing pending: the table, the index of the next
+        /// entry, the rights inherited from above, the entry's IOVA, and the
+        /// range's end. A caller comparing the walk with an ordered record of
+        /// it (the shadow, on a replay) can then read the entries of this one
+        /// table in a plain loop and `skipLevel1(_:)` past those that match,
+        /// instead of taking one `next()` per leaf.
+        public struct Level1Run {
+            public let table: UnsafePointer<UInt64>
+            public let index: Int
+            public let rights: UInt64
+            public let iova: UInt64
+            public let end: UInt64
+            /// Bits that must be zero in a level-1 leaf (spec 9.8).
+            public let reservedMask: UInt64
+            public let addressMask: UInt64
+
+            @inlinable
+            init(table: UnsafePointer<UInt64>, index: Int, rights: UInt64, iova: UInt64, end: UInt64, reservedMask: UInt64, addressMask: UInt64) {
+                self.table = table
+                self.index = index
+                self.rights = rights
+                self.iova = iova
+                self.end = end
+                self.reservedMask = reservedMask
+                self.addressMask = addressMask
+            }
+        }
+
+        @inlinable
+        public var level1Run: Level1Run? {
+            guard !done, level == 1, pendingFault == nil else { return nil }
+            return Level1Run(table: UnsafePointer<UInt64>(bitPattern: Self.get(tables, 1))!,
+                             index: Int((iova >> 12) & 511), rights: UInt64(Self.get(rights, 2)),
+                             iova: iova, end: end, reservedMask: Self.mask(leafMasks, 1), addressMask: addressMask)
+        }
+
+        /// Moves past `count` entries of the current level-1 table. The
+        /// caller stays inside the table and stops before its last entry,
+        /// whose successor needs the climb that `next()` does.
+        @inlinable
+        public mutating func skipLevel1(_ count: Int) {
+            precondition(level == 1 && Int((iova >> 12) & 511) + count < 512, "skipLevel1 stays inside one table")
+            iova += UInt64(count) << 12
+            if iova >= end { done = true }
+        }
+
         /// The next leaf or fault in IOVA order; nil when the range is done.
         @inlinable @inline(__always)
         public mutating func next() -> Step? {

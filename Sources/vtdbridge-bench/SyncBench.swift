@@ -13,6 +13,10 @@ struct SyncBench {
         var fullSync2M: [Double] = []
         var replay4K: [Double] = []
         var replayIoctls: Int = -1
+        /// The floor for a replay: a bare loop over the same 1M level-1
+        /// entries and shadow entries, comparing address and IOVA, with none
+        /// of the rules (reserved bits, RAM bounds, usable IOVA).
+        var replayFloor: [Double] = []
         var pageInvalidation: [Int: [Double]] = [:]   // leaves → seconds per invalidation
         var bytesPerMapping: [Double] = []
         var rssPerMapping: [Double] = []
@@ -61,6 +65,30 @@ struct SyncBench {
         return (Int(fields[1]) ?? 0) * 4096
     }
 
+    /// Times the bare merge (see `Figures.replayFloor`); seconds for all leaves.
+    static func bareMerge(ram: GuestRAM, writer: GuestTableWriter<GuestRAM>, shadow: [ShadowEntry]) throws -> Double {
+        let tables: [UnsafePointer<UInt64>] = stride(from: UInt64(0), to: UInt64(shadow.count) * 4096, by: 2 << 20).map {
+            ram.tablePage(at: writer.existingSlot(domain: 1, iova: $0, level: 1)! & ~0xfff)!
+        }
+        let base = ram.regions[0].hostAddress
+        var mismatches = 0
+        let t = seconds {
+            shadow.withUnsafeBufferPointer { entries in
+                var i = 0
+                for table in tables {
+                    for k in 0..<512 {
+                        let raw = table[k]
+                        let e = entries[i]
+                        if e.hostAddress != base &+ (raw & 0x000f_ffff_ffff_f000) || e.iova != UInt64(i) << 12 { mismatches += 1 }
+                        i += 1
+                    }
+                }
+            }
+        }
+        precondition(mismatches == 0, "the bare merge found \(mismatches) differences in an unchanged space")
+        return t
+    }
+
     static func run(repetitions: Int) throws -> Figures {
         var f = Figures()
         let sid = SourceID(rawValue: 0x18)
@@ -77,6 +105,7 @@ struct SyncBench {
             var ioctls = 0
             f.replay4K.append(try seconds { ioctls = try b.replay(sid).ioctls })
             f.replayIoctls = max(f.replayIoctls, ioctls)
+            f.replayFloor.append(try bareMerge(ram: ram4k, writer: writer4k, shadow: b.spaces[sid]!.shadow.entries))
         }
         // The same 4 GiB from 2 MiB leaves: 2,048.
         let (ram2m, writer2m) = try guest(leaves: 2048, shift: 21)

@@ -42,7 +42,7 @@ final class BackendFailureTests: SyncTestCase {
         XCTAssertEqual(backend.calls, [.unmap(iova: 0x1000, size: 0x1000)])
         XCTAssertEqual(r.report.failures.map(\.operation), [.unmap, .map])
         XCTAssertEqual(r.report.failures[1].error.errno, EEXIST)
-        XCTAssertEqual(space(sid).shadow.entries.first?.gpa, 0x10000, "the shadow still names what the kernel holds")
+        XCTAssertEqual(space(sid).shadow.entries.first?.hostAddress, host(0x10000), "the shadow still names what the kernel holds")
         assertShadowMatchesKernel(sid, backend)
 
         backend.inject = nil

@@ -21,15 +21,6 @@ struct SplitMix64: RandomNumberGenerator {
 /// a correct driver issues, the shadow equals a fresh walk of the tables and
 /// the kernel holds exactly the shadow.
 final class ShadowPropertyTests: SyncTestCase {
-    func freshWalk(_ sid: SourceID) throws -> [ShadowEntry] {
-        let probe = try GuestIOMMU(caps: guest.caps, logger: GuestFixture.quietLogger)
-        _ = probe.setMemory(guest.memory)
-        _ = probe.setRootTable(guest.writer.rootTable)
-        _ = probe.setTranslationEnabled(true)
-        try probe.attach(sid, backend: RecordingBackend())
-        return probe.spaces[sid]!.shadow.entries
-    }
-
     func testRandomEditsKeepTheShadowEqualToAFreshWalk() throws {
         for seed in 1...12 as ClosedRange<UInt64> {
             try runSequence(seed: seed, steps: 400)

@@ -1,4 +1,5 @@
 import Bridge
+import Logging
 import VTd
 import VTdBridgeTestSupport
 import VTdGuest
@@ -51,6 +52,17 @@ class SyncTestCase: XCTestCase {
     }
 
     func space(_ sid: SourceID) -> AddressSpace { bridge.spaces[sid]! }
+
+    /// What a new bridge with an empty shadow maps for `sid` from the same
+    /// tables: the reference a sync or a replay must arrive at.
+    func freshWalk(_ sid: SourceID) throws -> [ShadowEntry] {
+        let probe = try GuestIOMMU(caps: guest.caps, logger: GuestFixture.quietLogger)
+        _ = probe.setMemory(guest.memory)
+        _ = probe.setRootTable(guest.writer.rootTable)
+        _ = probe.setTranslationEnabled(true)
+        try probe.attach(sid, backend: RecordingBackend())
+        return probe.spaces[sid]!.shadow.entries
+    }
 
     /// The shadow must equal what the kernel double holds.
     func assertShadowMatchesKernel(_ sid: SourceID, _ backend: RecordingBackend, file: StaticString = #filePath, line: UInt = #line) {
