@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #define RESULT_OR_ERRNO(call) do { int result_ = (call); return result_ < 0 ? -errno : result_; } while (0)
@@ -83,4 +84,15 @@ int csocket_ftruncate(int fd, uint64_t size) {
 
 int csocket_poll(struct pollfd *fds, unsigned long count, int timeout_ms) {
     RESULT_OR_ERRNO(poll(fds, (nfds_t)count, timeout_ms));
+}
+
+int csocket_set_affinity(int pid, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu < 0) {
+        for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    } else {
+        CPU_SET(cpu, &set);
+    }
+    RESULT_OR_ERRNO(sched_setaffinity(pid, sizeof set, &set));
 }

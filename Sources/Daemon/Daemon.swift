@@ -107,6 +107,8 @@ public final class Daemon {
         logger.info("ready", metadata: ["event-socket": "\(config.eventSocket)", "control-socket": "\(config.controlSocket)",
                                         "devices": "\(devices.count)", "backend": "\(config.backend.rawValue)"])
         let poller = Poller()
+        let busyPoll = Duration.microseconds(config.busyPollMicroseconds)
+        var busyUntil: ContinuousClock.Instant?
         while !shutdownRequested {
             var timeout: Int32 = -1
             var wake: [ContinuousClock.Instant] = nextWatchdog.map { [$0] } ?? []
@@ -114,6 +116,9 @@ public final class Daemon {
             if let due = wake.min() {
                 let left = ContinuousClock.now.duration(to: due)
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            }
+            if let until = busyUntil {
+                if ContinuousClock.now < until { timeout = 0 } else { busyUntil = nil }
             }
             poller.removeAll()
             poller.register(signals.fd, readable: true, writable: false)
@@ -137,6 +142,7 @@ public final class Daemon {
                     acceptControl()
                 } else if let s = vmm, event.fd == s.connection.fd {
                     serviceVMM(s, event)
+                    if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
                 } else if let s = controls[event.fd] {
                     serviceControl(s, event)
                 }

@@ -40,8 +40,28 @@ public final class EventClient {
         inFlight.append((request.type.rawValue, tag))
     }
 
+    /// How long `receive` polls for the reply without sleeping before it
+    /// blocks; zero (the default) blocks at once. A VMM whose guest vCPU is
+    /// spinning on an invalidation-wait descriptor anyway can spend that
+    /// spin here and skip a wake-up (the daemon's `event-busy-poll-us` is the
+    /// same trade on its side).
+    public var spinBeforeBlocking: Duration = .zero
+    private let spinPoller = Poller()
+
+    private func spinUntilReadable() {
+        guard spinBeforeBlocking > .zero else { return }
+        let deadline = ContinuousClock.now + spinBeforeBlocking
+        spinPoller.removeAll()
+        spinPoller.register(connection.fd, readable: true, writable: false)
+        while ContinuousClock.now < deadline {
+            guard let ready = try? spinPoller.wait(timeoutMilliseconds: 0) else { return }
+            if !ready.isEmpty { return }
+        }
+    }
+
     /// Receives the reply to the oldest request in flight.
     public func receive() throws(Failure) -> EventReply {
+        spinUntilReadable()
         guard head < inFlight.count else { throw Failure(description: "no request in flight") }
         let (type, tag) = inFlight[head]
         head += 1

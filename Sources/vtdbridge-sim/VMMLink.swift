@@ -48,10 +48,15 @@ final class VMMLink {
     /// Sends one batch ending in a wait descriptor; returns the batch result.
     @discardableResult
     func deliver(_ descriptors: [InvalidationDescriptor]) throws -> BatchResultBody {
-        let words = (descriptors + [GuestTableWriter<GuestRAM>.wait]).map { d in
+        try deliver(words: (descriptors + [GuestTableWriter<GuestRAM>.wait]).map { d in
             let (low, high) = d.encoded
             return InvalidationWords(low: low, high: high)
-        }
+        })
+    }
+
+    /// Sends descriptors already encoded (the caller ends them with a wait).
+    @discardableResult
+    func deliver(words: [InvalidationWords]) throws -> BatchResultBody {
         let reply = try events.request(.invalidate(words))
         guard case let .batch(body) = reply.body else { throw SimError("INVALIDATE reply without a batch result") }
         guard reply.status == .ok else { throw SimError("INVALIDATE: \(reply.status.name): \(reply.message)") }

@@ -222,6 +222,7 @@ final class ConfigLoadTests: XCTestCase {
             "VTDBRIDGE_VFIO_SYSFS": "/e/sys",
             "VTDBRIDGE_DEVICES": "01:00.0=00:03.0",
             "VTDBRIDGE_MAPPING_QUOTA": "77",
+            "VTDBRIDGE_EVENT_BUSY_POLL_US": "250",
         ]
         XCTAssertEqual(Set(environment.keys), Set(DaemonConfig.keys.map(\.environmentVariable)),
                        "this test covers every key")
@@ -240,6 +241,17 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.sysfsRoot, "/e/sys")
         XCTAssertEqual(config.devices, [DeviceSpec(host: .pci("0000:01:00.0"), guest: SourceID("00:03.0")!)])
         XCTAssertEqual(config.mappingQuota, 77)
+        XCTAssertEqual(config.busyPollMicroseconds, 250)
+    }
+
+    func testBusyPollOutOfRangeIsRefusedWithTheRange() async throws {
+        do {
+            _ = try await DaemonConfig.load(file: nil, environment: ["VTDBRIDGE_EVENT_BUSY_POLL_US": "20000"], overrides: [:])
+            XCTFail("20000 µs accepted")
+        } catch let error as ConfigError {
+            XCTAssertEqual(error.key, "event-busy-poll-us")
+            XCTAssertTrue(error.message.contains("0 to 10000"), error.message)
+        }
     }
 
     func testEnvironmentVariableNamesFollowTheMappingRule() {

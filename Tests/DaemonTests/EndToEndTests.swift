@@ -3,6 +3,7 @@ import Glibc
 import UnixIO
 import VTdBridgeClient
 import Wire
+import VTd
 import XCTest
 
 /// A real daemon process (dry-run backend), the simulator as the VMM, and
@@ -40,6 +41,29 @@ final class EndToEndTests: XCTestCase {
         // Metrics in Prometheus text format.
         let metrics = try runTool("vtdbridgectl", ["metrics", "--socket", daemon.controlSocket])
         XCTAssertTrue(metrics.stdout.contains("vtdbridge_maps_total"), metrics.stdout)
+        XCTAssertEqual(daemon.terminate(), 0, daemon.log)
+    }
+
+    /// event-busy-poll-us keeps the loop polling after each VMM request; the
+    /// daemon must still serve the VMM, the control socket and SIGTERM, and
+    /// a client that spins for its reply must get it.
+    func testBusyPollingDaemonAndSpinningClientServeEverything() throws {
+        let daemon = try DaemonHarness(environment: ["VTDBRIDGE_EVENT_BUSY_POLL_US": "2000"])
+        let load = try runTool("vtdbridge-sim", ["load", "--event-socket", daemon.eventSocket, "--control-socket", daemon.controlSocket,
+                                                 "--device", "00:03.0", "--count", "2000", "--batch", "8", "--json", "--ram", "64M"])
+        XCTAssertEqual(load.status, 0, "stdout:\n\(load.stdout)\nstderr:\n\(load.stderr)\nlog:\n\(daemon.log)")
+        let result = try JSONValue.parse(load.stdout)
+        XCTAssertEqual(result["invalidations"]?.int64Value, 2000)
+
+        let client = try EventClient(path: daemon.eventSocket)
+        client.spinBeforeBlocking = .milliseconds(5)
+        let reply = try client.request(.hello(version: 1, flags: 0, cap: IOMMUCapabilities.make().cap, ecap: IOMMUCapabilities.make().ecap))
+        XCTAssertEqual(reply.status, .ok, reply.message)
+        XCTAssertEqual(try client.request(.ping).status, .ok)
+        client.close()
+
+        let status = try runTool("vtdbridgectl", ["status", "--socket", daemon.controlSocket, "--json"])
+        XCTAssertEqual(status.status, 0, status.stderr)
         XCTAssertEqual(daemon.terminate(), 0, daemon.log)
     }
 

@@ -152,6 +152,10 @@ int csocket_ftruncate(int fd, uint64_t size);
 /// poll(2). Returns the number of ready entries or -errno.
 int csocket_poll(struct pollfd *fds, unsigned long count, int timeout_ms);
 
+/// Pins process or thread `pid` (0: the caller) to CPU `cpu`, or lets it run
+/// anywhere when `cpu` is negative. Returns 0 or -errno.
+int csocket_set_affinity(int pid, int cpu);
+
 // --- process spawning with reduced privileges ----------------------------
 
 /// fork + execv of `path` with `argv` (NULL-terminated), in a child that

@@ -104,6 +104,9 @@ extension DaemonConfig {
         .init("mapping-quota", .integer,
               expected: "a whole number ≥ 0 (0: no limit)",
               "default most mappings per device"),
+        .init("event-busy-poll-us", .integer,
+              expected: "a whole number of microseconds from 0 to 10000 (0: off)",
+              "after each VMM request, poll the event socket without sleeping for this long"),
     ]
 
     /// The environment variable for a key, by the rule swift-configuration's
