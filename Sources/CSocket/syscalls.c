@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define RESULT_OR_ERRNO(call) do { int result_ = (call); return result_ < 0 ? -errno : result_; } while (0)
@@ -95,4 +96,9 @@ int csocket_set_affinity(int pid, int cpu) {
         CPU_SET(cpu, &set);
     }
     RESULT_OR_ERRNO(sched_setaffinity(pid, sizeof set, &set));
+}
+
+int csocket_set_memlock(int pid, unsigned long long bytes) {
+    struct rlimit limit = { .rlim_cur = bytes, .rlim_max = bytes };
+    RESULT_OR_ERRNO(prlimit(pid, RLIMIT_MEMLOCK, &limit, NULL));
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bridge
+import CSocket
 import Foundation
 import Glibc
 import VFIO
@@ -28,12 +29,24 @@ struct VMTest: ParsableCommand {
         """)
     var leaveForWalk = false
 
+    @Option(name: .customLong("soak-seed"), help: ArgumentHelp("Seed of the kill-soak scenario (default: random, printed).", valueName: "N"))
+    var soakSeed: UInt64?
+
+    @Option(name: .customLong("soak-kills"), help: ArgumentHelp("SIGKILLs in the kill-soak scenario.", valueName: "N"))
+    var soakKills = 20
+
     @Argument(help: "Scenarios to run (default: all).")
     var only: [String] = []
+
+    func validate() throws {
+        guard soakKills > 0 else { throw ValidationError("--soak-kills must be positive") }
+    }
 
     func run() throws {
         let runner = try VMTestRunner(daemonBinary: daemon, directory: directory)
         runner.leaveForWalk = leaveForWalk
+        runner.soakSeed = soakSeed ?? UInt64.random(in: 1...UInt64(Int64.max))
+        runner.soakKills = soakKills
         let failed = runner.runAll(only: only)
         if failed > 0 { throw ExitCode(1) }
     }
@@ -51,6 +64,8 @@ final class VMTestRunner {
     let directory: String
     let daemonBinary: String
     var leaveForWalk = false
+    var soakSeed: UInt64 = 1
+    var soakKills = 20
 
     init(daemonBinary: String, directory: String) throws {
         self.directory = directory
@@ -86,6 +101,7 @@ final class VMTestRunner {
             ("large-pages", largePages),
             ("context-removal-and-reset", contextRemovalAndReset),
             ("restart", restart),
+            ("kill-soak", killSoak),
             ("memlock", memlock),
         ]
         var passed = 0, failed = 0
@@ -468,6 +484,16 @@ final class VMTestRunner {
         try expect(status["devices"]?[0]?["mappings"]?.intValue == Int(body.maps), "the shadow does not hold exactly what the kernel accepted")
         try expect(try vmm.events.request(.ping).status == .ok, "the daemon stopped serving the VMM")
         transcript.check("the daemon stays up; its shadow holds exactly the \(body.maps) accepted mappings")
+        // The cause goes away (the operator raises the limit); a replay maps
+        // the rest, and only the rest.
+        let raised = csocket_set_memlock(limited.pid, UInt64(64) << 20)
+        try expect(raised == 0, "prlimit(RLIMIT_MEMLOCK) on the daemon failed: \(String(cString: strerror(-raised)))")
+        let replay = try ctl.require("replay", ["guest": "00:05.0"])
+        try expect(replay["maps"]?.intValue == 64 - Int(body.maps), "the replay made \(replay["maps"]?.intValue ?? -1) maps, expected \(64 - Int(body.maps))")
+        try expect(replay["failures"]?.arrayValue?.isEmpty ?? true, "the replay still failed: \(replay["failures"] ?? .null)")
+        let after = try ctl.require("status")
+        try expect(after["devices"]?[0]?["mappings"]?.intValue == 64, "after the replay the shadow holds \(after["devices"]?[0]?["mappings"]?.intValue ?? -1) mappings, expected 64")
+        transcript.check("limit raised to 64 MiB: a replay mapped the \(64 - Int(body.maps)) refused pages and nothing else")
         vmm.events.close()
     }
 }

@@ -156,6 +156,10 @@ int csocket_poll(struct pollfd *fds, unsigned long count, int timeout_ms);
 /// anywhere when `cpu` is negative. Returns 0 or -errno.
 int csocket_set_affinity(int pid, int cpu);
 
+/// Sets RLIMIT_MEMLOCK (soft and hard) of process `pid` (prlimit(2); raising
+/// another process's hard limit needs CAP_SYS_RESOURCE). Returns 0 or -errno.
+int csocket_set_memlock(int pid, unsigned long long bytes);
+
 // --- process spawning with reduced privileges ----------------------------
 
 /// fork + execv of `path` with `argv` (NULL-terminated), in a child that
