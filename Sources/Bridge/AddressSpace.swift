@@ -94,7 +94,7 @@ public final class AddressSpace {
         case let .translated(_, table, levels):
             var source = WalkedMappings(walker: walker, table: table, levels: levels, limits: limits)
             reconcile(start: start, end: end, report: &report, source: &source)
-            for fault in source.faults { record(fault, report: &report) }
+            record(source.faults, report: &report)
         case .passThrough:
             var source = IdentityMappings(memory: walker.memory, limits: limits)
             reconcile(start: start, end: end, report: &report, source: &source)
@@ -109,7 +109,7 @@ public final class AddressSpace {
         }
         var source = NotifiedMappings(notified: notified, memory: memory, limits: limits)
         reconcile(start: start, end: end, report: &report, source: &source)
-        for fault in source.faults { record(fault, report: &report) }
+        record(source.faults, report: &report)
     }
 
     /// Records one notifier event. Returns the IOVA range to sync, or a
@@ -117,8 +117,25 @@ public final class AddressSpace {
     /// is refused, as type1v2 refuses a bisecting UNMAP_DMA.
     func recordNotification(_ n: NotifierEvent) -> Result<(UInt64, UInt64), NotifierRefusal> {
         if notified == nil { notified = NotifiedMap() }
-        let (end, overflow) = n.iova.addingReportingOverflow(n.size)
-        guard !overflow else { return .failure(NotifierRefusal(reason: "iova 0x\(String(n.iova, radix: 16)) + size 0x\(String(n.size, radix: 16)) wraps past 2^64")) }
+        let end: UInt64
+        if n.size == 0 {
+            // The all-ones address mask: the whole 2^64-byte space (QEMU's
+            // unmap-everything notification). Unmapping it empties the map;
+            // no guest RAM is that large, so mapping it is refused rather
+            // than stored as a zero-length entry that would break the map's
+            // ordering (found by the FuzzSync fuzzer).
+            guard n.iova == 0 else {
+                return .failure(NotifierRefusal(reason: "a 2^64-byte range must start at iova 0, not 0x\(String(n.iova, radix: 16))"))
+            }
+            guard n.permission.isEmpty else {
+                return .failure(NotifierRefusal(reason: "a MAP of the whole 2^64-byte IOVA space (address_mask all ones) cannot be guest RAM; unmap with permission 0, or map what the guest mapped"))
+            }
+            end = .max
+        } else {
+            let (e, overflow) = n.iova.addingReportingOverflow(n.size)
+            guard !overflow else { return .failure(NotifierRefusal(reason: "iova 0x\(String(n.iova, radix: 16)) + size 0x\(String(n.size, radix: 16)) wraps past 2^64")) }
+            end = e
+        }
         var doomed: [UInt64] = []
         var i = notified!.firstIndex(endingAfter: n.iova)
         while i < notified!.endIndex, notified![i].iova < end {
@@ -158,9 +175,22 @@ public final class AddressSpace {
 
     // MARK: the merge
 
-    private func record(_ fault: TranslationFault, report: inout SyncReport) {
-        report.faults += 1
-        faults.record(fault, sourceID: sourceID, logger: logger)
+    /// Records a sync's faults: those kept whole one by one, then one per
+    /// reason for those only counted.
+    private func record(_ found: SyncFaults, report: inout SyncReport) {
+        guard !found.isEmpty else { return }
+        for fault in found.detailed { record(fault, report: &report) }
+        for (reason, n) in found.counted.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            record(TranslationFault(reason: reason, value: UInt64(n),
+                                    detail: "\(n) more \(reason) faults in this sync (only the first \(SyncFaults.detailedLimit) of a sync are kept in full)"),
+                   count: n, report: &report)
+        }
+    }
+
+    /// Records `fault`, standing for `count` faults of its reason.
+    private func record(_ fault: TranslationFault, count: Int = 1, report: inout SyncReport) {
+        report.faults += count
+        faults.record(fault, count: count, sourceID: sourceID, logger: logger)
     }
 
     /// Merges the desired mappings of [start, end), which `source` yields in
@@ -171,6 +201,23 @@ public final class AddressSpace {
     /// the growth, so a mapping is never bisected and no neighbour is touched.
     /// Generic over the source so that the walk, the merge and the compare
     /// compile to one loop: a replay costs a few nanoseconds per leaf.
+    ///
+    /// When the source stops early (the walk budget ran out at `stoppedAt`),
+    /// [stoppedAt, end) is unknown, not empty: shadow entries from there on
+    /// stay as they are (the guest may still have them), no further pass is
+    /// run, and the difference found below the stop point is applied. A
+    /// shadow entry that starts below it was examined: the walk read the
+    /// entry translating its first IOVA, so if the guest no longer has it
+    /// whole it is gone, even if it reaches past the stop point. One
+    /// exception beyond the stop point: an entry whose host range is not in
+    /// guest RAM as installed now (a new memory table moved its region) is
+    /// unmapped, since whatever the guest wants there, it is not that.
+    ///
+    /// `ops` is bounded by the walk: at most one map per leaf yielded (each
+    /// leaf costs at least one entry read, so at most the walk budget) and
+    /// one unmap per shadow entry in the range (the cursor passes each once).
+    /// With a mapping quota, maps stop being planned once the quota is
+    /// reached (below), so then it holds at most quota + unmaps entries.
     private func reconcile<Source: DesiredMappings>(start: UInt64, end: UInt64, report: inout SyncReport, source: inout Source) {
         var lo = start
         var hi = end
@@ -178,6 +225,21 @@ public final class AddressSpace {
         if hi > 0, let e = shadow.entry(containing: hi - 1) { hi = max(hi, e.end) }
         var ops = operations
         ops.removeAll(keepingCapacity: true)
+        // The quota, checked as the ops are planned: `room` is how many more
+        // mappings the space may hold after the ops so far (each planned
+        // unmap frees one, each planned map takes one; `apply` runs them in
+        // this order). A map that does not fit when its turn comes waits in
+        // `deferred` for the unmaps planned after it (the guest replaced
+        // mappings at higher IOVAs), and is planned after the last of them
+        // if room is left then. What still does not fit is only counted: a
+        // guest asking for a million mappings past its quota costs an
+        // increment each and one fault with the count, and `ops` holds at
+        // most quota + unmaps entries. (`apply` checks the quota again: after
+        // a failed unmap the shadow holds more than planned.)
+        // (No quota: half of Int's range, which no count of unmaps can overflow.)
+        var room = mappingQuota.map { $0 - shadow.count } ?? .max / 2
+        var deferred: [ShadowEntry] = []
+        var refused = QuotaRefusals()
         // The diff reads the shadow through a cursor that holds its own
         // references; nothing mutates the shadow until `apply`.
         let snapshot = shadow
@@ -207,37 +269,91 @@ public final class AddressSpace {
                         matched = true
                     } else {
                         ops.append(.unmap(have))
+                        room &+= 1
                         if have.end > hi { hi = have.end }
                     }
                     cursor.advance()
                 }
-                if !matched { ops.append(.map(wanted)) }
+                if !matched {
+                    if room > 0 {
+                        ops.append(.map(wanted))
+                        room &-= 1
+                    } else if deferred.count < mappingQuota ?? 0 {
+                        // (Room at the end is at most the quota.)
+                        deferred.append(wanted)
+                    } else {
+                        refused.add(wanted)
+                    }
+                }
                 if wanted.end > hi { hi = wanted.end }
             }
-            // What the shadow holds in the walked range but the guest no longer does.
+            // What the shadow holds in the walked range but the guest no
+            // longer does; only up to where the source stopped, if it did.
+            let stoppedAt = source.stoppedAt
+            let known = stoppedAt.map { min($0, to) } ?? to
             if !positioned {
                 cursor = snapshot.cursor(endingAfter: lo)
                 positioned = true
             }
-            while let have = cursor.current, have.iova < to {
+            while let have = cursor.current, have.iova < known {
                 ops.append(.unmap(have))
+                room &+= 1
                 if have.end > hi { hi = have.end }
                 cursor.advance()
             }
+            if stoppedAt != nil {
+                // Out of budget: no further pass, whatever `hi` grew to. What
+                // lies beyond stays, if it still maps guest RAM. (A full
+                // sync follows every new memory table, so after a cut one
+                // this scan is what keeps old host addresses out.)
+                while let have = cursor.current, have.iova < hi {
+                    if !source.mayKeepUnexamined(have) {
+                        ops.append(.unmap(have))
+                        room &+= 1
+                    }
+                    cursor.advance()
+                }
+                break
+            }
             walkedTo = to
         } while hi > walkedTo
+        for wanted in deferred {
+            if room > 0 {
+                ops.append(.map(wanted))
+                room &-= 1
+            } else {
+                refused.add(wanted)
+            }
+        }
         // Drop the snapshot's references before the shadow is edited, so the
         // edits happen in place rather than on a copy.
         cursor = .empty
         _ = consume snapshot
-        apply(ops, report: &report)
+        apply(ops, refused: &refused, report: &report)
+        if refused.count > 0, let first = refused.first, let mappingQuota {
+            record(TranslationFault(reason: .quotaExceeded, iova: first.iova, value: first.hostAddress,
+                                    detail: refused.count == 1
+                                        ? "the address space holds its quota of \(mappingQuota) mappings"
+                                        : "\(refused.count) mappings refused in this sync, the first at this iova: the address space holds its quota of \(mappingQuota) mappings"),
+                   count: refused.count, report: &report)
+        }
         // Keep a small buffer for the next sync; give a large one back (a
         // full sync of a million leaves needs tens of MiB only for a moment).
         ops.removeAll(keepingCapacity: ops.capacity <= 4096)
         operations = ops
     }
 
-    private func apply(_ ops: [Operation], report: inout SyncReport) {
+    /// Maps one sync refused for the quota: counted, reported as one fault.
+    private struct QuotaRefusals {
+        var count = 0
+        var first: ShadowEntry?
+        mutating func add(_ entry: ShadowEntry) {
+            if count == 0 || entry.iova < first!.iova { first = entry }
+            count += 1
+        }
+    }
+
+    private func apply(_ ops: [Operation], refused: inout QuotaRefusals, report: inout SyncReport) {
         guard !ops.isEmpty else { return }
         // Timed as a whole (two clock reads per sync, not per call): the
         // kernel calls and the shadow edits that follow each of them.
@@ -267,9 +383,7 @@ public final class AddressSpace {
                     continue
                 }
                 if let mappingQuota, shadow.count >= mappingQuota {
-                    record(TranslationFault(reason: .quotaExceeded, iova: entry.iova, value: entry.hostAddress,
-                                            detail: "the address space holds its quota of \(mappingQuota) mappings"),
-                           report: &report)
+                    refused.add(entry)
                     continue
                 }
                 do {

@@ -13,22 +13,64 @@ protocol DesiredMappings {
     /// Everything it skips must be what `next()` would have yielded and the
     /// merge would have matched.
     mutating func skipMatching(_ cursor: inout ShadowMap.Cursor, until limit: UInt64)
+    /// Set once `next()` has returned nil when the source gave up before the
+    /// end of its range (the walk budget ran out): the first IOVA it did not
+    /// examine. What the guest wants from there on is unknown, not empty.
+    var stoppedAt: UInt64? { get }
+    /// Whether a shadow entry beyond `stoppedAt` may stay although the
+    /// source did not examine it: only if the kernel mapping still lies in
+    /// guest RAM as installed now.
+    func mayKeepUnexamined(_ entry: ShadowEntry) -> Bool
 }
 
 extension DesiredMappings {
     @inline(__always)
     mutating func skipMatching(_ cursor: inout ShadowMap.Cursor, until limit: UInt64) {}
+    var stoppedAt: UInt64? { nil }
+    func mayKeepUnexamined(_ entry: ShadowEntry) -> Bool { true }
+}
+
+/// The faults one sync finds, in bounded memory: a hostile guest can make
+/// every leaf of a walk a fault (millions per sync, up to the walk budget).
+/// The first `detailedLimit` are kept whole (more than `FaultLog` keeps);
+/// after that only a count per reason is kept, and the walk is told to stop
+/// building their text. The walk-budget fault, one per sync at most, is
+/// always kept whole: its text says where the walk stopped.
+struct SyncFaults {
+    static let detailedLimit = 64
+    private(set) var detailed: [TranslationFault] = []
+    /// Faults past the first `detailedLimit`, by reason.
+    private(set) var counted: [FaultReason: Int] = [:]
+
+    var wantsDetail: Bool { detailed.count < Self.detailedLimit }
+    var isEmpty: Bool { detailed.isEmpty && counted.isEmpty }
+
+    mutating func append(_ fault: TranslationFault) {
+        if wantsDetail || fault.reason == .walkBudgetExceeded {
+            detailed.append(fault)
+        } else {
+            counted[fault.reason, default: 0] += 1
+        }
+    }
+
+    mutating func count(_ reason: FaultReason) {
+        counted[reason, default: 0] += 1
+    }
 }
 
 /// Turns a guest leaf into the mapping to make, or a fault. The guest is
 /// untrusted: the leaf must lie wholly in one RAM region, and its IOVA in the
 /// host's usable ranges.
 @inline(__always)
-func planMapping(_ leaf: SecondLevelLeaf, memory: GuestRAM, limits: IOMMUInfo, faults: inout [TranslationFault]) -> ShadowEntry? {
+func planMapping(_ leaf: SecondLevelLeaf, memory: GuestRAM, limits: IOMMUInfo, faults: inout SyncFaults) -> ShadowEntry? {
     let size = leaf.size
     if let host = memory.hostAddress(gpa: leaf.gpa, size: size), limits.isUsable(iova: leaf.iova, size: size) {
         return ShadowEntry(iova: leaf.iova, size: size, hostAddress: host,
                            permission: DMAPermission(rawValue: (leaf.read ? 1 : 0) | (leaf.write ? 2 : 0)))
+    }
+    if !faults.wantsDetail {
+        faults.count(memory.hostAddress(gpa: leaf.gpa, size: size) == nil ? .leafOutsideRAM : .iovaNotUsable)
+        return nil
     }
     if memory.hostAddress(gpa: leaf.gpa, size: size) == nil {
         let detail = memory.regionIndex(containing: leaf.gpa) == nil
@@ -43,13 +85,19 @@ func planMapping(_ leaf: SecondLevelLeaf, memory: GuestRAM, limits: IOMMUInfo, f
 }
 
 /// The guest's second-level tables, walked.
+///
+/// One value serves one sync (one `reconcile`), however many passes it
+/// takes: the walk budget (`walker.budget` entries) is shared by all of them,
+/// each pass starting with what the previous one left.
 struct WalkedMappings: DesiredMappings {
     let walker: SecondLevelWalker<GuestRAM>
     let table: UInt64
     let levels: Int
     let limits: IOMMUInfo
     var steps: SecondLevelWalker<GuestRAM>.Steps?
-    var faults: [TranslationFault] = []
+    var faults = SyncFaults()
+    /// Entries the sync may still read, as of the start of the current pass.
+    var budget: Int
     /// The RAM region of the last leaf the fast path resolved: consecutive
     /// leaves almost always land in the same one.
     var region = RegionCache(gpa: 1, lastPageOffset: 0, hostAddress: 0)
@@ -66,10 +114,21 @@ struct WalkedMappings: DesiredMappings {
         self.table = table
         self.levels = levels
         self.limits = limits
+        budget = walker.budget
     }
 
     mutating func start(from: UInt64, to: UInt64) {
-        steps = walker.steps(table: table, levels: levels, start: from, end: to)
+        if let previous = steps { budget = previous.budgetLeft }
+        steps = walker.steps(table: table, levels: levels, start: from, end: to, budget: budget, budgetLimit: walker.budget)
+    }
+
+    var stoppedAt: UInt64? { steps?.stoppedAt }
+
+    /// An entry made against a previous memory table (SET_MEM_TABLE moved
+    /// or dropped its region) points the kernel at memory that is not the
+    /// guest RAM installed now: it may not stay, examined or not.
+    func mayKeepUnexamined(_ entry: ShadowEntry) -> Bool {
+        walker.memory.gpa(hostAddress: entry.hostAddress, size: entry.size) != nil
     }
 
     /// The replay's fast path. On a replay of unchanged tables nearly every
@@ -86,8 +145,11 @@ struct WalkedMappings: DesiredMappings {
         let stop = min(limit, run.end)
         guard stop > run.iova, stop - run.iova >= 4096 else { return }
         // Up to the table's second-last entry: moving past the last one
-        // needs the climb that `next()` does.
-        let count = Int(min((stop - run.iova) >> 12, UInt64(511 - run.index)))
+        // needs the climb that `next()` does. And no further than the walk
+        // budget: the entries skipped here are read, and count; `next()`
+        // reports the fault where the budget runs out.
+        let count = Int(min((stop - run.iova) >> 12, UInt64(511 - run.index), UInt64(max(run.budget, 0))))
+        guard count > 0 else { return }
         guard limits.isUsable(iova: run.iova, size: UInt64(count) << 12) else { return }
         let memory = walker.memory
         var region = self.region
@@ -149,6 +211,7 @@ struct WalkedMappings: DesiredMappings {
                 if let entry = planMapping(leaf, memory: walker.memory, limits: limits, faults: &faults) { return entry }
             case .fault:
                 faults.append(steps!.fault!)
+                if !faults.wantsDetail { steps!.detailedFaults = false }
             }
         }
         return nil
@@ -201,7 +264,7 @@ struct NotifiedMappings: DesiredMappings {
     let limits: IOMMUInfo
     var cursor = NotifiedMap.Cursor.empty
     var end: UInt64 = 0
-    var faults: [TranslationFault] = []
+    var faults = SyncFaults()
 
     init(notified: NotifiedMap, memory: GuestRAM, limits: IOMMUInfo) {
         self.notified = notified

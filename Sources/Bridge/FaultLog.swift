@@ -21,13 +21,21 @@ public struct FaultLog: Sendable {
 
     public var total: UInt64 { counts.values.reduce(0, +) }
 
-    /// Records a fault; logs it when the count of its reason is 1, 2, 3 or a power of two.
-    public mutating func record(_ fault: TranslationFault, sourceID: SourceID, logger: Logger) {
-        let n = (counts[fault.reason] ?? 0) + 1
+    /// Records a fault standing for `count` faults of its reason (one
+    /// refusal that covers many mappings); logs it when the count of its
+    /// reason reaches 1, 2, 3 or a power of two.
+    public mutating func record(_ fault: TranslationFault, count: Int = 1, sourceID: SourceID, logger: Logger) {
+        precondition(count >= 1)
+        let before = counts[fault.reason] ?? 0
+        let n = before + UInt64(count)
         counts[fault.reason] = n
-        if recent.count >= recentCapacity { recent.removeFirst(recent.count - recentCapacity + 1) }
-        recent.append(fault)
-        if n <= 3 || n & (n - 1) == 0 {
+        if recentCapacity > 0 {
+            if recent.count >= recentCapacity { recent.removeFirst(recent.count - recentCapacity + 1) }
+            recent.append(fault)
+        }
+        // The largest power of two ≤ n; passed since `before` means a power of two was reached.
+        let power = UInt64(1) << UInt64(63 - n.leadingZeroBitCount)
+        if before < 3 || power > before {
             logger.warning("translation fault", metadata: [
                 "device": "\(sourceID)", "reason": "\(fault.reason)", "count": "\(n)",
                 "fault": "\(fault)",

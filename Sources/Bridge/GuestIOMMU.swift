@@ -46,6 +46,7 @@ public struct NotifierEvent: Sendable, Equatable {
     public var sourceID: SourceID
     public var iova: UInt64
     public var gpa: UInt64
+    /// Bytes; 0 stands for 2^64 (the all-ones address mask of a NOTIFY entry).
     public var size: UInt64
     public var permission: DMAPermission
 
@@ -78,16 +79,32 @@ public final class GuestIOMMU {
     /// state changes are recorded but nothing is synced; `resumeSync` then
     /// syncs once against the complete state.
     public private(set) var syncSuspended = false
+    /// Most paging entries one sync of one address space may read (config
+    /// key walk-budget). A walk that reaches it stops with a
+    /// `walkBudgetExceeded` fault and leaves the mappings beyond the stop
+    /// point as they were (see `WalkBudget`). Takes effect at the next sync.
+    public var walkBudget: Int {
+        didSet {
+            precondition(walkBudget >= 1, "a walk budget is at least one entry")
+            walker = makeWalker()
+        }
+    }
     let logger: Logger
     private var walker: SecondLevelWalker<GuestRAM>?
 
     /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
     /// without issuing an invalidation, and the bridge would never learn of
     /// them. This is the check QEMU's 2017 vfio series added.
-    public init(caps: IOMMUCapabilities, logger: Logger) throws(BridgeError) {
+    public init(caps: IOMMUCapabilities, walkBudget: Int = WalkBudget.defaultEntries, logger: Logger) throws(BridgeError) {
         try Self.check(caps)
+        precondition(walkBudget >= 1, "a walk budget is at least one entry")
         self.caps = caps
+        self.walkBudget = walkBudget
         self.logger = logger
+    }
+
+    private func makeWalker() -> SecondLevelWalker<GuestRAM>? {
+        memory.map { SecondLevelWalker(memory: $0, caps: caps, budget: walkBudget) }
     }
 
     private static func check(_ caps: IOMMUCapabilities) throws(BridgeError) {
@@ -102,7 +119,7 @@ public final class GuestIOMMU {
     public func setCapabilities(_ caps: IOMMUCapabilities, notifierMode: Bool) throws(BridgeError) {
         try Self.check(caps)
         self.caps = caps
-        walker = memory.map { SecondLevelWalker(memory: $0, caps: caps) }
+        walker = makeWalker()
         if notifierMode != self.notifierMode {
             self.notifierMode = notifierMode
             for space in spaces.values { space.notified = notifierMode ? NotifiedMap() : nil }
@@ -125,7 +142,7 @@ public final class GuestIOMMU {
     /// and IOVA are unchanged stay as they are.
     public func setMemory(_ memory: GuestRAM?) -> SyncReport {
         self.memory = memory
-        walker = memory.map { SecondLevelWalker(memory: $0, caps: caps) }
+        walker = makeWalker()
         return refreshAll()
     }
 
@@ -253,7 +270,7 @@ public final class GuestIOMMU {
             case let .failure(error):
                 logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])
                 execute(&pending, into: &result.report)
-                result.rejected = .init(index: index, reason: error.description)
+                result.rejected = .init(index: index, reason: "descriptor \(index): \(error.description)")
                 return result
             case let .success(descriptor):
                 if case .wait = descriptor {
@@ -342,8 +359,7 @@ public final class GuestIOMMU {
                     if space.context.domainID == did { pending[sid, default: Pending()].full = true }
                 case let .pages(did, address, mask, _):
                     guard space.context.domainID == did else { continue }
-                    let (end, overflow) = address.addingReportingOverflow(UInt64(1) << (UInt64(mask) + 12))
-                    pending[sid, default: Pending()].ranges.append((address, overflow ? .max : end))
+                    pending[sid, default: Pending()].ranges.append(InvalidationDescriptor.pageRange(address: address, addressMask: mask))
                 }
             }
         case .deviceTLB, .interruptEntryCache, .wait:

@@ -79,10 +79,16 @@ public enum InvalidationDescriptor: Sendable, Equatable {
                 if Int(am) > caps.maxAddressMask {
                     return refuse("IOTLB descriptor has address mask \(am), above CAP.MAMV \(caps.maxAddressMask)")
                 }
+                // 2^AM pages of 4 KiB: AM 52 is all of the 64-bit space, and
+                // above that the range would wrap past 2^64 (a VMM may
+                // advertise a MAMV up to 63).
+                if am > 52 {
+                    return refuse("IOTLB descriptor has address mask \(am): 2^\(am) pages of 4 KiB wrap past 2^64 (at most 52)")
+                }
                 let address = high & ~0xfff
                 // Spec 6.5.2.3: ADDR must be aligned to 2^AM pages; hardware
                 // ignores the low AM bits, and so do we.
-                let aligned = address & ~((UInt64(1) << (UInt64(am) + 12)) - 1)
+                let aligned = am == 52 ? 0 : address & ~((UInt64(1) << (UInt64(am) + 12)) - 1)
                 return .success(.iotlb(.pages(domainID: did, address: aligned, addressMask: am,
                                               invalidationHint: high & (1 << 6) != 0),
                                        drainReads: dr, drainWrites: dw))
@@ -110,6 +116,18 @@ public enum InvalidationDescriptor: Sendable, Equatable {
         default:
             return refuse("descriptor type \(type) is not supported in legacy mode (1-5 are)")
         }
+    }
+
+    /// The IOVA range [start, end) of a page-selective invalidation of 2^AM
+    /// pages at `address` (aligned to them); `end` saturates at 2^64 - 1
+    /// when the range reaches the top of the 64-bit space (AM 52).
+    public static func pageRange(address: UInt64, addressMask: UInt8) -> (UInt64, UInt64) {
+        let shift = UInt64(addressMask) + 12
+        guard shift < 64 else { return (0, .max) }
+        let span = UInt64(1) << shift
+        let start = address & ~(span - 1)
+        let (end, overflow) = start.addingReportingOverflow(span)
+        return (start, overflow ? .max : end)
     }
 
     /// Encodes the descriptor as the guest driver would write it.

@@ -22,6 +22,11 @@ public enum FaultReason: String, Sendable, CaseIterable, Codable, CustomStringCo
     case leafOutsideRAM = "leaf-outside-ram"
     /// A leaf whose IOVA range is outside the host IOMMU's usable IOVA ranges.
     case iovaNotUsable = "iova-not-usable"
+    /// A sync read as many paging entries as the walk budget allows and
+    /// stopped there: the guest's tables alias themselves, or the space is
+    /// larger than the config key walk-budget allows. What lies beyond the
+    /// stop point was left as it was.
+    case walkBudgetExceeded = "walk-budget-exceeded"
     /// The address space reached its mapping quota.
     case quotaExceeded = "quota-exceeded"
     /// The kernel refused a map or unmap (the error says why).

@@ -171,6 +171,7 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.stateDirectory, "/var/lib/vtd-bridge/vm0")
         XCTAssertEqual(config.devices.first, DeviceSpec(host: .pci("0000:01:00.0"), guest: SourceID("00:03.0")!))
         XCTAssertEqual(config.backend, .vfio)
+        XCTAssertEqual(config.walkBudget, WalkBudget.defaultEntries)
         // Every key appears in the example.
         let text = try String(contentsOfFile: example, encoding: .utf8)
         for info in DaemonConfig.keys {
@@ -222,6 +223,7 @@ final class ConfigLoadTests: XCTestCase {
             "VTDBRIDGE_VFIO_SYSFS": "/e/sys",
             "VTDBRIDGE_DEVICES": "01:00.0=00:03.0",
             "VTDBRIDGE_MAPPING_QUOTA": "77",
+            "VTDBRIDGE_WALK_BUDGET": "65536",
             "VTDBRIDGE_EVENT_BUSY_POLL_US": "250",
         ]
         XCTAssertEqual(Set(environment.keys), Set(DaemonConfig.keys.map(\.environmentVariable)),
@@ -241,7 +243,20 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.sysfsRoot, "/e/sys")
         XCTAssertEqual(config.devices, [DeviceSpec(host: .pci("0000:01:00.0"), guest: SourceID("00:03.0")!)])
         XCTAssertEqual(config.mappingQuota, 77)
+        XCTAssertEqual(config.walkBudget, 65536)
         XCTAssertEqual(config.busyPollMicroseconds, 250)
+    }
+
+    func testWalkBudgetDefaultsAndItsFloor() async throws {
+        let defaults = try await DaemonConfig.load(file: nil, environment: [:], overrides: [:])
+        XCTAssertEqual(defaults.walkBudget, WalkBudget.defaultEntries)
+        XCTAssertEqual(defaults.walkBudget, 4_194_304)
+        let path = scratch.write(#"{"walk-budget": 1024}"#)
+        let floor = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        XCTAssertEqual(floor.walkBudget, 1024)
+        let error = try await configLoadError(environment: ["VTDBRIDGE_WALK_BUDGET": "1023"])
+        XCTAssertEqual(error.key, "walk-budget")
+        XCTAssertTrue(error.message.contains("1023 is too small") && error.message.contains("≥ 1024"), error.message)
     }
 
     func testBusyPollOutOfRangeIsRefusedWithTheRange() async throws {

@@ -1,4 +1,5 @@
 import Logging
+import VTd
 
 /// The JSON kind a key's value must have, and how list values are written in
 /// environment variables and flags.
@@ -104,6 +105,9 @@ extension DaemonConfig {
         .init("mapping-quota", .integer,
               expected: "a whole number ≥ 0 (0: no limit)",
               "default most mappings per device"),
+        .init("walk-budget", .integer,
+              expected: "a whole number ≥ \(WalkBudget.minimumEntries)",
+              "most guest paging entries one sync of one device may read"),
         .init("event-busy-poll-us", .integer,
               expected: "a whole number of microseconds from 0 to 10000 (0: off)",
               "after each VMM request, poll the event socket without sleeping for this long"),

@@ -52,6 +52,11 @@ public struct DaemonConfig: Sendable, Equatable {
     /// "mapping-quota": default most mappings per device; nil for no limit
     /// (0 in the config).
     public var mappingQuota: Int?
+    /// "walk-budget": most guest paging entries one sync of one device may
+    /// read; default `WalkBudget.defaultEntries` (4,194,304). A walk that
+    /// reaches it stops with a walk-budget-exceeded fault and leaves the
+    /// mappings beyond the stop point as they were.
+    public var walkBudget: Int
     /// "control.max-clients": default 16.
     public var maxClients: Int
     /// "event-busy-poll-us": default 0 (off). After a VMM request the loop
@@ -79,6 +84,7 @@ public struct DaemonConfig: Sendable, Equatable {
         self.sysfsRoot = "/sys"
         self.devices = []
         self.mappingQuota = nil
+        self.walkBudget = WalkBudget.defaultEntries
         self.maxClients = 16
         self.busyPollMicroseconds = 0
     }
@@ -174,6 +180,14 @@ struct ConfigResolver {
                 throw fail(info("mapping-quota"), source, "\(value) is negative; expected \(info("mapping-quota").expected)")
             }
             config.mappingQuota = value == 0 ? nil : value
+        }
+
+        if let found = try integer("walk-budget") {
+            let (value, source) = found
+            guard value >= WalkBudget.minimumEntries else {
+                throw fail(info("walk-budget"), source, "\(value) is too small; expected \(info("walk-budget").expected)")
+            }
+            config.walkBudget = value
         }
 
         if let found = try integer("control.max-clients") {
