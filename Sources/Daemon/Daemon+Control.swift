@@ -9,14 +9,13 @@ import Wire
 extension Daemon {
     func acceptControl() {
         guard let listener = controlListener else { return }
-        while let connection = acceptPeer(listener, socket: "control socket", refusal: {
+        while let connection = acceptPeer(listener, socket: "control socket", refuse: {
             // §2.1: one refusal, then closed.
-            _ = try? $0.sendAll(Array(ControlCodec.errorLine(id: nil, error: .permissionDenied).utf8), fds: [])
+            refuseControl($0, Self.permissionDenied($0.peer))
         }) {
             guard controls.count < config.maxClients else {
-                _ = try? connection.sendAll(Array(ControlCodec.errorLine(id: nil, error: ControlError(
-                    code: "internal", message: "too many control clients (control.max-clients = \(config.maxClients))")).utf8), fds: [])
-                connection.close()
+                refuseControl(connection, ControlError(
+                    code: "internal", message: "too many control clients (control.max-clients = \(config.maxClients)); try again later, or raise control.max-clients"))
                 continue
             }
             do { try connection.setNonBlocking(true) } catch {
@@ -33,7 +32,9 @@ extension Daemon {
             var reads = 0
             // A bounded number of reads per wakeup: a client that writes
             // without pause must not starve the others.
-            readLoop: while !session.closing, reads < 16 {
+            // Nor past readPauseBytes of unsent replies: a client that does
+            // not read them blocks itself, not the daemon's memory.
+            readLoop: while !session.closing, reads < 16, session.outbound.byteCount < Self.readPauseBytes {
                 reads += 1
                 let result: UnixConnection.ReceiveResult
                 do {

@@ -8,8 +8,9 @@ import Wire
 
 extension Daemon {
     /// The next connection on `listener` from a permitted peer; a refused
-    /// peer gets `refusal` (if any) and is closed. nil when none is waiting.
-    func acceptPeer(_ listener: UnixListener, socket: String, refusal: (UnixConnection) -> Void = { _ in }) -> UnixConnection? {
+    /// peer is logged and handed to `refuse`, which owns it (by default it
+    /// is closed). nil when none is waiting.
+    func acceptPeer(_ listener: UnixListener, socket: String, refuse: (UnixConnection) -> Void = { $0.close() }) -> UnixConnection? {
         while true {
             let connection: UnixConnection
             do {
@@ -20,9 +21,10 @@ extension Daemon {
                 return nil
             }
             if policy.allows(connection.peer) { return connection }
-            logger.warning("\(socket): peer refused", metadata: ["uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)"])
-            refusal(connection)
-            connection.close()
+            let peer = connection.peer
+            logger.warning("\(socket): peer refused: uid \(peer.uid) is not in access.uids and none of its groups is in access.gids",
+                           metadata: ["uid": "\(peer.uid)", "gid": "\(peer.gid)", "pid": "\(peer.pid)"])
+            refuse(connection)
         }
     }
 
@@ -66,7 +68,8 @@ extension Daemon {
     func readVMM(_ session: EventSession) {
         let buffer = receiveBuffer
         var reads = 0
-        while !session.closing, reads < 16 {
+        // Not past readPauseBytes of unsent replies: a VMM that reads none blocks itself.
+        while !session.closing, reads < 16, session.outbound.byteCount < Self.readPauseBytes {
             reads += 1
             let result: UnixConnection.ReceiveResult
             let received = ContinuousClock.now

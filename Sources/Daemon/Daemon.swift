@@ -40,6 +40,10 @@ public final class Daemon {
     var controlListener: UnixListener?
     var vmm: EventSession?
     var controls: [Int32: ControlSession] = [:]
+    /// Control clients that were sent one error line and are refused
+    /// (Daemon+Refusal.swift), kept open until they close or a short
+    /// deadline passes, so that they can read that line.
+    var refusedControls: [Int32: RefusedClient] = [:]
     var vmmNotifierMode = false
     var vmmConnectedOnce = false
     var shutdownRequested = false
@@ -64,6 +68,11 @@ public final class Daemon {
     /// A slow control client may hold this much unsent output before it is
     /// dropped; it never blocks the others.
     static let maxQueuedBytes = 256 << 20
+    /// A client (the VMM or a control client) with this many bytes of
+    /// replies not yet taken is not read from until it takes some: one that
+    /// sends requests and reads no reply then blocks in its own writes, and
+    /// its replies held here stay bounded by this plus one read's worth.
+    static let readPauseBytes = 4 << 20
     static let readChunk = 256 << 10
 
     /// `signals` must have been created on the main thread before any other
@@ -81,7 +90,7 @@ public final class Daemon {
         store = StateStore(directory: config.stateDirectory)
         // Until a VMM says otherwise (HELLO), assume a caching-mode IOMMU
         // with translation off: devices can be attached and nothing is mapped.
-        bridge = try GuestIOMMU(caps: .make(), logger: logger)
+        bridge = try GuestIOMMU(caps: .make(), walkBudget: config.walkBudget, logger: logger)
     }
 
     deinit { receiveBuffer.deallocate() }
@@ -113,6 +122,7 @@ public final class Daemon {
             var timeout: Int32 = -1
             var wake: [ContinuousClock.Instant] = nextWatchdog.map { [$0] } ?? []
             if !pendingDevices.isEmpty { wake.append(nextRetry) }
+            if let due = refusedControls.values.map(\.deadline).min() { wake.append(due) }
             if let due = wake.min() {
                 let left = ContinuousClock.now.duration(to: due)
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
@@ -124,8 +134,13 @@ public final class Daemon {
             poller.register(signals.fd, readable: true, writable: false)
             if let l = eventListener { poller.register(l.fd, readable: true, writable: false) }
             if let l = controlListener { poller.register(l.fd, readable: true, writable: false) }
-            if let s = vmm { poller.register(s.connection.fd, readable: !s.closing, writable: !s.outbound.isEmpty) }
-            for (fd, s) in controls { poller.register(fd, readable: !s.closing, writable: !s.outbound.isEmpty) }
+            if let s = vmm {
+                poller.register(s.connection.fd, readable: !s.closing && s.outbound.byteCount < Self.readPauseBytes, writable: !s.outbound.isEmpty)
+            }
+            for (fd, s) in controls {
+                poller.register(fd, readable: !s.closing && s.outbound.byteCount < Self.readPauseBytes, writable: !s.outbound.isEmpty)
+            }
+            for fd in refusedControls.keys { poller.register(fd, readable: true, writable: false) }
             let ready: [Poller.Event]
             do {
                 ready = try poller.wait(timeoutMilliseconds: timeout)
@@ -145,8 +160,11 @@ public final class Daemon {
                     if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
                 } else if let s = controls[event.fd] {
                     serviceControl(s, event)
+                } else if refusedControls[event.fd] != nil {
+                    serviceRefused(event.fd)
                 }
             }
+            if !refusedControls.isEmpty { closeExpiredRefusals() }
             if !pendingDevices.isEmpty, ContinuousClock.now >= nextRetry {
                 retryPendingDevices()
                 nextRetry = ContinuousClock.now + .seconds(1)
@@ -247,6 +265,8 @@ public final class Daemon {
         vmm?.connection.close()
         for s in controls.values { s.connection.close() }
         controls.removeAll()
+        for r in refusedControls.values { r.connection.close() }
+        refusedControls.removeAll()
         logger.info("stopped")
     }
 
