@@ -10,8 +10,10 @@ public enum WalkBudget {
     /// The default: four times what a legitimate 4 GiB space of 4 KiB pages
     /// reads (~1.05M entries: 1M leaves plus their tables).
     public static let defaultEntries = 4_194_304
-    /// The smallest budget the daemon's config accepts.
-    public static let minimumEntries = 1024
+    /// The smallest budget the daemon's config accepts: a full walk of a
+    /// 5-level space with one table per level reads 5 × 512 entries, and a
+    /// budget that cannot finish a small legitimate space is a mistake.
+    public static let minimumEntries = 65_536
 }
 
 /// Walks second-level page tables over an IOVA range, in IOVA order.

@@ -251,12 +251,12 @@ final class ConfigLoadTests: XCTestCase {
         let defaults = try await DaemonConfig.load(file: nil, environment: [:], overrides: [:])
         XCTAssertEqual(defaults.walkBudget, WalkBudget.defaultEntries)
         XCTAssertEqual(defaults.walkBudget, 4_194_304)
-        let path = scratch.write(#"{"walk-budget": 1024}"#)
+        let path = scratch.write(#"{"walk-budget": 65536}"#)
         let floor = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
-        XCTAssertEqual(floor.walkBudget, 1024)
-        let error = try await configLoadError(environment: ["VTDBRIDGE_WALK_BUDGET": "1023"])
+        XCTAssertEqual(floor.walkBudget, 65536)
+        let error = try await configLoadError(environment: ["VTDBRIDGE_WALK_BUDGET": "65535"])
         XCTAssertEqual(error.key, "walk-budget")
-        XCTAssertTrue(error.message.contains("1023 is too small") && error.message.contains("≥ 1024"), error.message)
+        XCTAssertTrue(error.message.contains("65535 is too small") && error.message.contains("≥ 65536"), error.message)
     }
 
     func testBusyPollOutOfRangeIsRefusedWithTheRange() async throws {
