@@ -23,6 +23,7 @@ help:
 	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
 	@echo "make vm-run CMD=script.sh   run a script in the test VM"
 	@echo "make bench      benchmarks (host and VM); writes docs/BENCHMARKS.md"
+	@echo "make check      unit tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan); not in make test"
 	@echo "make clean      remove build output"
 
 # <linux/vfio.h> comes from linux-libc-dev, pulled in by libc6-dev.
@@ -57,8 +58,8 @@ protocol-test: unit-test
 	scripts/test-summary --pytest $(BUILD_DIR)/protocol-test.log protocol > $(BUILD_DIR)/protocol-test.summary || status=1; \
 	cat $(BUILD_DIR)/protocol-test.summary; exit $$status
 
-test: unit-test protocol-test vm-test
-	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary
+test: unit-test protocol-test vm-test fuzz
+	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary $(BUILD_DIR)/fuzz.summary
 
 clean:
 	rm -rf $(BUILD_DIR)
@@ -215,6 +216,89 @@ vm-test: vm-image
 
 demo: vm-image
 	@set -o pipefail; scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" scripts/vm/demo.sh 2>&1 | grep -vE '^\[ *[0-9]+\.[0-9]+\]|^qemu-system'
+
+# ---------------------------------------------------------------------------
+# Fuzzing with libFuzzer and AddressSanitizer (docs/RELIABILITY.md, "Fuzzing"):
+# FuzzFrames (event-channel framing and codec), FuzzControl (control-socket
+# lines, JSON, requests), FuzzSync (VT-d walk and shadow sync). The runtimes
+# ship with the Swift toolchain; scripts/fuzz does the work.
+#
+#   make fuzz [FUZZ_SECONDS=60]   build, then run each target FUZZ_SECONDS (part of `make test`);
+#                                 fails on a crash, hang or OOM and prints the saved input
+#                                 ($(FUZZ_BUILD)/crashes/TARGET/…) and how to reproduce it.
+#                                 A fixed crash's input goes to Tests/Fuzz/regressions/TARGET/.
+#   make fuzz-regress             replay Tests/Fuzz/corpus/* and Tests/Fuzz/regressions/*
+#   make fuzz-seeds               regenerate Tests/Fuzz/corpus/* (a normal build, SWIFT_FLAGS)
+
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= .build-fuzz
+FUZZ_TARGETS ?= FuzzFrames FuzzControl FuzzSync
+FUZZ_ENV      = SWIFT="$(SWIFT)" FUZZ_BUILD="$(FUZZ_BUILD)" FUZZ_TARGETS="$(FUZZ_TARGETS)"
+
+.PHONY: fuzz fuzz-regress fuzz-seeds
+
+fuzz: deps
+	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/fuzz.summary
+	@$(FUZZ_ENV) scripts/fuzz build || { echo "fuzz: 0 passed, 1 failed" > $(BUILD_DIR)/fuzz.summary; echo "fuzz: the build failed"; exit 1; }
+	@$(FUZZ_ENV) scripts/fuzz run $(FUZZ_SECONDS) $(BUILD_DIR)/fuzz.summary
+
+fuzz-regress: deps
+	@$(FUZZ_ENV) scripts/fuzz build && $(FUZZ_ENV) scripts/fuzz regress
+
+fuzz-seeds: deps
+	@$(FUZZ_ENV) scripts/fuzz seeds $(SWIFT_FLAGS)
+
+# ---------------------------------------------------------------------------
+# Sanitizers (docs/RELIABILITY.md, "Sanitizers"). Not part of `make test`,
+# to keep CI in time.
+#
+#   make check   the unit tests (`make unit-test`'s `swift test`) under
+#                AddressSanitizer with LeakSanitizer (scratch .build-asan), then
+#                under ThreadSanitizer (scratch .build-tsan). Prints
+#                "asan: N passed, N failed" and "tsan: N passed, N failed"; fails
+#                if either has a failed test or any sanitizer report.
+#
+# The tests spawn vtdbridged, vtdbridgectl and vtdbridge-sim from the same
+# scratch directory, so those run instrumented too. Every instrumented
+# process writes its reports to SCRATCH/sanitizer-logs/{asan,tsan}.PID
+# (log_path): a report from a child whose log the test deletes with its
+# temporary directory is still found, printed, and fails the run. Leaks that
+# Foundation and XCTest make themselves are suppressed by name in
+# Tests/sanitizers/lsan.supp; ours are not. SWIFT_BACKTRACE=enable=no: the
+# Swift backtracer otherwise takes the sanitizers' signals and exit codes.
+
+CHECK_SANITIZERS := asan tsan
+CHECK_FLAG_asan  := address
+CHECK_FLAG_tsan  := thread
+# $(call CHECK_ENV_x,LOGDIR): the runtime options of sanitizer x.
+CHECK_ENV_asan    = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:log_path=$(1)/asan \
+                    LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp:print_suppressions=0
+CHECK_ENV_tsan    = TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1:log_path=$(1)/tsan
+
+.PHONY: check $(CHECK_SANITIZERS:%=check-%)
+
+check:
+	@status=0; for s in $(CHECK_SANITIZERS); do $(MAKE) --no-print-directory check-$$s || status=1; done; \
+	cat $(CHECK_SANITIZERS:%=.build-%/check.summary) 2>/dev/null; exit $$status
+
+$(CHECK_SANITIZERS:%=check-%): check-%: deps
+	@set -o pipefail; dir=.build-$*; logs="$(CURDIR)/$$dir/sanitizer-logs"; \
+	mkdir -p $$dir; rm -rf "$$logs" $$dir/check.summary; mkdir -p "$$logs"; \
+	echo "$*: building with --sanitize=$(CHECK_FLAG_$*) in $$dir"; SECONDS=0; \
+	$(SWIFT) build --build-tests --sanitize=$(CHECK_FLAG_$*) --scratch-path $$dir $(SWIFT_FLAGS) 2>&1 \
+	  | tee $$dir/check-build.log | sed -e '/Cannot export local symbol/d'; \
+	status=$$?; built=$$SECONDS; SECONDS=0; rm -f $$dir/check.log; \
+	if [ $$status -eq 0 ]; then \
+	  env SWIFT_BACKTRACE=enable=no $(call CHECK_ENV_$*,$$logs) \
+	    $(SWIFT) test --disable-swift-testing --skip-build --sanitize=$(CHECK_FLAG_$*) --scratch-path $$dir $(SWIFT_FLAGS) 2>&1 \
+	    | tee $$dir/check.log || status=$$?; \
+	fi; \
+	scripts/test-summary $$dir/check.log $* > $$dir/check.summary || status=1; \
+	reports=$$(ls "$$logs" | wc -l); \
+	for f in "$$logs"/*; do [ -f "$$f" ] && { echo "=== $* report $$f"; cat "$$f"; }; done; \
+	if [ $$reports -gt 0 ]; then echo "$*: $$reports sanitizer report(s), in $$logs" >> $$dir/check.summary; status=1; \
+	elif [ $$status -ne 0 ] && [ -f $$dir/check.log ]; then echo "$*: swift test exited $$status" >> $$dir/check.summary; fi; \
+	echo "$*: build $$built s, tests $$SECONDS s"; cat $$dir/check.summary; exit $$status
 
 # ---------------------------------------------------------------------------
 # Benchmarks (not tests: nothing here asserts a time). Prints one table and

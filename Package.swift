@@ -93,6 +93,18 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
+
+        // Fuzzing (docs/RELIABILITY.md, "Fuzzing"): the harnesses and their
+        // checks, one libFuzzer executable per target (a file replayer in a
+        // normal build), and the XCTest replay of the committed corpora.
+        .target(name: "VTdBridgeFuzzing", dependencies: [
+            "Wire", "Bridge", "VTd", "VTdGuest", "VFIO",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "FuzzFrames", dependencies: ["VTdBridgeFuzzing"]),
+        .executableTarget(name: "FuzzControl", dependencies: ["VTdBridgeFuzzing"]),
+        .executableTarget(name: "FuzzSync", dependencies: ["VTdBridgeFuzzing"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["VTdBridgeFuzzing", "Bridge", "VTd", "VTdBridgeTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
