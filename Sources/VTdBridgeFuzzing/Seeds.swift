@@ -159,7 +159,7 @@ public struct SyncProgram {
     /// `state`: notifier (bit 0), translation on (1), root set (2), image B
     /// (3), suspended (4), number of devices - 1 (5-6); `walkBudget`: the
     /// product's walk budget per sync, an index (0: the default 4M entries,
-    /// 1: the minimum 1024, 3: 16384, …).
+    /// 1: the config's minimum, 3: 16384, …).
     init(caps: (UInt8, UInt8) = (0x6c, 0x48), host: UInt8 = 0x0c, state: UInt8 = 0x06, hole: (UInt8, UInt8) = (0, 0),
          walkBudget: UInt8 = 3, sids: [UInt16] = [0x18], rootPage: UInt8 = 1) {
         precondition((1 ... 4).contains(sids.count))
