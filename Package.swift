@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "VTd"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
 

@@ -1,3 +1,4 @@
+import VTdGuest
 import Wire
 
 /// Fuzz target 1: the event channel's framing and request codec

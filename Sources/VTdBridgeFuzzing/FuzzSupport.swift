@@ -1,3 +1,5 @@
+import VTdGuest
+
 // Shared pieces of the fuzz harnesses (docs/RELIABILITY.md, "Fuzzing"): the
 // outcome of one input, a byte reader, and a deterministic chunker.
 
@@ -69,17 +71,10 @@ struct FuzzReader {
     }
 }
 
-/// SplitMix64: chunk sizes and other choices that must depend only on the input.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+/// Chunk sizes and other choices that must depend only on the input come
+/// from SplitMix64 (VTdGuest), reduced by a plain modulo: the committed
+/// seeds were generated with exactly this.
+extension SplitMix64 {
     mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
 }
 

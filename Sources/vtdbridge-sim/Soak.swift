@@ -29,18 +29,11 @@ import Wire
 // The kill plan is a function of the seed alone; where a timed kill lands
 // depends on the machine's speed and is logged with each kill.
 
-/// SplitMix64: a small, fully specified generator, so a seed means the same
-/// sequence on every machine and Swift version.
-struct SoakRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+/// The soak's choices come from SplitMix64 (VTdGuest), fully specified, so
+/// a seed means the same run on every machine and Swift version.
+typealias SoakRandom = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in 0..<n, by rejection (independent of the standard library's algorithms).
     mutating func below(_ n: Int) -> Int {
         precondition(n > 0)

@@ -1,3 +1,4 @@
+import VTdGuest
 import Bridge
 import XCTest
 

@@ -5,18 +5,6 @@ import VTdBridgeTestSupport
 import VTdGuest
 import XCTest
 
-/// A deterministic generator (SplitMix64), so a failure names its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
-
 /// After any sequence of guest table edits, each followed by the invalidation
 /// a correct driver issues, the shadow equals a fresh walk of the tables and
 /// the kernel holds exactly the shadow.

@@ -1,4 +1,5 @@
 @testable import Wire
+import VTdGuest
 import XCTest
 
 /// Hand-written byte layouts of PROTOCOL.md §1.2 and §1.6: what a VMM

@@ -1,4 +1,5 @@
 @testable import Wire
+import VTdGuest
 import XCTest
 
 final class FrameDecoderTests: XCTestCase {

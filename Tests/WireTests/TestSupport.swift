@@ -1,19 +1,6 @@
 @testable import Wire
+import VTdGuest
 import XCTest
-
-/// A small deterministic generator (SplitMix64) so random-chunk tests are
-/// reproducible from their seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 /// The payload of a frame built by `EventCodec` (everything after the header).
 func payload(of frame: [UInt8]) -> [UInt8] { Array(frame[FrameHeader.size...]) }
