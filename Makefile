@@ -17,12 +17,13 @@ all: build
 
 help:
 	@echo "make demo       boot the test VM and show the daemon bridging a simulated guest's DMA to real edu devices"
-	@echo "make test       unit, protocol and real-device (VM) tests; ends with 'N passed, N failed'"
+	@echo "make test       unit, protocol, real-device (VM) tests and 60 s of each fuzzer; ends with 'N passed, N failed'"
 	@echo "make build      debug build of every target"
 	@echo "make release    optimized build (static Swift stdlib)"
 	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
 	@echo "make vm-run CMD=script.sh   run a script in the test VM"
 	@echo "make bench      benchmarks (host and VM); writes docs/BENCHMARKS.md"
+	@echo "make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-regress replays the corpus"
 	@echo "make check      unit tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan); not in make test"
 	@echo "make clean      remove build output"
 
