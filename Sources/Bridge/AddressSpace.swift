@@ -359,6 +359,23 @@ public final class AddressSpace {
         // kernel calls and the shadow edits that follow each of them.
         let start = ContinuousClock.now
         defer { backendNanoseconds += start.duration(to: .now).nanosecondCount }
+        // Once the kernel refuses a map for want of a resource (ENOSPC: the
+        // type1 dma_entry_limit; ENOMEM: RLIMIT_MEMLOCK), the maps after it
+        // would fail alike: a guest mapping far past the limit would cost an
+        // ioctl, an error with its hint (a sysfs read for ENOSPC) and a fault
+        // per page. They are not attempted until an unmap frees something;
+        // one failure record counts them, and a replay retries them.
+        var exhausted: VFIOError?
+        var skipped = 0
+        var firstSkipped: ShadowEntry?
+        defer {
+            if let exhausted, skipped > 0, let first = firstSkipped {
+                var error = exhausted
+                error.detail = "\(skipped) more map(s) from iova 0x\(String(first.iova, radix: 16)) not attempted after the kernel refused one (\(String(cString: strerror(exhausted.errno)))); a replay retries them"
+                report.failures.append(.init(sourceID: sourceID, operation: .map, iova: first.iova, size: first.size, error: error))
+                record(TranslationFault(reason: .backendError, iova: first.iova, value: first.hostAddress, detail: error.detail ?? ""), report: &report)
+            }
+        }
         for op in ops {
             switch op {
             case let .unmap(entry):
@@ -367,6 +384,7 @@ public final class AddressSpace {
                     shadow.remove(iova: entry.iova)
                     report.unmaps += 1
                     totalUnmaps += 1
+                    exhausted = nil
                 } catch {
                     // The kernel still holds it, so the shadow does too.
                     report.failures.append(.init(sourceID: sourceID, operation: .unmap, iova: entry.iova, size: entry.size, error: error))
@@ -386,12 +404,18 @@ public final class AddressSpace {
                     refused.add(entry)
                     continue
                 }
+                if exhausted != nil {
+                    if firstSkipped == nil { firstSkipped = entry }
+                    skipped += 1
+                    continue
+                }
                 do {
                     try backend.map(iova: entry.iova, size: entry.size, hostAddress: entry.hostAddress, permission: entry.permission)
                     shadow.insert(entry)
                     report.maps += 1
                     totalMaps += 1
                 } catch {
+                    if error.errno == ENOSPC || error.errno == ENOMEM { exhausted = error }
                     report.failures.append(.init(sourceID: sourceID, operation: .map, iova: entry.iova, size: entry.size, error: error))
                     record(TranslationFault(reason: .backendError, iova: entry.iova, value: entry.hostAddress, detail: "host address 0x\(String(entry.hostAddress, radix: 16)): \(error)"), report: &report)
                 }

@@ -55,12 +55,16 @@ final class BackendFailureTests: SyncTestCase {
 
     /// Issue 6, kernel faults: for each errno the kernel gives MAP_DMA in
     /// practice (EEXIST overlap, ENOMEM memlock, ENOSPC dma_entry_limit,
-    /// EFAULT bad vaddr), in the middle of a batch: the pages before and after
-    /// it are mapped, the shadow holds exactly what the kernel accepted, the
-    /// report (what the ack carries) names the call, the page and the errno,
-    /// and a replay after the cause is gone maps the rest and nothing else.
+    /// EFAULT bad vaddr), in the middle of a batch: the shadow holds exactly
+    /// what the kernel accepted, the report (what the ack carries) names the
+    /// call, the page and the errno, and a replay after the cause is gone
+    /// maps the rest and nothing else. A page-specific refusal (EEXIST,
+    /// EFAULT) leaves the next page mapped; after a resource refusal (ENOMEM,
+    /// ENOSPC) the next map is not attempted, and one more failure record
+    /// says so.
     func testEveryKernelErrnoIsReportedAndRepairedByReplay() throws {
         for errno in [EEXIST, ENOMEM, ENOSPC, EFAULT] {
+            let resource = errno == ENOMEM || errno == ENOSPC
             try setUpGuest()
             let backend = try attach(sid, domain: 1)
             backend.inject = { call in
@@ -69,9 +73,11 @@ final class BackendFailureTests: SyncTestCase {
             }
             var batch: [InvalidationDescriptor] = []
             for i in 1...3 as ClosedRange<UInt64> { batch += try guest.writer.map(domain: 1, iova: i * 0x1000, gpa: 0x10000 + i * 0x1000) }
+            backend.clearCalls()
             let r = bridge.process(batch + [GuestTableWriter<GuestRAM>.wait])
-            XCTAssertEqual(r.report.maps, 2, "errno \(errno)")
-            XCTAssertEqual(r.report.failures.count, 1, "errno \(errno)")
+            XCTAssertEqual(r.report.maps, resource ? 1 : 2, "errno \(errno)")
+            XCTAssertEqual(backend.calls.count, resource ? 2 : 3, "errno \(errno): kernel calls")
+            XCTAssertEqual(r.report.failures.count, resource ? 2 : 1, "errno \(errno)")
             let failure = try XCTUnwrap(r.report.failures.first)
             XCTAssertEqual(failure.operation, .map)
             XCTAssertEqual(failure.iova, 0x2000)
@@ -79,23 +85,53 @@ final class BackendFailureTests: SyncTestCase {
             XCTAssertEqual(failure.error.errno, errno)
             XCTAssertTrue(failure.error.description.contains(String(cString: strerror(errno))), failure.error.description)
             XCTAssertTrue(failure.error.description.contains("MAP_DMA"), failure.error.description)
-            XCTAssertEqual(space(sid).shadow.entries.map(\.iova), [0x1000, 0x3000], "errno \(errno): the shadow holds what the kernel accepted")
-            XCTAssertEqual(space(sid).faults.counts[.backendError], 1)
+            if resource {
+                let skipped = r.report.failures[1]
+                XCTAssertEqual(skipped.iova, 0x3000)
+                XCTAssertEqual(skipped.error.errno, errno)
+                XCTAssertTrue(skipped.error.description.contains("1 more map(s) from iova 0x3000 not attempted"), skipped.error.description)
+            }
+            XCTAssertEqual(space(sid).shadow.entries.map(\.iova), resource ? [0x1000] : [0x1000, 0x3000],
+                           "errno \(errno): the shadow holds what the kernel accepted")
+            XCTAssertEqual(space(sid).faults.counts[.backendError], resource ? 2 : 1)
             assertShadowMatchesKernel(sid, backend)
 
-            // Still failing: a replay retries the one page and nothing else.
+            // Still failing: a replay retries the refused page and nothing
+            // else mapped (after a resource refusal, the rest waits again).
             backend.clearCalls()
-            XCTAssertEqual(try bridge.replay(sid).failures.count, 1)
+            XCTAssertEqual(try bridge.replay(sid).failures.count, resource ? 2 : 1)
             XCTAssertEqual(backend.calls, [map(0x2000, 0x12000)])
             // The cause is gone: the replay repairs it.
             backend.inject = nil
             backend.clearCalls()
             let repaired = try bridge.replay(sid)
             XCTAssertEqual(repaired.failures, [])
-            XCTAssertEqual(backend.calls, [map(0x2000, 0x12000)], "errno \(errno)")
+            XCTAssertEqual(backend.calls, resource ? [map(0x2000, 0x12000), map(0x3000, 0x13000)] : [map(0x2000, 0x12000)], "errno \(errno)")
             XCTAssertEqual(space(sid).shadow.entries.map(\.iova), [0x1000, 0x2000, 0x3000])
             assertShadowMatchesKernel(sid, backend)
         }
+    }
+
+    /// A guest mapping far past the kernel's dma_entry_limit costs one
+    /// refused ioctl per sync, not one per page; an unmap that frees an
+    /// entry lets the next map be tried.
+    func testAnENOSPCStormCostsOneCallPerSync() throws {
+        let backend = try attach(sid, domain: 1)
+        backend.inject = { if case .map = $0 { return ENOSPC } else { return nil } }
+        var batch: [InvalidationDescriptor] = []
+        for i in 0..<1000 as Range<UInt64> { batch += try guest.writer.map(domain: 1, iova: 0x10_0000 + i * 0x1000, gpa: 0x10_0000 + i * 0x1000) }
+        backend.clearCalls()
+        let r = bridge.process(batch + [GuestTableWriter<GuestRAM>.wait])
+        XCTAssertEqual(backend.calls.count, 1)
+        XCTAssertEqual(r.report.failures.count, 2)
+        XCTAssertTrue(r.report.failures[1].error.description.contains("999 more map(s)"), r.report.failures[1].error.description)
+        XCTAssertTrue(space(sid).shadow.isEmpty)
+        XCTAssertEqual(space(sid).faults.counts[.backendError], 2)
+        backend.inject = nil
+        backend.clearCalls()
+        XCTAssertEqual(try bridge.replay(sid).maps, 1000)
+        XCTAssertEqual(backend.calls.count, 1000)
+        assertShadowMatchesKernel(sid, backend)
     }
 
     func testFailedUnmapAllKeepsTheShadow() throws {
