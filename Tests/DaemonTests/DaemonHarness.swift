@@ -1,7 +1,10 @@
+import Bridge
 import Foundation
 import Glibc
 import UnixIO
+import VTd
 import VTdBridgeClient
+import VTdGuest
 import Wire
 import XCTest
 
@@ -62,7 +65,10 @@ final class DaemonHarness {
     /// Sends SIGTERM and waits; returns the exit status.
     @discardableResult
     func terminate(signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
-        guard process.isRunning else { return process.terminationStatus }
+        guard process.isRunning else {
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
         kill(process.processIdentifier, signal)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
@@ -71,6 +77,9 @@ final class DaemonHarness {
             process.waitUntilExit()
             return -1
         }
+        // Foundation's Process keeps itself alive until someone waits
+        // (LeakSanitizer saw one per daemon); it has exited, so this returns.
+        process.waitUntilExit()
         return process.terminationStatus
     }
 
@@ -107,4 +116,27 @@ func runTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, st
     p.waitUntilExit()
     return (p.terminationStatus, try String(contentsOfFile: base + ".out", encoding: .utf8),
             try String(contentsOfFile: base + ".err", encoding: .utf8))
+}
+
+extension DaemonHarness {
+    /// A VMM in this process (uid 0) whose guest has one page mapped for
+    /// `sid` (IOVA 0x1000 → GPA 0x10000), connected and READY: 64 MiB of RAM
+    /// in a memfd, tables in its top 8 MiB. Returns the client, the guest's
+    /// table writer and the memfd (the caller closes it).
+    func connectGuest(_ sid: SourceID) throws -> (EventClient, GuestTableWriter<GuestRAM>, Int32) {
+        let caps = IOMMUCapabilities.make()
+        let fd = try makeMemFD(name: "test-guest-ram", size: 64 << 20)
+        let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 64 << 20, backing: .fileDescriptor(fd, offset: 0))])
+        var writer = try GuestTableWriter(memory: ram, caps: caps, tableArea: (56 << 20)..<(64 << 20))
+        let client = try EventClient(path: eventSocket)
+        try client.require(.hello(version: 1, flags: 0, cap: caps.cap, ecap: caps.ecap))
+        try client.require(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 64 << 20, offset: 0)]), fds: [fd])
+        try client.require(.setRootTable(writer.rootTable))
+        try client.require(.setTranslation(true))
+        try client.require(.ready)
+        let batch = try writer.attach(sid, domain: 1) + writer.map(domain: 1, iova: 0x1000, gpa: 0x10000) + [GuestTableWriter<GuestRAM>.wait]
+        let reply = try client.request(.invalidate(batch.map { InvalidationWords(low: $0.encoded.low, high: $0.encoded.high) }))
+        XCTAssertEqual(reply.status, .ok, reply.message)
+        return (client, writer, fd)
+    }
 }

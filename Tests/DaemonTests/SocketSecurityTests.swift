@@ -192,20 +192,7 @@ print(json.dumps(out))
 
     /// A VMM (this process, uid 0) that has mapped IOVA 0x1000 for 00:03.0.
     func connectGuest(_ daemon: DaemonHarness) throws -> (EventClient, GuestTableWriter<GuestRAM>, Int32) {
-        let caps = IOMMUCapabilities.make()
-        let fd = try makeMemFD(name: "socket-tests-ram", size: 64 << 20)
-        let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 64 << 20, backing: .fileDescriptor(fd, offset: 0))])
-        var writer = try GuestTableWriter(memory: ram, caps: caps, tableArea: (56 << 20)..<(64 << 20))
-        let client = try EventClient(path: daemon.eventSocket)
-        try client.require(.hello(version: 1, flags: 0, cap: caps.cap, ecap: caps.ecap))
-        try client.require(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 64 << 20, offset: 0)]), fds: [fd])
-        try client.require(.setRootTable(writer.rootTable))
-        try client.require(.setTranslation(true))
-        try client.require(.ready)
-        let batch = try writer.attach(sid, domain: 1) + writer.map(domain: 1, iova: 0x1000, gpa: 0x10000) + [GuestTableWriter<GuestRAM>.wait]
-        let reply = try client.request(.invalidate(batch.map { InvalidationWords(low: $0.encoded.low, high: $0.encoded.high) }))
-        XCTAssertEqual(reply.status, .ok, reply.message)
-        return (client, writer, fd)
+        try daemon.connectGuest(sid)
     }
 
     func mappings(_ daemon: DaemonHarness) throws -> String {
