@@ -45,9 +45,13 @@ let package = Package(
         .target(name: "CSocket"),
         // Unix sockets, fd passing, peer credentials, poll, signals, sd_notify.
         .target(name: "UnixIO", dependencies: ["CSocket"]),
+        // JSON values, the one strict parser (with positions for files people
+        // edit) and the serializer. No dependencies: the control codec, the
+        // bridge's reports and the daemon's config and state all use it.
+        .target(name: "JSON"),
         // Codecs for the event channel (binary) and the control socket (JSON
         // lines). No I/O.
-        .target(name: "Wire", dependencies: ["VTd"]),
+        .target(name: "Wire", dependencies: ["VTd", "JSON"]),
         // Blocking clients of both sockets, for the CLI, the simulator, tests,
         // and VMM authors writing Swift.
         .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
@@ -90,6 +94,7 @@ let package = Package(
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),

@@ -22,8 +22,8 @@ struct JSONParser {
     /// Parses one JSON text: a value with optional whitespace around it.
     /// `bytes` need not be valid UTF-8: it is checked here.
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
-        if let bad = UTF8Text.firstInvalidOffset(bytes) {
-            throw JSONParseError(offset: bad, message: "the text is not valid UTF-8 (byte \(hex(bytes[bad])))")
+        if let bad = UTF8Validation.firstInvalidOffset(bytes) {
+            throw JSONParseError(offset: bad, message: "the text is not valid UTF-8 (byte 0x\(String(bytes[bad], radix: 16)))")
         }
         var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
         parser.skipWhitespace()
@@ -309,6 +309,8 @@ struct JSONParser {
     private func describeByte(_ b: UInt8) -> String {
         (0x21 ... 0x7e).contains(b) ? "'\(Character(Unicode.Scalar(b)))'" : "byte \(hex(b))"
     }
+
+    private func hex(_ b: UInt8) -> String { "0x" + String(b, radix: 16) }
 
     private func error(_ message: String) -> JSONParseError {
         JSONParseError(offset: index, message: message)

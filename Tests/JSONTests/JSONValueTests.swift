@@ -1,4 +1,4 @@
-@testable import Wire
+@testable import JSON
 import XCTest
 
 final class JSONValueTests: XCTestCase {

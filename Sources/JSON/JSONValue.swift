@@ -28,7 +28,7 @@ public enum JSONValue: Sendable {
     }
 
     /// An address as the replies of PROTOCOL.md §2.3 write it: `"0x…"`, lowercase hex.
-    public static func address(_ value: UInt64) -> JSONValue { .string(hex(value)) }
+    public static func address(_ value: UInt64) -> JSONValue { .string("0x" + String(value, radix: 16)) }
 
     /// An integer's value as a (sign, magnitude) pair, for value comparison.
     fileprivate var integerKey: (negative: Bool, magnitude: UInt64)? {
