@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
-            "Bridge", "VFIO", "VTd", "Wire", "UnixIO",
+            "Bridge", "VFIO", "VTd", "JSON", "Wire", "UnixIO",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Configuration", package: "swift-configuration"),

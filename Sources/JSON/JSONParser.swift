@@ -1,15 +1,25 @@
-/// A strict RFC 8259 parser over UTF-8 bytes, for the control socket
-/// (PROTOCOL.md §2.2). Hand-written rather than JSONSerialization so that
-/// integers keep their exact 64-bit value and errors say where they are.
+/// The project's one JSON parser: strict RFC 8259 over UTF-8 bytes. It reads
+/// the control socket's request lines (`JSONValue.parse`, PROTOCOL.md §2.2)
+/// and the config file (`JSONDocument.parse`, which also keeps where each
+/// value was written), so both get one grammar and the same error messages.
+/// Hand-written rather than JSONSerialization so that integers keep their
+/// exact 64-bit value, every error names its offset, line and column, and no
+/// Foundation is needed.
 ///
 /// Beyond the RFC's grammar it refuses, as RFC 8259 §9 lets a parser:
-/// nesting deeper than `maxDepth`, duplicate object keys (their meaning
-/// would be ambiguous), numbers that overflow a Double, lone surrogate
-/// escapes, and a byte-order mark.
-struct JSONParser {
-    /// Containers nested deeper than this are refused: recursion is bounded.
-    static let defaultMaxDepth = JSONValue.defaultMaxDepth
-
+/// nesting deeper than `maxDepth`, a key repeated in one object (RFC 8259 §4:
+/// its meaning would depend on the reader), numbers beyond a Double, and
+/// lone surrogate escapes. What people typing a file get wrong (a trailing
+/// comma, a bare word, a line break inside quotes) is refused with a hint.
+///
+/// Byte-order mark: one U+FEFF at the very start of the text is skipped; one
+/// anywhere else is an error. RFC 8259 §8.1 forbids writing one but lets a
+/// parser ignore it. Some editors save files with one, and a config file
+/// that loaded before the two parsers became one must still load; skipping
+/// it changes no value, so a control client that sends one loses nothing.
+/// Refusing it on one path and not the other would make "is this JSON?"
+/// depend on where the text came from.
+struct JSONParser<Builder: JSONTreeBuilder> {
     private let bytes: UnsafeBufferPointer<UInt8>
     private let maxDepth: Int
     private var index = 0
@@ -20,88 +30,135 @@ struct JSONParser {
     }
 
     /// Parses one JSON text: a value with optional whitespace around it.
-    /// `bytes` need not be valid UTF-8: it is checked here.
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
+    /// `bytes` need not be valid UTF-8: it is checked here, first, so that
+    /// the rest can decode strings without checking again.
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) throws(JSONParseError) -> Builder.Node {
         if let bad = UTF8Validation.firstInvalidOffset(bytes) {
-            throw JSONParseError(offset: bad, message: "the text is not valid UTF-8 (byte 0x\(String(bytes[bad], radix: 16)))")
+            throw JSONParseError(offset: bad, in: bytes, message: "the text is not valid UTF-8 (byte \(hex(bytes[bad])))")
         }
         var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        if JSONTextPosition.hasByteOrderMark(bytes) { parser.index = JSONTextPosition.byteOrderMark.count }
         parser.skipWhitespace()
         if parser.index == bytes.count { throw parser.error("empty text; expected a JSON value") }
         let value = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
         if parser.index != bytes.count {
-            throw parser.error("unexpected \(parser.describeCurrent()) after the JSON value; send one value per text")
+            throw parser.error("expected the end of the text after the top-level value, found \(parser.describeCurrent()); a text holds one JSON value")
         }
         return value
     }
 
     // MARK: - Values
 
-    private mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard index < bytes.count else { throw error("unexpected end of text; expected a value") }
+    private mutating func parseValue(depth: Int) throws(JSONParseError) -> Builder.Node {
+        guard index < bytes.count else { throw error("expected a value, found end of text") }
+        let start = index
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
-        case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0") ... UInt8(ascii: "9"): return try parseNumber()
-        case 0xef where index + 2 < bytes.count && bytes[index + 1] == 0xbb && bytes[index + 2] == 0xbf:
-            throw error("byte-order mark; send UTF-8 without a BOM (RFC 8259 §8.1)")
-        default: throw error("unexpected \(describeCurrent()); expected a value (object, array, string, number, true, false or null)")
+        case UInt8(ascii: "\""):
+            let text = try parseString()
+            return Builder.scalar(.string(text), text: start ..< index)
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return Builder.scalar(.bool(true), text: start ..< index)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return Builder.scalar(.bool(false), text: start ..< index)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return Builder.scalar(.null, text: start ..< index)
+        case UInt8(ascii: "-"), UInt8(ascii: "0") ... UInt8(ascii: "9"):
+            let number = try parseNumber()
+            return Builder.scalar(number, text: start ..< index)
+        case let b:
+            var message = "expected a value (object, array, string, number, true, false or null), found \(describeCurrent())"
+            if (UInt8(ascii: "a") ... UInt8(ascii: "z")).contains(b | 0x20) || b == UInt8(ascii: "'") {
+                message += "; strings need double quotes"
+            } else if b == UInt8(ascii: "/") {
+                message += "; JSON has no comments"
+            }
+            throw error(message)
         }
     }
 
-    private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+    private mutating func parseObject(depth: Int) throws(JSONParseError) -> Builder.Node {
         try checkDepth(depth)
+        let start = index
         index += 1 // {
-        var members: [String: JSONValue] = [:]
+        var members = Builder.emptyMembers()
         skipWhitespace()
-        if peek(UInt8(ascii: "}")) { index += 1; return .object(members) }
+        if peek(UInt8(ascii: "}")) {
+            index += 1
+            return Builder.object(members, text: start ..< index)
+        }
         while true {
             skipWhitespace()
-            guard peek(UInt8(ascii: "\"")) else { throw error("unexpected \(describeCurrent()); expected a member name in double quotes") }
-            let keyOffset = index
-            let key = try parseString()
+            guard peek(UInt8(ascii: "\"")) else {
+                if peek(UInt8(ascii: "}")) { throw error("trailing comma before \"}\"; remove the last \",\"") }
+                throw error("expected a key in double quotes, found \(describeCurrent())")
+            }
+            let nameOffset = index
+            let name = try parseString()
+            if case let .present(earlier) = Builder.lookup(name, in: members) {
+                // Where the first one is, when the builder kept it and it is
+                // on another line: on the same line it is in plain sight.
+                var message = "key \"\(name)\" appears twice in the same object"
+                if let earlier {
+                    let first = JSONTextPosition.locate(earlier, in: bytes).line
+                    if first != JSONTextPosition.locate(nameOffset, in: bytes).line { message += " (first on line \(first))" }
+                }
+                throw JSONParseError(offset: nameOffset, in: bytes, message: message + "; keep one")
+            }
             skipWhitespace()
-            guard peek(UInt8(ascii: ":")) else { throw error("unexpected \(describeCurrent()); expected ':' after member name \"\(key)\"") }
+            guard peek(UInt8(ascii: ":")) else {
+                throw error("expected \":\" after the key \"\(name)\", found \(describeCurrent())")
+            }
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if members.updateValue(value, forKey: key) != nil {
-                throw JSONParseError(offset: keyOffset, message: "duplicate member name \"\(key)\"; each name may appear once")
-            }
+            Builder.add(name, at: nameOffset, value, to: &members)
             skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of text; expected ',' or '}' to continue the object") }
-            switch bytes[index] {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return .object(members)
-            default: throw error("unexpected \(describeCurrent()); expected ',' or '}' after a member")
+            switch index < bytes.count ? bytes[index] : nil {
+            case UInt8(ascii: ","):
+                index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return Builder.object(members, text: start ..< index)
+            default:
+                throw error("expected \",\" or \"}\" after the value of \"\(name)\", found \(describeCurrent())")
             }
         }
     }
 
-    private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+    private mutating func parseArray(depth: Int) throws(JSONParseError) -> Builder.Node {
         try checkDepth(depth)
+        let start = index
         index += 1 // [
-        var elements: [JSONValue] = []
+        var elements: [Builder.Node] = []
         skipWhitespace()
-        if peek(UInt8(ascii: "]")) { index += 1; return .array(elements) }
+        if peek(UInt8(ascii: "]")) {
+            index += 1
+            return Builder.array(elements, text: start ..< index)
+        }
         while true {
             skipWhitespace()
+            if peek(UInt8(ascii: "]")) { throw error("trailing comma before \"]\"; remove the last \",\"") }
             elements.append(try parseValue(depth: depth))
             skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of text; expected ',' or ']' to continue the array") }
-            switch bytes[index] {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "]"): index += 1; return .array(elements)
-            default: throw error("unexpected \(describeCurrent()); expected ',' or ']' after an element")
+            switch index < bytes.count ? bytes[index] : nil {
+            case UInt8(ascii: ","):
+                index += 1
+            case UInt8(ascii: "]"):
+                index += 1
+                return Builder.array(elements, text: start ..< index)
+            default:
+                throw error("expected \",\" or \"]\" after an array element, found \(describeCurrent())")
             }
         }
     }
 
+    /// Called with the index on the opening bracket, so the error points at it.
     private func checkDepth(_ depth: Int) throws(JSONParseError) {
         if depth > maxDepth {
             throw error("nesting deeper than \(maxDepth) arrays and objects")
@@ -123,7 +180,7 @@ struct JSONParser {
                 return text
             }
             if b == UInt8(ascii: "\\") { break }
-            if b < 0x20 { throw error("control character \(hex(b)) inside a string; escape it (e.g. \\n, \\u0000)") }
+            if b < 0x20 { throw error(controlCharacterMessage(b)) }
             index += 1
         }
         var out = Array(UnsafeBufferPointer(rebasing: bytes[start ..< index]))
@@ -134,21 +191,31 @@ struct JSONParser {
                 index += 1
                 return String(decoding: out, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                try parseEscape(into: &out)
+                try parseEscape(into: &out, stringStart: open)
             case 0 ..< 0x20:
-                throw error("control character \(hex(b)) inside a string; escape it (e.g. \\n, \\u0000)")
+                throw error(controlCharacterMessage(b))
             default:
                 out.append(b)
                 index += 1
             }
         }
-        throw JSONParseError(offset: open, message: "string is not terminated; add the closing '\"'")
+        throw unterminatedString(open)
     }
 
-    private mutating func parseEscape(into out: inout [UInt8]) throws(JSONParseError) {
+    private func controlCharacterMessage(_ b: UInt8) -> String {
+        let hint = b == 0x0a ? " (a line break inside quotes?)" : ""
+        return "control character \(hex(b)) in a string\(hint); escape it (e.g. \\n, \\t, \\u0000)"
+    }
+
+    /// Reported where the string starts: its end is the end of the text.
+    private func unterminatedString(_ open: Int) -> JSONParseError {
+        JSONParseError(offset: open, in: bytes, message: "unterminated string: no closing '\"' before the end of the text")
+    }
+
+    private mutating func parseEscape(into out: inout [UInt8], stringStart: Int) throws(JSONParseError) {
         let escapeStart = index
         index += 1 // backslash
-        guard index < bytes.count else { throw error("unexpected end of text inside an escape sequence") }
+        guard index < bytes.count else { throw unterminatedString(stringStart) }
         let c = bytes[index]
         index += 1
         switch c {
@@ -167,41 +234,44 @@ struct JSONParser {
             case 0xd800 ... 0xdbff:
                 // A high surrogate must be followed by an escaped low surrogate (RFC 8259 §7).
                 guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                    throw JSONParseError(offset: escapeStart, message: "\\u\(hex4(first)) is a high surrogate without a following \\u low surrogate")
+                    throw JSONParseError(offset: escapeStart, in: bytes,
+                                         message: "\\u\(hex4(first)) is a high surrogate without a following \\u low surrogate")
                 }
                 let lowStart = index
                 index += 2
                 let second = try parseHex4(lowStart)
                 guard (0xdc00 ... 0xdfff).contains(second) else {
-                    throw JSONParseError(offset: lowStart, message: "\\u\(hex4(second)) does not complete the surrogate pair begun by \\u\(hex4(first))")
+                    throw JSONParseError(offset: lowStart, in: bytes,
+                                         message: "\\u\(hex4(second)) does not complete the surrogate pair begun by \\u\(hex4(first))")
                 }
                 scalarValue = 0x10000 + ((UInt32(first) - 0xd800) << 10) + (UInt32(second) - 0xdc00)
             case 0xdc00 ... 0xdfff:
-                throw JSONParseError(offset: escapeStart, message: "\\u\(hex4(first)) is a low surrogate without a high surrogate before it")
+                throw JSONParseError(offset: escapeStart, in: bytes,
+                                     message: "\\u\(hex4(first)) is a low surrogate without a high surrogate before it")
             default:
                 break
             }
             // Every value left here is a valid scalar: surrogates were handled above.
             out.append(contentsOf: String(Character(Unicode.Scalar(scalarValue)!)).utf8)
         default:
-            throw JSONParseError(offset: escapeStart, message: "invalid escape \\\(describeByte(c)); valid escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
+            index -= 1
+            let what = describeCurrent()
+            throw JSONParseError(offset: escapeStart, in: bytes,
+                                 message: "invalid escape: a backslash followed by \(what); the escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
         }
     }
 
     /// Four hex digits after `\u`, for the escape starting at `escapeStart`.
     private mutating func parseHex4(_ escapeStart: Int) throws(JSONParseError) -> UInt16 {
-        guard index + 4 <= bytes.count else {
-            throw JSONParseError(offset: escapeStart, message: "\\u escape needs four hex digits")
-        }
         var value: UInt16 = 0
         for _ in 0 ..< 4 {
-            let b = bytes[index]
             let digit: UInt8
-            switch b {
-            case UInt8(ascii: "0") ... UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
-            case UInt8(ascii: "a") ... UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A") ... UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
-            default: throw JSONParseError(offset: escapeStart, message: "\\u escape needs four hex digits, found \(describeByte(b))")
+            switch index < bytes.count ? bytes[index] : nil {
+            case let b? where (UInt8(ascii: "0") ... UInt8(ascii: "9")).contains(b): digit = b - UInt8(ascii: "0")
+            case let b? where (UInt8(ascii: "a") ... UInt8(ascii: "f")).contains(b): digit = b - UInt8(ascii: "a") + 10
+            case let b? where (UInt8(ascii: "A") ... UInt8(ascii: "F")).contains(b): digit = b - UInt8(ascii: "A") + 10
+            default:
+                throw JSONParseError(offset: escapeStart, in: bytes, message: "\\u escape needs four hex digits, found \(describeCurrent())")
             }
             value = value << 4 | UInt16(digit)
             index += 1
@@ -222,13 +292,13 @@ struct JSONParser {
         let negative = bytes[index] == UInt8(ascii: "-")
         if negative { index += 1 }
         guard index < bytes.count, isDigit(bytes[index]) else {
-            throw error("unexpected \(describeCurrent()); expected a digit in a number")
+            throw error("expected a digit in a number, found \(describeCurrent())")
         }
         let intStart = index
         if bytes[index] == UInt8(ascii: "0") {
             index += 1
             if index < bytes.count, isDigit(bytes[index]) {
-                throw JSONParseError(offset: intStart, message: "number with a leading zero; JSON numbers have none")
+                throw JSONParseError(offset: intStart, in: bytes, message: "number with a leading zero; JSON numbers have no leading zeros")
             }
         } else {
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
@@ -238,14 +308,18 @@ struct JSONParser {
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             integral = false
             index += 1
-            guard index < bytes.count, isDigit(bytes[index]) else { throw error("unexpected \(describeCurrent()); expected a digit after the decimal point") }
+            guard index < bytes.count, isDigit(bytes[index]) else {
+                throw error("expected a digit after the decimal point, found \(describeCurrent())")
+            }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             integral = false
             index += 1
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count, isDigit(bytes[index]) else { throw error("unexpected \(describeCurrent()); expected a digit in the exponent") }
+            guard index < bytes.count, isDigit(bytes[index]) else {
+                throw error("expected a digit in the exponent, found \(describeCurrent())")
+            }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
         if integral, let exact = exactInteger(negative: negative, digits: intStart ..< intEnd) {
@@ -254,7 +328,7 @@ struct JSONParser {
         // A fraction, an exponent, or an integer beyond 64 bits: a Double.
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start ..< index]), as: UTF8.self)
         guard let value = Double(text), value.isFinite else {
-            throw JSONParseError(offset: start, message: "number \(text) is out of the range of a 64-bit float")
+            throw JSONParseError(offset: start, in: bytes, message: "number \(text) is out of the range of a 64-bit float")
         }
         return .double(value)
     }
@@ -278,12 +352,13 @@ struct JSONParser {
 
     // MARK: - Tokens
 
+    /// `true`, `false` or `null`; anything else that starts with their first
+    /// letter is most likely a word meant as a string.
     private mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
-        let start = index
         let count = literal.utf8CodeUnitCount
         let matches = index + count <= bytes.count && (0 ..< count).allSatisfy { bytes[index + $0] == literal.utf8Start[$0] }
         guard matches else {
-            throw JSONParseError(offset: start, message: "unexpected \(describeCurrent()); expected \(literal)")
+            throw error("expected a value, found \(describeCurrent()); did you mean \(literal)? (strings need double quotes)")
         }
         index += count
     }
@@ -302,20 +377,30 @@ struct JSONParser {
 
     private func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
 
+    /// What stands at the index, for "found …": a character in quotes, a
+    /// control byte in hex, or the end. The text is valid UTF-8 by now, so a
+    /// non-ASCII character is shown whole, with its code point.
     private func describeCurrent() -> String {
-        index < bytes.count ? describeByte(bytes[index]) : "end of text"
+        guard index < bytes.count else { return "end of text" }
+        let b = bytes[index]
+        if (0x21 ... 0x7e).contains(b) { return "'\(Character(Unicode.Scalar(b)))'" }
+        if b < 0x80 { return "byte \(hex(b))" }
+        var iterator = bytes[index...].makeIterator()
+        var decoder = UTF8()
+        guard case let .scalarValue(scalar) = decoder.decode(&iterator) else { return "byte \(hex(b))" }
+        let codePoint = String(scalar.value, radix: 16, uppercase: true)
+        let padded = "U+" + String(repeating: "0", count: max(0, 4 - codePoint.count)) + codePoint
+        if scalar == "\u{FEFF}" { return "a byte-order mark (\(padded)), which only the start of a text may carry" }
+        return "'\(Character(scalar))' (\(padded))"
     }
-
-    private func describeByte(_ b: UInt8) -> String {
-        (0x21 ... 0x7e).contains(b) ? "'\(Character(Unicode.Scalar(b)))'" : "byte \(hex(b))"
-    }
-
-    private func hex(_ b: UInt8) -> String { "0x" + String(b, radix: 16) }
 
     private func error(_ message: String) -> JSONParseError {
-        JSONParseError(offset: index, message: message)
+        JSONParseError(offset: index, in: bytes, message: message)
     }
 }
+
+/// A byte as messages write it: `0x1f`.
+private func hex(_ b: UInt8) -> String { "0x" + String(b, radix: 16) }
 
 extension JSONValue {
     /// Nesting limit of `parse`: 64 arrays and objects, far more than any
@@ -327,7 +412,7 @@ extension JSONValue {
         var string = String(text)
         let result: Result<JSONValue, JSONParseError> = string.withUTF8 { buffer in
             do throws(JSONParseError) {
-                return .success(try JSONParser.parse(buffer, maxDepth: maxDepth))
+                return .success(try JSONParser<JSONValueBuilder>.parse(buffer, maxDepth: maxDepth))
             } catch {
                 return .failure(error)
             }
@@ -340,7 +425,7 @@ extension JSONValue {
     public static func parse(utf8 bytes: [UInt8], maxDepth: Int = JSONValue.defaultMaxDepth) throws(JSONParseError) -> JSONValue {
         let result: Result<JSONValue, JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
             do throws(JSONParseError) {
-                return .success(try JSONParser.parse(buffer, maxDepth: maxDepth))
+                return .success(try JSONParser<JSONValueBuilder>.parse(buffer, maxDepth: maxDepth))
             } catch {
                 return .failure(error)
             }

@@ -1,6 +1,6 @@
-/// Compact, deterministic JSON text (RFC 8259) for the control socket: no
-/// whitespace, object keys sorted by their UTF-8 bytes, so the same value
-/// always gives the same line (PROTOCOL.md §2.2).
+/// Compact, deterministic JSON text (RFC 8259), the only JSON writer of the
+/// project: no whitespace, object keys sorted by their UTF-8 bytes, so the
+/// same value always gives the same line (PROTOCOL.md §2.2) and the same file.
 enum JSONSerializer {
     static func serialize(_ value: JSONValue) -> String {
         var out: [UInt8] = []

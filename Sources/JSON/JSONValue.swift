@@ -1,4 +1,5 @@
-/// A JSON value (RFC 8259) for the control socket (PROTOCOL.md §2).
+/// A JSON value (RFC 8259): the control socket's requests and replies
+/// (PROTOCOL.md §2), the bridge's translation reports, the daemon's files.
 ///
 /// Integers keep their exact value: the parser produces `.int` for every
 /// integer that fits `Int64` and `.uint` only above `Int64.max`, so that

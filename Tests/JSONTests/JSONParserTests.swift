@@ -48,16 +48,16 @@ final class JSONParserTests: XCTestCase {
     func testNumberGrammar() {
         assertRefused("01", at: 0, "leading zero")
         assertRefused("-01", at: 1, "leading zero")
-        assertRefused("+1", at: 0, "unexpected '+'")
+        assertRefused("+1", at: 0, "found '+'")
         assertRefused("-", at: 1, "expected a digit")
         assertRefused("1.", at: 2, "after the decimal point")
-        assertRefused(".5", at: 0, "unexpected '.'")
+        assertRefused(".5", at: 0, "found '.'")
         assertRefused("1e", at: 2, "exponent")
         assertRefused("1e+", at: 3, "exponent")
-        assertRefused("0x10", at: 1, "after the JSON value")
+        assertRefused("0x10", at: 1, "after the top-level value, found 'x'")
         assertRefused("1e400", at: 0, "out of the range")
-        assertRefused("NaN", at: 0, "unexpected 'N'")
-        assertRefused("Infinity", at: 0, "unexpected 'I'")
+        assertRefused("NaN", at: 0, "found 'N'; strings need double quotes")
+        assertRefused("Infinity", at: 0, "found 'I'; strings need double quotes")
     }
 
     func testStringsAndEscapes() throws {
@@ -66,16 +66,16 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(try parse(#""\ud83d\ude00""#), .string("😀"))
         XCTAssertEqual(try parse(#""\u0000""#), .string("\u{0}"))
         XCTAssertEqual(try parse("\"héllo 😀\""), .string("héllo 😀"))
-        assertRefused(#""\x""#, at: 1, "invalid escape \\'x'")
+        assertRefused(#""\x""#, at: 1, "invalid escape: a backslash followed by 'x'")
         assertRefused(#""\u12""#, at: 1, "four hex digits")
         assertRefused(#""\u12G4""#, at: 1, "found 'G'")
         assertRefused(#""\ud83d""#, at: 1, "high surrogate without")
         assertRefused(#""\ud83dx""#, at: 1, "high surrogate without")
         assertRefused(#""\ud83d\u0041""#, at: 7, "does not complete the surrogate pair")
         assertRefused(#""\ude00""#, at: 1, "low surrogate without")
-        assertRefused("\"a\nb\"", at: 2, "control character 0xa")
+        assertRefused("\"a\nb\"", at: 2, "control character 0xa in a string (a line break inside quotes?)")
         assertRefused("\"a\tb\"", at: 2, "control character 0x9")
-        assertRefused("\"abc", at: 0, "not terminated")
+        assertRefused("\"abc", at: 0, "unterminated string")
     }
 
     func testStructures() throws {
@@ -83,21 +83,48 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(try parse(" [ ] "), [])
         XCTAssertEqual(try parse(" { } "), [:])
         XCTAssertEqual(try parse("[1 , 2\n,3]"), [1, 2, 3])
-        assertRefused("[1,]", at: 3, "expected a value")
-        assertRefused("[1 2]", at: 3, "expected ',' or ']'")
-        assertRefused("{\"a\":1,}", at: 7, "member name")
-        assertRefused("{\"a\" 1}", at: 5, "expected ':'")
-        assertRefused("{a:1}", at: 1, "member name")
-        assertRefused("{\"a\":1", at: 6, "expected ',' or '}'")
+        assertRefused("[1,]", at: 3, "trailing comma before \"]\"")
+        assertRefused("[1 2]", at: 3, "expected \",\" or \"]\" after an array element, found '2'")
+        assertRefused("{\"a\":1,}", at: 7, "trailing comma before \"}\"")
+        assertRefused("{\"a\" 1}", at: 5, "expected \":\" after the key \"a\"")
+        assertRefused("{a:1}", at: 1, "expected a key in double quotes, found 'a'")
+        assertRefused("{\"a\":1", at: 6, "expected \",\" or \"}\" after the value of \"a\", found end of text")
         assertRefused("[", at: 1, "end of text")
-        assertRefused("{\"a\":1,\"a\":2}", at: 7, "duplicate member name \"a\"")
-        assertRefused("[1] [2]", at: 4, "after the JSON value")
+        assertRefused("{\"a\":1,\"a\":2}", at: 7, "key \"a\" appears twice in the same object; keep one")
+        assertRefused("[1] [2]", at: 4, "after the top-level value")
         assertRefused("", at: 0, "empty")
         assertRefused("   ", at: 3, "empty")
-        assertRefused("tru", at: 0, "expected true")
-        assertRefused("nul", at: 0, "expected null")
-        assertRefused("[1]\u{0C}", at: 3, "after the JSON value")
-        assertRefused("\u{FEFF}{}", at: 0, "byte-order mark")
+        assertRefused("tru", at: 0, "did you mean true?")
+        assertRefused("nul", at: 0, "did you mean null?")
+        assertRefused("[1]\u{0C}", at: 3, "after the top-level value, found byte 0xc")
+    }
+
+    /// One byte-order mark at the very start is skipped (RFC 8259 §8.1 lets
+    /// a parser ignore it; JSONParser says why this is the one policy);
+    /// anywhere else it is refused, named as what it is.
+    func testByteOrderMark() throws {
+        XCTAssertEqual(try parse("\u{FEFF}{}"), [:])
+        XCTAssertEqual(try JSONValue.parse(utf8: [0xef, 0xbb, 0xbf] + Array(" [1] ".utf8)), [1])
+        assertRefused("\u{FEFF}", at: 3, "empty text")
+        assertRefused("\u{FEFF}\u{FEFF}{}", at: 3, "found a byte-order mark (U+FEFF), which only the start of a text may carry")
+        assertRefused(" \u{FEFF}{}", at: 1, "byte-order mark")
+        assertRefused("[\u{FEFF}1]", at: 1, "byte-order mark")
+        XCTAssertEqual(try parse("\"\u{FEFF}\""), .string("\u{FEFF}"), "inside a string it is a character like any other")
+    }
+
+    func testNonASCIIIsNamedWithItsCodePoint() {
+        assertRefused("[é]", at: 1, "found 'é' (U+00E9)")
+    }
+
+    func testErrorsCarryLineAndColumn() {
+        do throws(JSONParseError) {
+            _ = try JSONValue.parse("{\n  \"a\": 1,\n  \"b\" 2\n}")
+            XCTFail("accepted a missing colon")
+        } catch {
+            XCTAssertEqual(error.offset, 18)
+            XCTAssertEqual(error.line, 3)
+            XCTAssertEqual(error.column, 7)
+        }
     }
 
     func testDepthLimit() throws {
@@ -132,6 +159,6 @@ final class JSONParserTests: XCTestCase {
     }
 
     func testErrorDescription() {
-        XCTAssertEqual(JSONParseError(offset: 3, message: "m").description, "invalid JSON at byte 3: m")
+        XCTAssertEqual(JSONParseError(offset: 3, line: 1, column: 4, message: "m").description, "invalid JSON at byte 3: m")
     }
 }
