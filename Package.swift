@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "VTdGuest", dependencies: ["VTd"]),
         // Guest RAM, address spaces, the shadow map, sync, and the backend seam.
         .target(name: "Bridge", dependencies: [
-            "VTd", "VFIO",
+            "VTd", "VFIO", "JSON",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // C shim for socket calls Swift cannot express: SCM_RIGHTS (CMSG_*
@@ -70,7 +70,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "vtdbridgectl", dependencies: [
-            "Bridge", "VTd", "Wire", "UnixIO", "VTdBridgeClient",
+            "Bridge", "VTd", "JSON", "Wire", "UnixIO", "VTdBridgeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),

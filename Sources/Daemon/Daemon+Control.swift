@@ -242,11 +242,7 @@ extension Daemon {
         guard let space = bridge.spaces[guest] else {
             throw ControlError(code: "not-attached", message: "guest \(guest) is not attached")
         }
-        do {
-            return try JSONValue.parse(TranslationReport(space: space, memory: bridge.memory).json)
-        } catch {
-            throw ControlError(code: "internal", message: "encoding the mappings failed: \(error)")
-        }
+        return TranslationReport(space: space, memory: bridge.memory).json
     }
 
     private func logLevelCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bridge
 import Glibc
+import JSON
 import Logging
 import VTd
 
@@ -85,7 +86,7 @@ struct Walk: ParsableCommand {
             FileHandleStderr.write("vtdbridgectl walk: \(error)\n")
             throw ExitCode(1)
         }
-        print(json ? report.json : report.text, terminator: json ? "\n" : "")
+        print(json ? report.json.serialized : report.text, terminator: json ? "\n" : "")
     }
 }
 
