@@ -97,7 +97,10 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
+        .testTarget(name: "DaemonTests", dependencies: [
+            "Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Fuzzing (docs/RELIABILITY.md, "Fuzzing"): the harnesses and their
         // checks, one libFuzzer executable per target (a file replayer in a

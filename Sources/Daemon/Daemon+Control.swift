@@ -11,11 +11,10 @@ extension Daemon {
         guard let listener = controlListener else { return }
         while let connection = acceptPeer(listener, socket: "control socket", refuse: {
             // §2.1: one refusal, then closed.
-            refuseControl($0, Self.permissionDenied($0.peer))
+            refuseControl($0, .permissionDenied(uid: $0.peer.uid, gid: $0.peer.gid, pid: $0.peer.pid))
         }) {
             guard controls.count < config.maxClients else {
-                refuseControl(connection, ControlError(
-                    code: "internal", message: "too many control clients (control.max-clients = \(config.maxClients)); try again later, or raise control.max-clients"))
+                refuseControl(connection, .tooManyClients(limit: config.maxClients))
                 continue
             }
             do { try connection.setNonBlocking(true) } catch {
@@ -75,7 +74,7 @@ extension Daemon {
             switch next {
             case let .failure(error):
                 session.outbound.enqueue(Array(ControlCodec.errorLine(id: nil, error: error).utf8), fds: [])
-                if error.code == "line-too-long" { session.closing = true }
+                if error.code == .lineTooLong { session.closing = true }
             case let .success(line):
                 if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
                 switch ControlCodec.parseRequest(line) {
@@ -103,33 +102,35 @@ extension Daemon {
 
     /// Runs one command. The second result is descriptors to pass with the
     /// reply (attach's device fd); the outbound queue owns and closes them.
+    ///
+    /// The switch has no default: a command added to `ControlCommand`
+    /// without a case here does not compile. Unknown names never get here
+    /// (`ControlCodec.parseRequest` answers them).
     func execute(_ request: ControlRequest) -> (Result<JSONValue, ControlError>, [Int32]) {
-        if shutdownRequested, request.command != "status" {
-            return (.failure(ControlError(code: "shutting-down", message: "the daemon is stopping")), [])
+        if shutdownRequested, request.command != .status {
+            return (.failure(.shuttingDown), [])
         }
-        do {
+        do throws(ControlError) {
             switch request.command {
-            case "attach": return try attachCommand(request)
-            case "detach": return (.success(try detachCommand(request)), [])
-            case "replay": return (.success(try replayCommand(request)), [])
-            case "status":
+            case .attach: return try attachCommand(request)
+            case .detach: return (.success(try detachCommand(request)), [])
+            case .replay: return (.success(try replayCommand(request)), [])
+            case .status:
                 try request.allowOnly([])
                 return (.success(statusObject()), [])
-            case "mappings": return (.success(try mappingsCommand(request)), [])
-            case "metrics":
+            case .mappings: return (.success(try mappingsCommand(request)), [])
+            case .metrics:
                 try request.allowOnly([])
                 // Per-device gauges are set at scrape time, not on the
                 // request path: they cost a registry lookup each.
                 refreshDeviceMetrics()
                 return (.success(.object(["text": .string(metricsText?() ?? "")])), [])
-            case "log-level": return (.success(try logLevelCommand(request)), [])
-            case "shutdown":
+            case .logLevel: return (.success(try logLevelCommand(request)), [])
+            case .shutdown:
                 try request.allowOnly([])
                 logger.notice("shutdown requested on the control socket")
                 shutdownRequested = true
                 return (.success(.object([:])), [])
-            default:
-                return (.failure(.unknownCommand(request.command)), [])
             }
         } catch {
             return (.failure(error), [])
@@ -183,7 +184,7 @@ extension Daemon {
             do {
                 (device, report) = try attachDevice(spec, persistent: true)
             } catch {
-                return (.failure(ControlError(code: error.code, message: error.message)), [])
+                return (.failure(error), [])
             }
         }
         var fds: [Int32] = []
@@ -191,7 +192,7 @@ extension Daemon {
             do {
                 fds = [try device.duplicateDeviceFD()]
             } catch {
-                return (.failure(ControlError(code: "vfio-error", message: "attached, but the device fd cannot be returned: \(error)")), [])
+                return (.failure(.vfioError("attached, but the device fd cannot be returned: \(error)")), [])
             }
         }
         var result: [String: JSONValue] = [
@@ -208,14 +209,10 @@ extension Daemon {
         try request.allowOnly(["guest"])
         let guest = try guestArgument(request)
         let unmapped = bridge.spaces[guest]?.shadow.count ?? 0
-        do {
-            let report = try detachDevice(guest)
-            var result: [String: JSONValue] = ["guest": .string(guest.description), "unmapped": .int(Int64(unmapped))]
-            if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
-            return .object(result)
-        } catch {
-            throw ControlError(code: error.code, message: error.message)
-        }
+        let report = try detachDevice(guest)
+        var result: [String: JSONValue] = ["guest": .string(guest.description), "unmapped": .int(Int64(unmapped))]
+        if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
+        return .object(result)
     }
 
     private func replayCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
@@ -225,11 +222,12 @@ extension Daemon {
         guard all != (guest != nil) else {
             throw ControlError.invalidArgument("guest", "give either guest or \"all\": true")
         }
+        if let guest, bridge.spaces[guest] == nil { throw .notAttached(guest: guest.description) }
         let report: SyncReport
         do {
             report = try bridge.replay(guest)
         } catch {
-            throw ControlError(code: "not-attached", message: error.message)
+            throw ControlError(code: .notAttached, message: error.message)
         }
         metrics.record(report)
         return .object(["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
@@ -239,9 +237,7 @@ extension Daemon {
     private func mappingsCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
         try request.allowOnly(["guest"])
         let guest = try guestArgument(request)
-        guard let space = bridge.spaces[guest] else {
-            throw ControlError(code: "not-attached", message: "guest \(guest) is not attached")
-        }
+        guard let space = bridge.spaces[guest] else { throw .notAttached(guest: guest.description) }
         return TranslationReport(space: space, memory: bridge.memory).json
     }
 

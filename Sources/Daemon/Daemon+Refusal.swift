@@ -63,13 +63,4 @@ extension Daemon {
     func dropRefused(_ fd: Int32) {
         refusedControls.removeValue(forKey: fd)?.connection.close()
     }
-
-    /// The reply to a control client whose credentials are not allowed:
-    /// who it is, and what to configure to let it in.
-    static func permissionDenied(_ peer: PeerCredentials) -> ControlError {
-        ControlError(code: ControlError.Code.permissionDenied, message:
-            "uid \(peer.uid) (gid \(peer.gid), pid \(peer.pid)) may not use this daemon: it is not in access.uids and none of its groups is in access.gids; "
-            + "add the user to access.uids, or one of its groups to access.gids, in the daemon's configuration (docs/CONFIG.md), "
-            + "or connect as an allowed user")
-    }
 }

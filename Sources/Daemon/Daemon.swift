@@ -193,7 +193,7 @@ public final class Daemon {
                 try attachDevice(spec, persistent: false)
             } catch {
                 failedDevices[spec.guest] = error.message
-                if error.code == "vfio-error" { pendingDevices[spec.guest] = (spec, false) }
+                if error.code == .vfioError { pendingDevices[spec.guest] = (spec, false) }
                 logger.error("configured device not attached; retrying every second", metadata: ["guest": "\(spec.guest)", "error": "\(error.message)"])
             }
         }

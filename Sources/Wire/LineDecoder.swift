@@ -71,7 +71,7 @@ public struct LineDecoder: Sendable {
         buffer = []
         readIndex = 0
         scanIndex = 0
-        return .failure(maxLineBytes == Self.defaultMaxLineBytes ? .lineTooLong : .lineTooLong(limit: maxLineBytes))
+        return .failure(.lineTooLong(limit: maxLineBytes))
     }
 
     /// Drops the consumed prefix when everything was consumed, or once it is

@@ -34,7 +34,7 @@ struct ControlOptions: ParsableArguments {
             print(json ? value.serialized : render(value), terminator: json ? "\n" : "")
         case let .failure(error):
             if json {
-                print(JSONValue.object(["error": .object(["code": .string(error.code), "message": .string(error.message)])]).serialized)
+                print(ControlCodec.errorLine(id: nil, error: error), terminator: "")
             }
             FileHandleStderr.write("vtdbridgectl \(command): \(error.code): \(error.message)\n")
             throw ExitCode(1)

@@ -58,7 +58,7 @@ final class NotifierModeTests: XCTestCase {
         let (result, fd) = try client.call("attach", ["host": "0000:09:00.0", "guest": "00:09.0", "return-fd": true])
         XCTAssertNil(fd)
         guard case let .failure(error) = result else { return XCTFail("attach with return-fd succeeded on dry-run") }
-        XCTAssertEqual(error.code, "invalid-argument")
+        XCTAssertEqual(error.code.rawValue, "invalid-argument")
         XCTAssertTrue(error.message.contains("dry-run"), error.message)
         let status = try client.require("status")
         XCTAssertFalse(status["devices"]!.arrayValue!.contains { $0["guest"]?.stringValue == "00:09.0" }, "a refused attach leaves nothing attached")
