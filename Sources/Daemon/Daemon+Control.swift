@@ -223,6 +223,9 @@ extension Daemon {
             throw ControlError.invalidArgument("guest", "give either guest or \"all\": true")
         }
         if let guest, bridge.spaces[guest] == nil { throw .notAttached(guest: guest.description) }
+        // Nothing to walk before a VMM has sent guest RAM: a replay then
+        // would re-read no table and report zeros, as if all were in sync.
+        guard bridge.memory != nil else { throw .noVMM }
         let report: SyncReport
         do {
             report = try bridge.replay(guest)

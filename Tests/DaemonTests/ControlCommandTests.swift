@@ -66,7 +66,7 @@ final class ControlCommandTests: XCTestCase {
             switch (command, result) {
             case (.attach, .success(let value)): XCTAssertEqual(value["guest"], "00:04.0")
             case (.detach, .success(let value)): XCTAssertEqual(value, ["guest": "00:04.0", "unmapped": 0])
-            case (.replay, .success(let value)): XCTAssertEqual(value, ["maps": 0, "unmaps": 0, "faults": 0, "failures": []])
+            case (.replay, .failure(let error)): XCTAssertEqual(error, .noVMM, "nothing to walk before a VMM sent its RAM")
             case (.status, .success(let value)): XCTAssertEqual(value["devices"]?[0]?["guest"], "00:03.0")
             case (.mappings, .success(let value)):
                 XCTAssertEqual(value, ["device": "00:03.0", "domain": .null, "levels": .null, "mode": "not-present", "mappings": [], "faults": []])
@@ -86,7 +86,9 @@ final class ControlCommandTests: XCTestCase {
         _ = try run(.attach, ["host": "0000:01:00.0", "guest": "00:03.0"]).get()
         XCTAssertEqual(run(.detach, ["guest": "00:09.0"]), .failure(.notAttached(guest: "00:09.0")))
         XCTAssertEqual(run(.mappings, ["guest": "00:09.0"]), .failure(.notAttached(guest: "00:09.0")))
-        XCTAssertEqual(run(.replay, ["guest": "00:09.0"]), .failure(.notAttached(guest: "00:09.0")))
+        XCTAssertEqual(run(.replay, ["guest": "00:09.0"]), .failure(.notAttached(guest: "00:09.0")),
+                       "an unknown guest is named before the missing VMM")
+        XCTAssertEqual(run(.replay, ["guest": "00:03.0"]), .failure(.noVMM))
         XCTAssertEqual(run(.attach, ["host": "0000:05:00.0", "guest": "00:03.0"]),
                        .failure(.alreadyAttached(guest: "00:03.0", to: "0000:01:00.0")))
         XCTAssertEqual(run(.attach, ["host": "0000:01:00.0", "guest": "00:05.0"]),
