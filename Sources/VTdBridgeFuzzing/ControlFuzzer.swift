@@ -11,8 +11,9 @@ import Wire
 ///   `line-too-long` and what stays buffered are what a reference split of
 ///   the whole stream says; a line is refused as not UTF-8 exactly when the
 ///   standard library's validation refuses it;
-/// - the JSON parser agrees with itself: parsing the raw bytes and parsing
-///   the line as a String give the same value or both fail; a parsed value
+/// - the JSON parser agrees with itself: parsing the raw bytes, parsing the
+///   line as a String, and parsing it with positions as the config file is
+///   (`JSONDocument`) give the same value or the same error; a parsed value
 ///   serializes to text that parses back to an equal value, and that text is
 ///   a fixed point;
 /// - a request that parses round-trips through `ControlCodec.requestLine`
@@ -106,6 +107,19 @@ public enum ControlFuzzer {
         if case let .failure(error) = parsed {
             try check(error.offset >= 0 && error.offset <= bytes.count, "line \(i): parse error offset \(error.offset) outside the \(bytes.count)-byte text")
         }
+        try checkDocumentAgrees(with: parsed, bytes: bytes, index: i)
+    }
+
+    /// The config file's parse (values with positions) is the same parser:
+    /// the same value without positions, or the same error.
+    static func checkDocumentAgrees(with plain: Result<JSONValue, JSONParseError>, bytes: ArraySlice<UInt8>, index i: Int) throws(Violation) {
+        let document: Result<JSONValue, JSONParseError>
+        do throws(JSONParseError) {
+            document = .success(try JSONDocument.parse(utf8: Array(bytes)).root.value)
+        } catch {
+            document = .failure(error)
+        }
+        try check(document == plain, "line \(i): JSONDocument.parse gave \(document), JSONValue.parse \(plain)")
     }
 
     static func checkLine(_ text: String, bytes: ArraySlice<UInt8>, index i: Int) throws(Violation) {
@@ -115,6 +129,7 @@ public enum ControlFuzzer {
         let fromBytes: Result<JSONValue, JSONParseError>
         do throws(JSONParseError) { fromBytes = .success(try JSONValue.parse(utf8: Array(bytes))) } catch { fromBytes = .failure(error) }
         try check(fromString == fromBytes, "line \(i): parse(String) gave \(fromString), parse(utf8:) gave \(fromBytes)")
+        try checkDocumentAgrees(with: fromBytes, bytes: bytes, index: i)
         switch fromString {
         case let .success(value):
             try checkRoundTrip(value, index: i)
