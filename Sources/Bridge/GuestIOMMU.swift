@@ -91,6 +91,9 @@ public final class GuestIOMMU {
     }
     let logger: Logger
     private var walker: SecondLevelWalker<GuestRAM>?
+    /// Shared with every address space: whether guest RAM read since the
+    /// current piece of work began is still the guest's (see `guardingRAM`).
+    private let readCheck = GuestRAMReadCheck()
 
     /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
     /// without issuing an invalidation, and the bridge would never learn of
@@ -132,7 +135,7 @@ public final class GuestIOMMU {
     /// Ends a suspension with one full sync of every device.
     public func resumeSync() -> SyncReport {
         syncSuspended = false
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     // MARK: guest state
@@ -143,14 +146,14 @@ public final class GuestIOMMU {
     public func setMemory(_ memory: GuestRAM?) -> SyncReport {
         self.memory = memory
         walker = makeWalker()
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     /// The guest set a root-table pointer (GCMD.SRTP). Hardware drops its
     /// context cache on the next global invalidation; we refresh now.
     public func setRootTable(_ gpa: UInt64?) -> SyncReport {
         rootTable = gpa
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     /// GCMD.TE. While translation is off nothing is mapped: DMA stays blocked
@@ -160,7 +163,7 @@ public final class GuestIOMMU {
         // A VMM in notifier mode sends no unmaps for a disabled IOMMU: forget
         // what it notified, as the guest's translation is gone.
         if !enabled && notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     /// The guest IOMMU was reset: no root table, translation off, nothing mapped.
@@ -168,18 +171,69 @@ public final class GuestIOMMU {
         rootTable = nil
         translationEnabled = false
         if notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     private var activeWalker: SecondLevelWalker<GuestRAM>? {
         translationEnabled && rootTable != nil ? walker : nil
     }
 
-    private func refreshAll() -> SyncReport {
-        var report = SyncReport()
-        guard !syncSuspended else { return report }
+    private func refreshAll(_ report: inout SyncReport) {
+        guard !syncSuspended else { return }
         for sid in spaces.keys.sorted() { fullSync(spaces[sid]!, report: &report) }
+    }
+
+    // MARK: guest RAM that goes away
+
+    /// Runs `work`, which may read guest RAM, and returns what it did.
+    ///
+    /// The VMM owns the files behind guest RAM and may shrink one at any
+    /// time; the next read past its end raises SIGBUS. `GuestRAMGuard` turns
+    /// that into zeros and marks the region lost, and each step of `work`
+    /// that acts on what it read checks `readCheck` first, so nothing read
+    /// from the lost region was applied. Here the lost region leaves the
+    /// memory table (what it backed is faulted, not mapped, and mappings
+    /// into it are unmapped by the sync), every space records a
+    /// `guest-ram-lost` fault, and every space is synced again against the
+    /// remaining RAM, which covers whatever `work` left undone. Each round
+    /// drops at least one region; a loss in a table other than ours (a
+    /// replaced one still mapped) costs one more round.
+    ///
+    /// A region lost outside our work (another reader of the same mapping)
+    /// would read as zeros without a new fault, so lost regions are also
+    /// dropped before `work` starts.
+    private func guardingRAM(_ work: (inout SyncReport) -> Void) -> SyncReport {
+        var report = SyncReport()
+        if let memory, let reduced = memory.removingLostRegions() {
+            dropLostRegions(into: reduced, report: &report)
+        }
+        readCheck.restart()
+        work(&report)
+        var rounds = 0
+        while !readCheck.isIntact, rounds <= (memory?.regions.count ?? 0) {
+            rounds += 1
+            if let memory, let reduced = memory.removingLostRegions() {
+                dropLostRegions(into: reduced, report: &report)
+            }
+            readCheck.restart()
+            refreshAll(&report)
+        }
         return report
+    }
+
+    private func dropLostRegions(into reduced: GuestRAM, report: inout SyncReport) {
+        let known = memory?.lostRegions.count ?? 0
+        memory = reduced
+        walker = makeWalker()
+        for lost in reduced.lostRegions.dropFirst(known) {
+            logger.error("guest RAM region lost; its mappings are removed and it is no longer mapped",
+                         metadata: ["gpa": "0x\(String(lost.gpa, radix: 16))", "size": "0x\(String(lost.size, radix: 16))",
+                                    "fault-offset": "0x\(String(lost.faultOffset, radix: 16))", "reason": "\(lost)"])
+            report.lostRegions.append(lost)
+            for sid in spaces.keys.sorted() {
+                spaces[sid]!.record(TranslationFault(reason: .guestRAMLost, value: lost.gpa, detail: lost.description), report: &report)
+            }
+        }
     }
 
     private func fullSync(_ space: AddressSpace, report: inout SyncReport, counted: Bool = true) {
@@ -214,11 +268,10 @@ public final class GuestIOMMU {
             throw BridgeError(.backend, "attaching \(sourceID): \(error)")
         }
         space.faults = FaultLog(recentCapacity: faultLogCapacity)
+        space.readCheck = readCheck
         if notifierMode { space.notified = NotifiedMap() }
         spaces[sourceID] = space
-        var report = SyncReport()
-        if !syncSuspended { fullSync(space, report: &report) }
-        return report
+        return guardingRAM { if !syncSuspended { fullSync(space, report: &$0) } }
     }
 
     /// Unmaps everything of `sourceID` and forgets it.
@@ -235,16 +288,13 @@ public final class GuestIOMMU {
     /// A full sync of one device, or of all: re-reads context entries and walks
     /// every table. Over unchanged tables it issues no ioctl at all.
     public func replay(_ sourceID: SourceID? = nil) throws(BridgeError) -> SyncReport {
-        var report = SyncReport()
         if let sourceID {
             guard let space = spaces[sourceID] else {
                 throw BridgeError(.notAttached, "device \(sourceID) is not attached")
             }
-            fullSync(space, report: &report)
-        } else {
-            report = refreshAll()
+            return guardingRAM { fullSync(space, report: &$0) }
         }
-        return report
+        return guardingRAM { refreshAll(&$0) }
     }
 
     // MARK: invalidations
@@ -274,9 +324,7 @@ public final class GuestIOMMU {
             switch InvalidationDescriptor.decode(low: raw.low, high: raw.high, caps: caps) {
             case let .failure(error):
                 logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])
-                execute(&pending, into: &result.report)
                 result.rejected = .init(index: index, reason: "descriptor \(index): \(error.description)")
-                return result
             case let .success(descriptor):
                 if case .wait = descriptor {
                     result.waits += 1
@@ -284,8 +332,9 @@ public final class GuestIOMMU {
                     collect(descriptor, into: &pending)
                 }
             }
+            if result.rejected != nil { break }
         }
-        execute(&pending, into: &result.report)
+        result.report = guardingRAM { execute(&pending, into: &$0) }
         return result
     }
 

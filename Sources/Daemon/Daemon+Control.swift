@@ -232,8 +232,10 @@ extension Daemon {
             throw ControlError(code: "not-attached", message: error.message)
         }
         metrics.record(report)
-        return .object(["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
-                        "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)])
+        var result: [String: JSONValue] = ["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
+                                           "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)]
+        if !report.lostRegions.isEmpty { result["lost-memory-regions"] = lostRegionsJSON(report.lostRegions) }
+        return .object(result)
     }
 
     private func mappingsCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
@@ -261,6 +263,14 @@ extension Daemon {
         return .object(["level": .string(logLevel.level.rawValue)])
     }
 
+    /// Guest RAM regions lost to a file that shrank (PROTOCOL.md §2.3 `status`).
+    func lostRegionsJSON(_ regions: [GuestRAM.LostRegion]) -> JSONValue {
+        .array(regions.map { r in
+            .object(["gpa": .string("0x" + String(r.gpa, radix: 16)), "size": .string("0x" + String(r.size, radix: 16)),
+                     "fault-offset": .string("0x" + String(r.faultOffset, radix: 16)), "message": .string(r.description)])
+        })
+    }
+
     func failuresJSON(_ report: SyncReport) -> JSONValue {
         .array(report.failures.map { f in
             .object(["guest": .string(f.sourceID.description), "operation": .string(f.operation.rawValue),
@@ -278,6 +288,7 @@ extension Daemon {
             "translation": .bool(bridge.translationEnabled),
             "memory-regions": .int(Int64(bridge.memory?.regions.count ?? 0)),
             "memory-bytes": .int(Int64(clamping: bridge.memory?.totalSize ?? 0)),
+            "lost-memory-regions": lostRegionsJSON(bridge.memory?.lostRegions ?? []),
         ]
         if let peer = vmm?.connection.peer { vmmObject["pid"] = .int(Int64(peer.pid)) }
         var deviceList: [JSONValue] = []

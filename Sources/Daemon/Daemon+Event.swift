@@ -114,7 +114,7 @@ extension Daemon {
                 stages.requests += 1
                 let encoding = ContinuousClock.now
                 if reply.status.closesConnection { session.closing = true }
-                if reply.status != .ok && reply.status != .partial { metrics.rejectedFrames.increment() }
+                if reply.status != .ok && reply.status != .partial && reply.status != .memoryLost { metrics.rejectedFrames.increment() }
                 session.outbound.enqueue(EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply), fds: [])
                 stages.ack += encoding.duration(to: .now).nanosecondCount
             }
@@ -247,9 +247,11 @@ extension Daemon {
         }
     }
 
-    /// A state change's reply: OK, or PARTIAL with what the kernel refused.
+    /// A state change's reply: OK, MEMORY_LOST when a guest RAM region was
+    /// lost meanwhile, or PARTIAL with what the kernel refused.
     private func reply(for report: SyncReport) -> EventReply {
         metrics.record(report)
+        if let lost = memoryLostReply(report) { return lost }
         guard !report.failures.isEmpty else { return .ok }
         return EventReply(status: .partial,
                           message: "\(report.failures.count) kernel operation(s) failed, first: \(report.failures[0]); the control socket's status lists them; a replay retries")
@@ -274,11 +276,22 @@ extension Daemon {
         if let rejected = result.rejected {
             status = .descriptor
             message = rejected.reason
+        } else if let lost = memoryLostReply(result.report) {
+            status = lost.status
+            message = lost.message
         } else if !body.failures.isEmpty {
             status = .partial
             message = "\(body.failures.count) kernel operation(s) failed; the shadow holds what the kernel accepted and a replay retries the rest"
         }
         return EventReply(status: status, message: message, body: .batch(body))
+    }
+
+    /// MEMORY_LOST (§1.7) when the request found guest RAM regions lost: the
+    /// VMM learns which, and that it must send a memory table that stays whole.
+    private func memoryLostReply(_ report: SyncReport) -> EventReply? {
+        guard let first = report.lostRegions.first else { return nil }
+        let more = report.lostRegions.count > 1 ? " (and \(report.lostRegions.count - 1) more region(s))" : ""
+        return EventReply(status: .memoryLost, message: "\(first)\(more); send SET_MEM_TABLE again")
     }
 
     /// Nanoseconds spent in every backend call of every device so far.
