@@ -2,63 +2,6 @@ import Logging
 import VFIO
 import VTd
 
-/// Why the bridge refused a request.
-public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: String, Sendable {
-        case cachingModeRequired = "caching-mode-required"
-        case alreadyAttached = "already-attached"
-        case notAttached = "not-attached"
-        case backend = "backend"
-    }
-    public var code: Code
-    public var message: String
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-    public var description: String { message }
-}
-
-/// The result of one batch of invalidation descriptors or notifier entries.
-public struct BatchResult: Sendable, Equatable {
-    /// Everything the batch did in the kernel.
-    public var report = SyncReport()
-    /// Wait descriptors reached; each is a completion point the VMM may signal
-    /// to the guest once this result is in hand.
-    public var waits = 0
-    /// The first descriptor (or notifier entry) refused, if any. Like hardware
-    /// on an invalidation queue error (spec 6.5.2.10), nothing from it onwards
-    /// was executed.
-    public var rejected: Rejection?
-
-    public struct Rejection: Sendable, Equatable {
-        public var index: Int
-        public var reason: String
-    }
-
-    public init() {}
-}
-
-/// One notifier-level event from a VMM that walks the guest tables itself:
-/// what QEMU's IOMMU notifiers carry (IOMMUTLBEntry). An empty permission
-/// means unmap.
-public struct NotifierEvent: Sendable, Equatable {
-    public var sourceID: SourceID
-    public var iova: UInt64
-    public var gpa: UInt64
-    /// Bytes; 0 stands for 2^64 (the all-ones address mask of a NOTIFY entry).
-    public var size: UInt64
-    public var permission: DMAPermission
-
-    public init(sourceID: SourceID, iova: UInt64, gpa: UInt64, size: UInt64, permission: DMAPermission) {
-        self.sourceID = sourceID
-        self.iova = iova
-        self.gpa = gpa
-        self.size = size
-        self.permission = permission
-    }
-}
-
 /// The daemon's model of one VM's emulated VT-d unit: its capabilities, its
 /// guest RAM, its root table, and an address space per attached device.
 ///
@@ -72,9 +15,10 @@ public final class GuestIOMMU {
     public private(set) var rootTable: UInt64?
     public private(set) var translationEnabled = false
     public private(set) var spaces: [SourceID: AddressSpace] = [:]
-    /// Notifier mode: the VMM walks the tables itself and sends notifier
-    /// events; invalidation descriptors are not used.
-    public private(set) var notifierMode = false
+    /// Where the guest's mappings come from: its tables, or a VMM's
+    /// notifier events (the VMM walks the tables itself and invalidation
+    /// descriptors are not used).
+    public private(set) var source: TranslationSource = .tables
     /// While suspended (a VMM is re-sending its state after connecting),
     /// state changes are recorded but nothing is synced; `resumeSync` then
     /// syncs once against the complete state.
@@ -95,9 +39,6 @@ public final class GuestIOMMU {
     /// current piece of work began is still the guest's (see `guardingRAM`).
     private let readCheck = GuestRAMReadCheck()
 
-    /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
-    /// without issuing an invalidation, and the bridge would never learn of
-    /// them. This is the check QEMU's 2017 vfio series added.
     public init(caps: IOMMUCapabilities, walkBudget: Int = WalkBudget.defaultEntries, logger: Logger) throws(BridgeError) {
         try Self.check(caps)
         precondition(walkBudget >= 1, "a walk budget is at least one entry")
@@ -110,22 +51,34 @@ public final class GuestIOMMU {
         memory.map { SecondLevelWalker(memory: $0, caps: caps, budget: walkBudget) }
     }
 
-    private static func check(_ caps: IOMMUCapabilities) throws(BridgeError) {
+    /// The one place that accepts or refuses a guest IOMMU's capabilities.
+    ///
+    /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
+    /// without issuing an invalidation, and the bridge would never learn of
+    /// them (the check QEMU's 2017 vfio series added). The walker handles 3-,
+    /// 4- and 5-level tables; CAP.SAGAW must offer at least one of them, or
+    /// no context entry the guest could write would be walkable (spec 10.4.2).
+    public static func check(_ caps: IOMMUCapabilities) throws(BridgeError) {
         guard caps.cachingMode else {
             throw BridgeError(.cachingModeRequired,
                               "the guest IOMMU does not advertise caching mode (CAP.CM=0), so guest mappings cannot be shadowed; enable it in the VMM (QEMU: -device intel-iommu,caching-mode=on)")
         }
+        guard !caps.supportedLevels.isDisjoint(with: [3, 4, 5]) else {
+            throw BridgeError(.unsupportedLevels, "CAP.SAGAW advertises no 3-, 4- or 5-level table support")
+        }
     }
 
-    /// A (re)connecting VMM announces its IOMMU. The address spaces and their
-    /// shadows stay; the next sync reads the tables under the new rules.
-    public func setCapabilities(_ caps: IOMMUCapabilities, notifierMode: Bool) throws(BridgeError) {
+    /// A (re)connecting VMM announces its IOMMU and where the mappings will
+    /// come from. The address spaces and their shadows stay; the next sync
+    /// reads the tables (or the notified mappings) under the new rules.
+    /// Changing the source forgets what the old one said.
+    public func setCapabilities(_ caps: IOMMUCapabilities, source: TranslationSource) throws(BridgeError) {
         try Self.check(caps)
         self.caps = caps
         walker = makeWalker()
-        if notifierMode != self.notifierMode {
-            self.notifierMode = notifierMode
-            for space in spaces.values { space.notified = notifierMode ? NotifiedMap() : nil }
+        if source != self.source {
+            self.source = source
+            for space in spaces.values { space.notified = source.keepsNotifiedMappings ? NotifiedMap() : nil }
         }
     }
 
@@ -162,7 +115,7 @@ public final class GuestIOMMU {
         translationEnabled = enabled
         // A VMM in notifier mode sends no unmaps for a disabled IOMMU: forget
         // what it notified, as the guest's translation is gone.
-        if !enabled && notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
+        if !enabled && source.keepsNotifiedMappings { for space in spaces.values { space.notified = NotifiedMap() } }
         return guardingRAM { refreshAll(&$0) }
     }
 
@@ -170,7 +123,7 @@ public final class GuestIOMMU {
     public func reset() -> SyncReport {
         rootTable = nil
         translationEnabled = false
-        if notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
+        if source.keepsNotifiedMappings { for space in spaces.values { space.notified = NotifiedMap() } }
         return guardingRAM { refreshAll(&$0) }
     }
 
@@ -238,9 +191,12 @@ public final class GuestIOMMU {
 
     private func fullSync(_ space: AddressSpace, report: inout SyncReport, counted: Bool = true) {
         if counted { space.syncs += 1 }
-        if notifierMode {
+        switch source {
+        case .notifier:
             space.syncNotified(start: 0, end: .max, memory: memory, report: &report)
             return
+        case .tables:
+            break
         }
         if activeWalker == nil {
             space.dropContext()
@@ -269,7 +225,7 @@ public final class GuestIOMMU {
         }
         space.faults = FaultLog(recentCapacity: faultLogCapacity)
         space.readCheck = readCheck
-        if notifierMode { space.notified = NotifiedMap() }
+        if source.keepsNotifiedMappings { space.notified = NotifiedMap() }
         spaces[sourceID] = space
         return guardingRAM { if !syncSuspended { fullSync(space, report: &$0) } }
     }

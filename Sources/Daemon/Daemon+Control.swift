@@ -283,7 +283,7 @@ extension Daemon {
         var vmmObject: [String: JSONValue] = [
             "connected": .bool(vmm != nil),
             "session": .string(vmm?.phase.rawValue ?? "none"),
-            "notifier-mode": .bool(bridge.notifierMode),
+            "notifier-mode": .bool(bridge.source == .notifier),
             "root-table": bridge.rootTable.map { .string("0x" + String($0, radix: 16)) } ?? .null,
             "translation": .bool(bridge.translationEnabled),
             "memory-regions": .int(Int64(bridge.memory?.regions.count ?? 0)),

@@ -167,20 +167,16 @@ extension Daemon {
         switch request {
         case let .hello(_, flags, cap, ecap):
             let caps = IOMMUCapabilities(cap: cap, ecap: ecap)
-            guard !caps.supportedLevels.isDisjoint(with: [3, 4, 5]) else {
-                return EventReply(status: .capability, message: "CAP.SAGAW advertises no 3-, 4- or 5-level table support")
-            }
-            let notifier = HelloFlags(rawValue: flags).contains(.notifierMode)
+            let source: TranslationSource = HelloFlags(rawValue: flags).contains(.notifierMode) ? .notifier : .tables
             do {
-                try bridge.setCapabilities(caps, notifierMode: notifier)
+                try bridge.setCapabilities(caps, source: source)
             } catch {
                 return EventReply(status: .capability, message: error.message)
             }
             bridge.suspendSync()
             session.phase = .loading
-            vmmNotifierMode = notifier
             logger.info("VMM hello", metadata: ["cap": "0x\(String(cap, radix: 16))", "ecap": "0x\(String(ecap, radix: 16))",
-                                                "notifier-mode": "\(notifier)"])
+                                                "source": "\(source.rawValue)"])
             return .helloAccepted(devices: UInt32(devices.count))
         case let .setMemTable(regions):
             var specs: [GuestRAMRegionSpec] = []
@@ -215,7 +211,7 @@ extension Daemon {
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "INVALIDATE while loading: send READY first")
             }
-            guard !vmmNotifierMode else {
+            guard bridge.source == .tables else {
                 return EventReply(status: .badState, message: "INVALIDATE in notifier mode: this session sends NOTIFY (HELLO flags bit 0)")
             }
             metrics.invalidations.increment(by: words.count)
@@ -227,7 +223,7 @@ extension Daemon {
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "NOTIFY while loading: send READY first")
             }
-            guard vmmNotifierMode else {
+            guard bridge.source == .notifier else {
                 return EventReply(status: .badState, message: "NOTIFY outside notifier mode: set HELLO flags bit 0 to use it")
             }
             metrics.notifierEntries.increment(by: entries.count)

@@ -44,7 +44,6 @@ public final class Daemon {
     /// (Daemon+Refusal.swift), kept open until they close or a short
     /// deadline passes, so that they can read that line.
     var refusedControls: [Int32: RefusedClient] = [:]
-    var vmmNotifierMode = false
     var vmmConnectedOnce = false
     var shutdownRequested = false
 
