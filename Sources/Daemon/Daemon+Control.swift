@@ -22,7 +22,9 @@ extension Daemon {
                 connection.close()
                 continue
             }
-            controls[connection.fd] = ControlSession(connection: connection)
+            let session = ControlSession(connection: connection)
+            controls[connection.fd] = session
+            register(session)
         }
     }
 
@@ -96,6 +98,7 @@ extension Daemon {
     func dropControl(_ session: ControlSession) {
         guard controls[session.connection.fd] === session else { return }
         controls.removeValue(forKey: session.connection.fd)
+        unregister(session)
         session.connection.close()
     }
 

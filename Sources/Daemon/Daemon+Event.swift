@@ -51,7 +51,9 @@ extension Daemon {
                 connection.close()
                 continue
             }
-            vmm = EventSession(connection: connection)
+            let session = EventSession(connection: connection)
+            vmm = session
+            register(session)
             metrics.vmmConnections.increment()
             logger.info("VMM connected", metadata: ["pid": "\(connection.peer.pid)", "uid": "\(connection.peer.uid)"])
             notify("STATUS=\(statusLine)")
@@ -63,6 +65,8 @@ extension Daemon {
             readVMM(session)
         }
         if vmm === session { flush(session) }
+        // Config event-busy-poll-us: look again without sleeping for a while.
+        if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
     }
 
     func readVMM(_ session: EventSession) {
@@ -138,6 +142,7 @@ extension Daemon {
     func dropVMM(_ session: EventSession) {
         guard vmm === session else { return }
         for fd in session.decoder.takeAllFDs() { close(fd) }
+        unregister(session)
         session.connection.close()
         vmm = nil
         logger.info("VMM disconnected; mappings kept until it reconnects")
