@@ -35,9 +35,12 @@ let package = Package(
         // The guest side of VT-d: writes tables and invalidations the way a guest
         // driver does. Used by tests and by the simulator.
         .target(name: "VTdGuest", dependencies: ["VTd"]),
+        // C: the SIGBUS handler that keeps a shrunk guest RAM file from
+        // killing the daemon (docs/ARCHITECTURE.md, "Guest RAM that shrinks").
+        .target(name: "CGuestRAMGuard"),
         // Guest RAM, address spaces, the shadow map, sync, and the backend seam.
         .target(name: "Bridge", dependencies: [
-            "VTd", "VFIO", "JSON",
+            "VTd", "VFIO", "JSON", "CGuestRAMGuard",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // C shim for socket calls Swift cannot express: SCM_RIGHTS (CMSG_*
@@ -92,7 +95,7 @@ let package = Package(
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport", "UnixIO"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),

@@ -1,3 +1,4 @@
+import CGuestRAMGuard
 import Glibc
 import VTd
 
@@ -60,6 +61,22 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
 
     public let regions: [Region]
     public let writable: Bool
+    /// Regions this table no longer has because their backing file shrank
+    /// under us (see `GuestRAMGuard`): GPAs in them are not guest RAM any
+    /// more. Kept for reports; a new memory table starts with none.
+    public let lostRegions: [LostRegion]
+
+    /// A region dropped because reading it raised SIGBUS.
+    public struct LostRegion: Sendable, Equatable, CustomStringConvertible {
+        public let gpa: UInt64
+        public let size: UInt64
+        /// Offset into the region of the first page that faulted.
+        public let faultOffset: UInt64
+        public var end: UInt64 { gpa + size }
+        public var description: String {
+            "guest RAM region [0x\(String(gpa, radix: 16)), 0x\(String(end, radix: 16))) is gone: reading it at offset 0x\(String(faultOffset, radix: 16)) raised SIGBUS, so the VMM shrank or removed its backing file; nothing in it is mapped until the VMM sends a memory table whose files stay whole (a memfd sealed with F_SEAL_SHRINK)"
+        }
+    }
 
     /// Maps every region. Regions must be 4 KiB-aligned, non-empty and must
     /// not overlap; a file must be long enough for its region.
@@ -94,6 +111,47 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
         regions = mapped
         mappings = owners
         self.writable = writable
+        lostRegions = []
+    }
+
+    private init(regions: [Region], mappings: [RegionMapping], writable: Bool, lostRegions: [LostRegion]) {
+        self.regions = regions
+        self.mappings = mappings
+        self.writable = writable
+        self.lostRegions = lostRegions
+    }
+
+    /// Indices of the regions whose mapping a SIGBUS replaced since it was
+    /// made: their contents now read as zero and are not the guest's.
+    public var regionsLost: [Int] {
+        mappings.indices.filter { mappings[$0].isLost }
+    }
+
+    /// This table without the regions in `regionsLost`, which are recorded
+    /// in `lostRegions`; nil when none was lost. The other regions keep
+    /// their mappings, so nothing mapped from them changes host address.
+    public func removingLostRegions() -> GuestRAM? {
+        // The common case first, without allocating: a load per region.
+        guard mappings.contains(where: \.isLost) else { return nil }
+        let lost = regionsLost
+        guard !lost.isEmpty else { return nil }
+        var keptRegions: [Region] = []
+        var keptMappings: [RegionMapping] = []
+        var gone = lostRegions
+        for i in regions.indices {
+            if lost.contains(i) {
+                gone.append(LostRegion(gpa: regions[i].gpa, size: regions[i].size, faultOffset: mappings[i].faultOffset))
+            } else {
+                keptRegions.append(regions[i])
+                keptMappings.append(mappings[i])
+            }
+        }
+        return GuestRAM(regions: keptRegions, mappings: keptMappings, writable: writable, lostRegions: gone)
+    }
+
+    /// The lost region holding `gpa`, if any (for fault details).
+    public func lostRegion(containing gpa: UInt64) -> LostRegion? {
+        lostRegions.first { gpa >= $0.gpa && gpa - $0.gpa < $0.size }
     }
 
     /// The mmaps behind `regions`, shared with a later table that reuses them.
@@ -135,7 +193,8 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
         }
         let identity = RegionMapping.Identity(gpa: spec.gpa, size: spec.size, device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
                                               offset: offset, writable: writable)
-        if let reused = previous?.mappings.first(where: { $0.identity == identity }) {
+        // A lost mapping reads zeros now: never reuse it.
+        if let reused = previous?.mappings.first(where: { $0.identity == identity && !$0.isLost }) {
             return reused
         }
         let prot = writable ? PROT_READ | PROT_WRITE : PROT_READ
@@ -143,7 +202,14 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
         guard let p, p != MAP_FAILED else {
             throw GuestRAMError("\(gpaText): mmap of \(spec.size) bytes", errno: errno)
         }
-        return RegionMapping(base: p, identity: identity)
+        // Guarded from here on: the VMM can shrink the file at any moment.
+        GuestRAMGuard.install()
+        let slot = vtdb_ram_guard_register(p, Int(spec.size), prot)
+        guard slot >= 0 else {
+            munmap(p, Int(spec.size))
+            throw GuestRAMError("\(gpaText): every SIGBUS guard slot is taken (1024 guest RAM mappings alive)", errno: -slot)
+        }
+        return RegionMapping(base: p, identity: identity, guardSlot: slot)
     }
 
     /// An unlinked POSIX shared-memory object: a memfd in all but name, made
@@ -234,11 +300,24 @@ final class RegionMapping: @unchecked Sendable {
 
     let base: UnsafeMutableRawPointer
     let identity: Identity
+    /// Its slot in the SIGBUS guard.
+    let guardSlot: Int32
 
-    init(base: UnsafeMutableRawPointer, identity: Identity) {
+    init(base: UnsafeMutableRawPointer, identity: Identity, guardSlot: Int32) {
         self.base = base
         self.identity = identity
+        self.guardSlot = guardSlot
     }
 
-    deinit { munmap(base, Int(identity.size)) }
+    /// A SIGBUS replaced it with zero-filled memory.
+    var isLost: Bool { vtdb_ram_guard_lost(guardSlot) != 0 }
+
+    /// Where in it the first SIGBUS hit.
+    var faultOffset: UInt64 { vtdb_ram_guard_fault_offset(guardSlot) }
+
+    deinit {
+        // Unguarded first: once unmapped, the range may be someone else's.
+        vtdb_ram_guard_unregister(guardSlot)
+        munmap(base, Int(identity.size))
+    }
 }

@@ -21,7 +21,9 @@ extension Daemon {
                 connection.close()
                 continue
             }
-            controls[connection.fd] = ControlSession(connection: connection)
+            let session = ControlSession(connection: connection)
+            controls[connection.fd] = session
+            register(session)
         }
     }
 
@@ -95,6 +97,7 @@ extension Daemon {
     func dropControl(_ session: ControlSession) {
         guard controls[session.connection.fd] === session else { return }
         controls.removeValue(forKey: session.connection.fd)
+        unregister(session)
         session.connection.close()
     }
 
@@ -233,8 +236,10 @@ extension Daemon {
             throw ControlError(code: .notAttached, message: error.message)
         }
         metrics.record(report)
-        return .object(["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
-                        "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)])
+        var result: [String: JSONValue] = ["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
+                                           "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)]
+        if !report.lostRegions.isEmpty { result["lost-memory-regions"] = lostRegionsJSON(report.lostRegions) }
+        return .object(result)
     }
 
     private func mappingsCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
@@ -256,6 +261,14 @@ extension Daemon {
         return .object(["level": .string(logLevel.level.rawValue)])
     }
 
+    /// Guest RAM regions lost to a file that shrank (PROTOCOL.md §2.3 `status`).
+    func lostRegionsJSON(_ regions: [GuestRAM.LostRegion]) -> JSONValue {
+        .array(regions.map { r in
+            .object(["gpa": .string("0x" + String(r.gpa, radix: 16)), "size": .string("0x" + String(r.size, radix: 16)),
+                     "fault-offset": .string("0x" + String(r.faultOffset, radix: 16)), "message": .string(r.description)])
+        })
+    }
+
     func failuresJSON(_ report: SyncReport) -> JSONValue {
         .array(report.failures.map { f in
             .object(["guest": .string(f.sourceID.description), "operation": .string(f.operation.rawValue),
@@ -268,11 +281,12 @@ extension Daemon {
         var vmmObject: [String: JSONValue] = [
             "connected": .bool(vmm != nil),
             "session": .string(vmm?.phase.rawValue ?? "none"),
-            "notifier-mode": .bool(bridge.notifierMode),
+            "notifier-mode": .bool(bridge.source == .notifier),
             "root-table": bridge.rootTable.map { .string("0x" + String($0, radix: 16)) } ?? .null,
             "translation": .bool(bridge.translationEnabled),
             "memory-regions": .int(Int64(bridge.memory?.regions.count ?? 0)),
             "memory-bytes": .int(Int64(clamping: bridge.memory?.totalSize ?? 0)),
+            "lost-memory-regions": lostRegionsJSON(bridge.memory?.lostRegions ?? []),
         ]
         if let peer = vmm?.connection.peer { vmmObject["pid"] = .int(Int64(peer.pid)) }
         var deviceList: [JSONValue] = []

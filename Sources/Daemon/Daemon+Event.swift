@@ -51,7 +51,9 @@ extension Daemon {
                 connection.close()
                 continue
             }
-            vmm = EventSession(connection: connection)
+            let session = EventSession(connection: connection)
+            vmm = session
+            register(session)
             metrics.vmmConnections.increment()
             logger.info("VMM connected", metadata: ["pid": "\(connection.peer.pid)", "uid": "\(connection.peer.uid)"])
             notify("STATUS=\(statusLine)")
@@ -63,6 +65,8 @@ extension Daemon {
             readVMM(session)
         }
         if vmm === session { flush(session) }
+        // Config event-busy-poll-us: look again without sleeping for a while.
+        if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
     }
 
     func readVMM(_ session: EventSession) {
@@ -114,7 +118,7 @@ extension Daemon {
                 stages.requests += 1
                 let encoding = ContinuousClock.now
                 if reply.status.closesConnection { session.closing = true }
-                if reply.status != .ok && reply.status != .partial { metrics.rejectedFrames.increment() }
+                if reply.status != .ok && reply.status != .partial && reply.status != .memoryLost { metrics.rejectedFrames.increment() }
                 session.outbound.enqueue(EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply), fds: [])
                 stages.ack += encoding.duration(to: .now).nanosecondCount
             }
@@ -138,6 +142,7 @@ extension Daemon {
     func dropVMM(_ session: EventSession) {
         guard vmm === session else { return }
         for fd in session.decoder.takeAllFDs() { close(fd) }
+        unregister(session)
         session.connection.close()
         vmm = nil
         logger.info("VMM disconnected; mappings kept until it reconnects")
@@ -167,20 +172,16 @@ extension Daemon {
         switch request {
         case let .hello(_, flags, cap, ecap):
             let caps = IOMMUCapabilities(cap: cap, ecap: ecap)
-            guard !caps.supportedLevels.isDisjoint(with: [3, 4, 5]) else {
-                return EventReply(status: .capability, message: "CAP.SAGAW advertises no 3-, 4- or 5-level table support")
-            }
-            let notifier = HelloFlags(rawValue: flags).contains(.notifierMode)
+            let source: TranslationSource = HelloFlags(rawValue: flags).contains(.notifierMode) ? .notifier : .tables
             do {
-                try bridge.setCapabilities(caps, notifierMode: notifier)
+                try bridge.setCapabilities(caps, source: source)
             } catch {
                 return EventReply(status: .capability, message: error.message)
             }
             bridge.suspendSync()
             session.phase = .loading
-            vmmNotifierMode = notifier
             logger.info("VMM hello", metadata: ["cap": "0x\(String(cap, radix: 16))", "ecap": "0x\(String(ecap, radix: 16))",
-                                                "notifier-mode": "\(notifier)"])
+                                                "source": "\(source.rawValue)"])
             return .helloAccepted(devices: UInt32(devices.count))
         case let .setMemTable(regions):
             var specs: [GuestRAMRegionSpec] = []
@@ -215,7 +216,7 @@ extension Daemon {
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "INVALIDATE while loading: send READY first")
             }
-            guard !vmmNotifierMode else {
+            guard bridge.source == .tables else {
                 return EventReply(status: .badState, message: "INVALIDATE in notifier mode: this session sends NOTIFY (HELLO flags bit 0)")
             }
             metrics.invalidations.increment(by: words.count)
@@ -227,7 +228,7 @@ extension Daemon {
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "NOTIFY while loading: send READY first")
             }
-            guard vmmNotifierMode else {
+            guard bridge.source == .notifier else {
                 return EventReply(status: .badState, message: "NOTIFY outside notifier mode: set HELLO flags bit 0 to use it")
             }
             metrics.notifierEntries.increment(by: entries.count)
@@ -247,9 +248,11 @@ extension Daemon {
         }
     }
 
-    /// A state change's reply: OK, or PARTIAL with what the kernel refused.
+    /// A state change's reply: OK, MEMORY_LOST when a guest RAM region was
+    /// lost meanwhile, or PARTIAL with what the kernel refused.
     private func reply(for report: SyncReport) -> EventReply {
         metrics.record(report)
+        if let lost = memoryLostReply(report) { return lost }
         guard !report.failures.isEmpty else { return .ok }
         return EventReply(status: .partial,
                           message: "\(report.failures.count) kernel operation(s) failed, first: \(report.failures[0]); the control socket's status lists them; a replay retries")
@@ -274,11 +277,22 @@ extension Daemon {
         if let rejected = result.rejected {
             status = .descriptor
             message = rejected.reason
+        } else if let lost = memoryLostReply(result.report) {
+            status = lost.status
+            message = lost.message
         } else if !body.failures.isEmpty {
             status = .partial
             message = "\(body.failures.count) kernel operation(s) failed; the shadow holds what the kernel accepted and a replay retries the rest"
         }
         return EventReply(status: status, message: message, body: .batch(body))
+    }
+
+    /// MEMORY_LOST (§1.7) when the request found guest RAM regions lost: the
+    /// VMM learns which, and that it must send a memory table that stays whole.
+    private func memoryLostReply(_ report: SyncReport) -> EventReply? {
+        guard let first = report.lostRegions.first else { return nil }
+        let more = report.lostRegions.count > 1 ? " (and \(report.lostRegions.count - 1) more region(s))" : ""
+        return EventReply(status: .memoryLost, message: "\(first)\(more); send SET_MEM_TABLE again")
     }
 
     /// Nanoseconds spent in every backend call of every device so far.

@@ -3,9 +3,14 @@ import UnixIO
 import Wire
 
 /// A control client that got one error line and is being let go.
-struct RefusedClient {
+final class RefusedClient {
     let connection: UnixConnection
     let deadline: ContinuousClock.Instant
+
+    init(connection: UnixConnection, deadline: ContinuousClock.Instant) {
+        self.connection = connection
+        self.deadline = deadline
+    }
 }
 
 extension Daemon {
@@ -33,13 +38,16 @@ extension Daemon {
            let oldest = refusedControls.min(by: { $0.value.deadline < $1.value.deadline }) {
             dropRefused(oldest.key)
         }
-        refusedControls[connection.fd] = RefusedClient(connection: connection, deadline: .now + Self.refusalLinger)
+        let refused = RefusedClient(connection: connection, deadline: .now + Self.refusalLinger)
+        refusedControls[connection.fd] = refused
+        register(refused)
     }
 
     /// The refused client sent something or closed: discard its bytes; on
     /// end of stream or error, close.
-    func serviceRefused(_ fd: Int32) {
-        guard let refused = refusedControls[fd] else { return }
+    func serviceRefused(_ refused: RefusedClient) {
+        let fd = refused.connection.fd
+        guard refusedControls[fd] === refused else { return }
         var scratch = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<4 {
             let result = try? scratch.withUnsafeMutableBytes { try refused.connection.receive(into: $0) }
@@ -61,6 +69,8 @@ extension Daemon {
     }
 
     func dropRefused(_ fd: Int32) {
-        refusedControls.removeValue(forKey: fd)?.connection.close()
+        guard let refused = refusedControls.removeValue(forKey: fd) else { return }
+        unregister(refused)
+        refused.connection.close()
     }
 }
