@@ -34,7 +34,8 @@ struct ConfigFile {
         lines[key].map { "\(path), line \($0)" } ?? path
     }
 
-    /// Files nest three levels at most; the parser's own limit is for requests.
+    /// A config nests three levels at most; 32 (the limit of the reader the
+    /// shared parser replaced) leaves room and refuses a runaway file early.
     static let maximumDepth = 32
 
     static func load(path: String) throws(ConfigError) -> ConfigFile {
@@ -140,7 +141,7 @@ struct ConfigFile {
             ConfigError(key: info.key, message: "is \(found); expected \(info.kind.expectation)", source: source)
         }
         func describe(_ node: JSONNode) -> String { Self.describe(node, in: document) }
-        /// Whether the value is an integer that fits `Int`, as the config's numbers are.
+        /// Whether the value is an integer that fits `Int` (64 bits), as the config's numbers are.
         func isInteger(_ node: JSONNode) -> Bool {
             if case .scalar(.int) = node.content { true } else { false }
         }
@@ -157,10 +158,8 @@ struct ConfigFile {
             }
             guard isInteger(node) else { throw fail(describe(node)) }
         case .nameOrID:
-            guard case .scalar(.string) = node.content else {
-                guard isInteger(node) else { throw fail(describe(node)) }
-                return
-            }
+            if case .scalar(.string) = node.content { return }
+            guard isInteger(node) else { throw fail(describe(node)) }
         case .stringList:
             guard case .array(let elements) = node.content else { throw fail(describe(node)) }
             for (i, element) in elements.enumerated() {
