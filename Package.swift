@@ -22,6 +22,15 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // C shim for the calls Swift cannot express, or not without reading
+        // errno after the fact: SCM_RIGHTS (CMSG_* macros), Unix addresses,
+        // SO_PEERCRED/SO_PEERGROUPS, memfd_create, mmap, signalfd, variadic
+        // open/fcntl. Every function returns its result or -errno.
+        .target(name: "CPosix"),
+        // The one OS layer: the owned descriptor (closed exactly once, scoped
+        // access), SystemError (errno + the call's name), the one EINTR retry,
+        // files, memfd and mmap, Unix sockets, poll, signalfd.
+        .target(name: "Posix", dependencies: ["CPosix"]),
         // C shim: the <linux/vfio.h> request numbers Swift cannot import, and
         // ioctl wrappers that return -errno.
         .target(name: "CVFIO"),
@@ -85,6 +94,7 @@ let package = Package(
         // Test doubles live here and only here.
         .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest"]),
 
+        .testTarget(name: "PosixTests", dependencies: ["Posix", "CPosix"]),
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
