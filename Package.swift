@@ -34,9 +34,10 @@ let package = Package(
         // C shim: the <linux/vfio.h> request numbers Swift cannot import, and
         // ioctl wrappers that return -errno.
         .target(name: "CVFIO"),
-        // Containers, groups, devices and their errors: a thin layer over the kernel.
+        // Containers, groups, devices and their errors: a thin layer over the
+        // kernel, on Posix descriptors and errors.
         .target(name: "VFIO", dependencies: [
-            "CVFIO",
+            "CVFIO", "CPosix", "Posix",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Pure VT-d model: entries, the second-level walk, invalidation descriptors.
@@ -62,7 +63,7 @@ let package = Package(
         .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
-            "Bridge", "VFIO", "VTd", "Wire", "UnixIO",
+            "Bridge", "VFIO", "VTd", "Wire", "UnixIO", "Posix",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Configuration", package: "swift-configuration"),
@@ -79,7 +80,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
-            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "VTdBridgeClient", "VFIO", "CSocket",
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CSocket",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -96,7 +97,7 @@ let package = Package(
 
         .testTarget(name: "PosixTests", dependencies: ["Posix", "CPosix"]),
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),

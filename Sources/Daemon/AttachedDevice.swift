@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import VFIO
 import VTd
 
@@ -90,7 +91,9 @@ final class AttachedDevice {
             throw VFIOError(operation: "attach", subject: spec.guest.description, errno: ENODEV,
                             hint: "the dry-run backend opens no device, so there is no file descriptor to return")
         }
-        return try device.duplicateDescriptor()
+        // Handed over as a number while the control socket's queue still
+        // adopts raw ones.
+        return try device.duplicateDescriptor().take()
     }
 
     var hostDescription: String {

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Posix
 import VFIO
 
 /// QEMU's "edu" teaching device (PCI 1234:11e8), driven through a VFIO
@@ -23,7 +24,7 @@ final class EduDevice {
         self.address = address
         var quiet = Logger(label: "edu")
         quiet.logLevel = .critical
-        device = Device(adopting: fd, name: address, logger: quiet)
+        device = Device(adopting: FileDescriptor(adopting: fd), name: address, logger: quiet)
         config = try device.regionInfo(RegionInfo.pciConfig)
         bar0 = try device.regionInfo(RegionInfo.pciBAR(0))
         let id = try device.read(UInt32.self, from: bar0, at: 0)
