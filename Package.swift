@@ -47,20 +47,20 @@ let package = Package(
         .target(name: "VTdGuest", dependencies: ["VTd"]),
         // Guest RAM, address spaces, the shadow map, sync, and the backend seam.
         .target(name: "Bridge", dependencies: [
-            "VTd", "VFIO",
+            "VTd", "VFIO", "Posix",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // C shim for socket calls Swift cannot express: SCM_RIGHTS (CMSG_*
-        // macros), SO_PEERCRED, memfd_create, signalfd. Returns -errno.
-        .target(name: "CSocket"),
-        // Unix sockets, fd passing, peer credentials, poll, signals, sd_notify.
-        .target(name: "UnixIO", dependencies: ["CSocket"]),
+        // Connections and listeners on Posix sockets: stale-socket
+        // replacement, outbound queues, blocking conveniences, the poll set,
+        // signals, sd_notify.
+        .target(name: "UnixIO", dependencies: ["Posix"]),
         // Codecs for the event channel (binary) and the control socket (JSON
-        // lines). No I/O.
+        // lines). No I/O: the frame decoder is generic over what a descriptor
+        // is, so it never depends on Posix.
         .target(name: "Wire", dependencies: ["VTd"]),
         // Blocking clients of both sockets, for the CLI, the simulator, tests,
         // and VMM authors writing Swift.
-        .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
+        .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "Posix", "VTd"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
             "Bridge", "VFIO", "VTd", "Wire", "UnixIO", "Posix",
@@ -76,11 +76,11 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "vtdbridgectl", dependencies: [
-            "Bridge", "VTd", "Wire", "UnixIO", "VTdBridgeClient",
+            "Bridge", "VTd", "Wire", "UnixIO", "Posix", "VTdBridgeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
-            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CSocket",
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CPosix",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -99,11 +99,11 @@ let package = Package(
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport", "Posix"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
-        .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
+        .testTarget(name: "UnixIOTests", dependencies: ["UnixIO", "Posix", "CPosix"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Posix", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
 
         // Fuzzing (docs/RELIABILITY.md, "Fuzzing"): the harnesses and their
         // checks, one libFuzzer executable per target (a file replayer in a

@@ -86,14 +86,12 @@ final class AttachedDevice {
 
     /// A duplicate of the VFIO device fd for the VMM (it drives regions and
     /// interrupts; DMA mapping stays ours). The caller owns the result.
-    func duplicateDeviceFD() throws(VFIOError) -> Int32 {
+    func duplicateDeviceFD() throws(VFIOError) -> FileDescriptor {
         guard let device else {
             throw VFIOError(operation: "attach", subject: spec.guest.description, errno: ENODEV,
                             hint: "the dry-run backend opens no device, so there is no file descriptor to return")
         }
-        // Handed over as a number while the control socket's queue still
-        // adopts raw ones.
-        return try device.duplicateDescriptor().take()
+        return try device.duplicateDescriptor()
     }
 
     var hostDescription: String {

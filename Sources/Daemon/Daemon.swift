@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -184,7 +185,10 @@ public final class Daemon {
         try store.prepare()
         for path in [config.eventSocket, config.controlSocket] {
             let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-            if !dir.isEmpty { mkdir(dir, 0o750) }
+            // Best effort, for a hand-started daemon (systemd's
+            // RuntimeDirectory= makes it for the unit); if it cannot be made,
+            // listen reports the path with its errno.
+            if !dir.isEmpty { _ = try? FileSystem.makeDirectory(dir, mode: 0o750) }
         }
         eventListener = try UnixListener.listen(path: config.eventSocket, mode: 0o660, group: config.controlGroup)
         controlListener = try UnixListener.listen(path: config.controlSocket, mode: 0o660, group: config.controlGroup)
@@ -253,8 +257,8 @@ public final class Daemon {
         notify("STOPPING=1\nSTATUS=stopping: unmapping \(devices.count) device(s)")
         logger.info("shutting down", metadata: ["devices": "\(devices.count)"])
         stopListening()
-        if let vmm { try? vmm.outbound.flush(to: vmm.connection) }
-        for s in controls.values { try? s.outbound.flush(to: s.connection) }
+        if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
+        for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
         for sid in devices.keys.sorted() {
             let report = (try? bridge.detach(sid)) ?? SyncReport()
             for failure in report.failures {

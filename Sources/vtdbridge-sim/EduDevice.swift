@@ -20,11 +20,11 @@ final class EduDevice {
     static let buffer: UInt64 = 0x40000
     static let dmaLimit: UInt64 = 1 << 28
 
-    init(adopting fd: Int32, address: String) throws(VFIOError) {
+    init(adopting fd: FileDescriptor, address: String) throws(VFIOError) {
         self.address = address
         var quiet = Logger(label: "edu")
         quiet.logLevel = .critical
-        device = Device(adopting: FileDescriptor(adopting: fd), name: address, logger: quiet)
+        device = Device(adopting: fd, name: address, logger: quiet)
         config = try device.regionInfo(RegionInfo.pciConfig)
         bar0 = try device.regionInfo(RegionInfo.pciBAR(0))
         let id = try device.read(UInt32.self, from: bar0, at: 0)
