@@ -21,7 +21,7 @@ extension Daemon {
                 logger.error("accept on the \(socket) failed", metadata: ["error": "\(error)"])
                 return nil
             }
-            if policy.allows(connection.peer) { return connection }
+            if policy.allows(connection) { return connection }
             let peer = connection.peer
             logger.warning("\(socket): peer refused: uid \(peer.uid) is not in access.uids and none of its groups is in access.gids",
                            metadata: ["uid": "\(peer.uid)", "gid": "\(peer.gid)", "pid": "\(peer.pid)"])

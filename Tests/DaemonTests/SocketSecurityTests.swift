@@ -362,8 +362,8 @@ print(json.dumps(out))
         XCTAssertEqual(daemon.terminate(), 0, daemon.log)
     }
 
-    /// access.gids lets a peer in by a supplementary group alone (read from
-    /// /proc/PID/status, since SO_PEERCRED has the primary gid only).
+    /// access.gids lets a peer in by a supplementary group alone (read with
+    /// SO_PEERGROUPS, since SO_PEERCRED has the primary gid only).
     func testASupplementaryGroupInAccessGidsIsAcceptedOnBothSockets() throws {
         let tools = try requireSecondUID()
         let group: gid_t = 4242
