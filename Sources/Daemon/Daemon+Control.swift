@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -50,9 +51,9 @@ extension Daemon {
                 case .closed:
                     // Answer what was asked before the peer half-closed.
                     session.closing = true
-                case let .data(count, fds):
-                    // Nothing is ever passed to us on this socket.
-                    for fd in fds { close(fd) }
+                case let .data(count, _):
+                    // Nothing is ever passed to us on this socket; what a
+                    // client sends anyway is closed as the result goes.
                     buffer.withUnsafeBytes { session.lines.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
                     processLines(session)
                 }
@@ -104,12 +105,12 @@ extension Daemon {
     // MARK: commands
 
     /// Runs one command. The second result is descriptors to pass with the
-    /// reply (attach's device fd); the outbound queue owns and closes them.
+    /// reply (attach's device fd); the outbound queue holds them until sent.
     ///
     /// The switch has no default: a command added to `ControlCommand`
     /// without a case here does not compile. Unknown names never get here
     /// (`ControlCodec.parseRequest` answers them).
-    func execute(_ request: ControlRequest) -> (Result<JSONValue, ControlError>, [Int32]) {
+    func execute(_ request: ControlRequest) -> (Result<JSONValue, ControlError>, [FileDescriptor]) {
         if shutdownRequested, request.command != .status {
             return (.failure(.shuttingDown), [])
         }
@@ -148,7 +149,7 @@ extension Daemon {
         return sid
     }
 
-    private func attachCommand(_ request: ControlRequest) throws(ControlError) -> (Result<JSONValue, ControlError>, [Int32]) {
+    private func attachCommand(_ request: ControlRequest) throws(ControlError) -> (Result<JSONValue, ControlError>, [FileDescriptor]) {
         try request.allowOnly(["host", "group", "guest", "return-fd", "quota"])
         let guest = try guestArgument(request)
         let host: DeviceSpec.Host
@@ -190,7 +191,7 @@ extension Daemon {
                 return (.failure(error), [])
             }
         }
-        var fds: [Int32] = []
+        var fds: [FileDescriptor] = []
         if returnFD {
             do {
                 fds = [try device.duplicateDeviceFD()]

@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -20,7 +21,7 @@ extension Daemon {
                 logger.error("accept on the \(socket) failed", metadata: ["error": "\(error)"])
                 return nil
             }
-            if policy.allows(connection.peer) { return connection }
+            if policy.allows(connection) { return connection }
             let peer = connection.peer
             logger.warning("\(socket): peer refused: uid \(peer.uid) is not in access.uids and none of its groups is in access.gids",
                            metadata: ["uid": "\(peer.uid)", "gid": "\(peer.gid)", "pid": "\(peer.pid)"])
@@ -141,7 +142,9 @@ extension Daemon {
     /// working while the VMM restarts, and a reconnect re-sends the state.
     func dropVMM(_ session: EventSession) {
         guard vmm === session else { return }
-        for fd in session.decoder.takeAllFDs() { close(fd) }
+        // Descriptors of a frame that never completed (§1.2) close now
+        // rather than whenever the session object goes.
+        _ = session.decoder.takeAllFDs()
         unregister(session)
         session.connection.close()
         vmm = nil
@@ -151,18 +154,17 @@ extension Daemon {
 
     // MARK: requests
 
-    func handle(_ frame: FrameDecoder.Frame, in session: EventSession) -> EventReply {
+    /// Handles one frame. Its descriptors are owned by the frame: only
+    /// SET_MEM_TABLE uses them (the codec refuses them elsewhere), and only
+    /// while it maps them; all close when the frame goes.
+    func handle(_ frame: FrameDecoder<FileDescriptor>.Frame, in session: EventSession) -> EventReply {
         let request: EventRequest
         switch EventCodec.decodeRequest(frame) {
         case let .failure(error):
-            for fd in frame.fds { close(fd) }
             return EventReply(status: error.status, message: error.message)
         case let .success(r):
             request = r
         }
-        // Descriptors only ever belong to SET_MEM_TABLE; the codec refused
-        // them elsewhere, so anything left here is ours to close after use.
-        defer { for fd in frame.fds { close(fd) } }
         if shutdownRequested {
             return EventReply(status: .shuttingDown, message: "the daemon is stopping")
         }

@@ -52,8 +52,9 @@ extension Daemon {
         for _ in 0..<4 {
             let result = try? scratch.withUnsafeMutableBytes { try refused.connection.receive(into: $0) }
             switch result {
-            case let .data(_, fds)?:
-                for fd in fds { close(fd) }
+            case .data?:
+                // Bytes and any descriptors are dropped (closed) unread.
+                continue
             case .wouldBlock?:
                 return
             case .closed?, nil:

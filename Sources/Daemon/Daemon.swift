@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -174,7 +175,10 @@ public final class Daemon {
         try store.prepare()
         for path in [config.eventSocket, config.controlSocket] {
             let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-            if !dir.isEmpty { mkdir(dir, 0o750) }
+            // Best effort, for a hand-started daemon (systemd's
+            // RuntimeDirectory= makes it for the unit); if it cannot be made,
+            // listen reports the path with its errno.
+            if !dir.isEmpty { _ = try? FileSystem.makeDirectory(dir, mode: 0o750) }
         }
         let events = try UnixListener.listen(path: config.eventSocket, mode: 0o660, group: config.controlGroup)
         eventListener = events

@@ -22,8 +22,9 @@ struct ControlOptions: ParsableArguments {
         let result: Result<JSONValue, ControlError>
         do {
             let client = try ControlClient(path: path)
-            let (r, fd) = try client.call(command, arguments)
-            if let fd { close(fd) }
+            // A descriptor in the reply (attach's device fd) is of no use
+            // here; it closes as the tuple goes.
+            let (r, _) = try client.call(command, arguments)
             result = r
         } catch {
             FileHandleStderr.write("vtdbridgectl: \(error)\n")

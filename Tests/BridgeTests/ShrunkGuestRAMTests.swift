@@ -1,6 +1,6 @@
 import Bridge
 import Glibc
-import UnixIO
+import Posix
 import VTd
 import VTdBridgeTestSupport
 import VTdGuest
@@ -46,25 +46,26 @@ final class ShrunkGuestRAMTests: XCTestCase {
     /// Far enough from `nearIOVA` to need its own level-3 table and below.
     let farIOVA: UInt64 = 0x80_0000_0000
 
-    func makeFile(_ backing: Backing, size: UInt64) throws -> Int32 {
+    func makeFile(_ backing: Backing, size: UInt64) throws -> FileDescriptor {
         switch backing {
         case .memfd:
-            return try makeMemFD(name: "shrinking-guest-ram", size: size)
+            return try FileDescriptor.memoryFile(name: "shrinking-guest-ram", size: size)
         case .tmpfsFile, .regularFile:
             let dir = backing == .tmpfsFile ? "/dev/shm" : NSTemporaryDirectoryPath()
             var template = Array("\(dir)/vtdb-ram-XXXXXX".utf8CString)
             let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
             XCTAssertGreaterThanOrEqual(fd, 0, "mkstemp in \(dir): errno \(errno)")
             template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-            XCTAssertEqual(ftruncate(fd, off_t(size)), 0)
-            return fd
+            let file = FileDescriptor(adopting: fd, subject: dir)
+            try file.truncate(to: size)
+            return file
         }
     }
 
     struct World {
         let bridge: GuestIOMMU
         let backend: RecordingBackend
-        let fileB: Int32
+        let fileB: FileDescriptor
         let memory: GuestRAM
         var writer: GuestTableWriter<GuestRAM>
         /// Offset in file B of the first table page the far mapping needed.
@@ -80,7 +81,6 @@ final class ShrunkGuestRAMTests: XCTestCase {
     /// far onto B; the far one's tables are allocated last.
     func makeWorld(_ backing: Backing) throws -> World {
         let fileA = try makeFile(.memfd, size: Self.regionA.size)
-        defer { close(fileA) }
         let fileB = try makeFile(backing, size: Self.regionB.size)
         let memory = try GuestRAM([
             GuestRAMRegionSpec(gpa: Self.regionA.gpa, size: Self.regionA.size, backing: .fileDescriptor(fileA, offset: 0)),
@@ -118,11 +118,10 @@ final class ShrunkGuestRAMTests: XCTestCase {
 
     func check(_ path: Path, _ backing: Backing, file: StaticString = #filePath, line: UInt = #line) throws {
         let w = try makeWorld(backing)
-        defer { close(w.fileB) }
         let lostHost = w.hostRangeB
         // The VMM cuts region B's file just below the far mapping's tables:
         // the near tables stay readable, the far ones are past the end.
-        XCTAssertEqual(ftruncate(w.fileB, off_t(w.farTablesOffset)), 0, file: file, line: line)
+        try w.fileB.truncate(to: w.farTablesOffset)
         // The guest maps one more page onto B's surviving half, in a near
         // table: a walk plans this map before it reaches the far tables and
         // faults. Applied, it would pin what the guard put in B's place,
@@ -194,9 +193,7 @@ final class ShrunkGuestRAMTests: XCTestCase {
     /// mappings onto A stay untouched (no call), the one onto B goes.
     func testMappingsOntoOtherRegionsStay() throws {
         let fileA = try makeFile(.memfd, size: Self.regionA.size)
-        defer { close(fileA) }
         let fileB = try makeFile(.memfd, size: Self.regionB.size)
-        defer { close(fileB) }
         let memory = try GuestRAM([
             GuestRAMRegionSpec(gpa: Self.regionA.gpa, size: Self.regionA.size, backing: .fileDescriptor(fileA, offset: 0)),
             GuestRAMRegionSpec(gpa: Self.regionB.gpa, size: Self.regionB.size, backing: .fileDescriptor(fileB, offset: 0)),
@@ -217,7 +214,7 @@ final class ShrunkGuestRAMTests: XCTestCase {
 
         // Something (here: the test itself) reads B past its new end; the
         // guard absorbs it and the next piece of work drops the region.
-        XCTAssertEqual(ftruncate(fileB, 0), 0)
+        try fileB.truncate(to: 0)
         let probe = memory.regions[1].hostAddress
         XCTAssertEqual(UnsafePointer<UInt64>(bitPattern: UInt(probe))!.pointee, 0)
         backend.clearCalls()
@@ -235,16 +232,15 @@ final class ShrunkGuestRAMTests: XCTestCase {
     /// A lost mapping reads zeros: a new table naming the same file again
     /// (grown back to its size) must map it afresh, not reuse the zeros.
     func testLostMappingIsNeverReused() throws {
-        let fd = try makeMemFD(name: "regrown", size: 1 << 20)
-        defer { close(fd) }
+        let fd = try FileDescriptor.memoryFile(name: "regrown", size: 1 << 20)
         let spec = [GuestRAMRegionSpec(gpa: 0, size: 1 << 20, backing: .fileDescriptor(fd, offset: 0))]
         let first = try GuestRAM(spec)
-        XCTAssertEqual(ftruncate(fd, 0), 0)
+        try fd.truncate(to: 0)
         XCTAssertEqual(UnsafePointer<UInt64>(bitPattern: UInt(first.regions[0].hostAddress))!.pointee, 0)
         XCTAssertEqual(first.regionsLost, [0])
-        XCTAssertEqual(ftruncate(fd, 1 << 20), 0)
-        var word: UInt64 = 0x1234_5678_9abc_def0
-        XCTAssertEqual(pwrite(fd, &word, 8, 0), 8)
+        try fd.truncate(to: 1 << 20)
+        let word: UInt64 = 0x1234_5678_9abc_def0
+        XCTAssertEqual(try withUnsafeBytes(of: word) { try fd.write(at: 0, from: $0) }, 8)
         let second = try GuestRAM(spec, reusing: first)
         XCTAssertNotEqual(second.regions[0].hostAddress, first.regions[0].hostAddress)
         XCTAssertEqual(second.word(at: 0), 0x1234_5678_9abc_def0)

@@ -1,6 +1,7 @@
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import VTd
 import VTdBridgeClient
@@ -35,7 +36,7 @@ final class DaemonHarness {
         env.removeValue(forKey: "NOTIFY_SOCKET")
         for (k, v) in environment { env[k] = v }
         process.environment = env
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
@@ -47,7 +48,7 @@ final class DaemonHarness {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let c = try? UnixConnection.connect(path: controlSocket) {
-                try? c.close()
+                c.close()
                 return
             }
             guard process.isRunning else {
@@ -101,8 +102,8 @@ struct HarnessError: Error, CustomStringConvertible {
 /// goes through files, so a chatty tool never blocks on a full pipe.
 func runTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let base = NSTemporaryDirectory() + "tool-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
     defer {
         unlink(base + ".out")
         unlink(base + ".err")
@@ -122,10 +123,10 @@ extension DaemonHarness {
     /// A VMM in this process (uid 0) whose guest has one page mapped for
     /// `sid` (IOVA 0x1000 → GPA 0x10000), connected and READY: 64 MiB of RAM
     /// in a memfd, tables in its top 8 MiB. Returns the client, the guest's
-    /// table writer and the memfd (the caller closes it).
-    func connectGuest(_ sid: SourceID) throws -> (EventClient, GuestTableWriter<GuestRAM>, Int32) {
+    /// table writer and the memfd (closed when the caller lets it go).
+    func connectGuest(_ sid: SourceID) throws -> (EventClient, GuestTableWriter<GuestRAM>, FileDescriptor) {
         let caps = IOMMUCapabilities.make()
-        let fd = try makeMemFD(name: "test-guest-ram", size: 64 << 20)
+        let fd = try FileDescriptor.memoryFile(name: "test-guest-ram", size: 64 << 20)
         let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 64 << 20, backing: .fileDescriptor(fd, offset: 0))])
         var writer = try GuestTableWriter(memory: ram, caps: caps, tableArea: (56 << 20)..<(64 << 20))
         let client = try EventClient(path: eventSocket)

@@ -1,6 +1,7 @@
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import VTd
 import VTdBridgeClient
@@ -12,8 +13,8 @@ final class NotifierModeTests: XCTestCase {
     func testNotifyFramesMapAndUnmapThroughTheDaemon() throws {
         let daemon = try DaemonHarness()
         let caps = IOMMUCapabilities.make()
-        let fd = try makeMemFD(name: "notifier-ram", size: 16 << 20)
-        defer { close(fd) }
+        let fd = try FileDescriptor.memoryFile(name: "notifier-ram", size: 16 << 20)
+        defer { try? fd.close() }
         let client = try EventClient(path: daemon.eventSocket)
         try client.require(.hello(version: 1, flags: HelloFlags.notifierMode.rawValue, cap: caps.cap, ecap: caps.ecap))
         try client.require(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 16 << 20, offset: 0)]), fds: [fd])

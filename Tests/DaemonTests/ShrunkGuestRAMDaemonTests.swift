@@ -1,6 +1,6 @@
 import Bridge
 import Glibc
-import UnixIO
+import Posix
 import VTd
 import VTdBridgeClient
 import VTdGuest
@@ -21,15 +21,16 @@ final class ShrunkGuestRAMDaemonTests: XCTestCase {
     enum Backing: CaseIterable { case memfd, tmpfsFile, regularFile }
     enum Path: CaseIterable { case domainInvalidation, globalInvalidation, pageInvalidationThenReplay, replay, reconnectReady }
 
-    func makeFile(_ backing: Backing) throws -> Int32 {
-        if backing == .memfd { return try makeMemFD(name: "shrinking-guest-ram", size: ramSize) }
+    func makeFile(_ backing: Backing) throws -> FileDescriptor {
+        if backing == .memfd { return try FileDescriptor.memoryFile(name: "shrinking-guest-ram", size: ramSize) }
         let dir = backing == .tmpfsFile ? "/dev/shm" : (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp")
         var template = Array("\(dir)/vtdb-ram-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         XCTAssertGreaterThanOrEqual(fd, 0, "mkstemp in \(dir): errno \(errno)")
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-        XCTAssertEqual(ftruncate(fd, off_t(ramSize)), 0)
-        return fd
+        let file = FileDescriptor(adopting: fd, subject: dir)
+        try file.truncate(to: ramSize)
+        return file
     }
 
     func check(_ path: Path, _ backing: Backing) throws {
@@ -37,7 +38,6 @@ final class ShrunkGuestRAMDaemonTests: XCTestCase {
         let daemon = try DaemonHarness()
         defer { XCTAssertEqual(daemon.terminate(), 0, "\(what): \(daemon.log)") }
         let fd = try makeFile(backing)
-        defer { close(fd) }
         let caps = IOMMUCapabilities.make()
         let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: ramSize, backing: .fileDescriptor(fd, offset: 0))])
         var writer = try GuestTableWriter(memory: ram, caps: caps, tableArea: (56 << 20)..<(64 << 20))
@@ -54,7 +54,7 @@ final class ShrunkGuestRAMDaemonTests: XCTestCase {
 
         // The VMM cuts the file just below the far mapping's tables.
         let farTables = try XCTUnwrap(writer.existingSlot(domain: 1, iova: farIOVA, level: 3)) & ~0xfff
-        XCTAssertEqual(ftruncate(fd, off_t(farTables)), 0)
+        try fd.truncate(to: farTables)
 
         func invalidate(_ d: InvalidationDescriptor) throws -> EventReply {
             try vmm.request(.invalidate([InvalidationWords(low: d.encoded.low, high: d.encoded.high)]))
@@ -103,7 +103,6 @@ final class ShrunkGuestRAMDaemonTests: XCTestCase {
 
         // A new memory table brings the region back; the daemon maps again.
         let fresh = try makeFile(.memfd)
-        defer { close(fresh) }
         let ram2 = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: ramSize, backing: .fileDescriptor(fresh, offset: 0))])
         var writer2 = try GuestTableWriter(memory: ram2, caps: caps, tableArea: (56 << 20)..<(64 << 20))
         try vmm.require(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: ramSize, offset: 0)]), fds: [fresh])

@@ -2,7 +2,7 @@
 // one error convention for everything in this target.
 
 #define _GNU_SOURCE
-#include "CSocket.h"
+#include "CPosix.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,31 +12,31 @@
 
 #define RESULT_OR_ERRNO(call) do { int result_ = (call); return result_ < 0 ? -errno : result_; } while (0)
 
-int csocket_socket(int domain, int type) {
+int cposix_socket(int domain, int type) {
     RESULT_OR_ERRNO(socket(domain, type, 0));
 }
 
-int csocket_socketpair(int type, int fds[2]) {
+int cposix_socketpair(int type, int fds[2]) {
     RESULT_OR_ERRNO(socketpair(AF_UNIX, type, 0, fds));
 }
 
-int csocket_accept(int fd, int flags) {
+int cposix_accept(int fd, int flags) {
     RESULT_OR_ERRNO(accept4(fd, NULL, NULL, flags));
 }
 
-int csocket_listen(int fd, int backlog) {
+int cposix_listen(int fd, int backlog) {
     RESULT_OR_ERRNO(listen(fd, backlog));
 }
 
-int csocket_shutdown(int fd, int how) {
+int cposix_shutdown(int fd, int how) {
     RESULT_OR_ERRNO(shutdown(fd, how));
 }
 
-int csocket_close(int fd) {
+int cposix_close(int fd) {
     RESULT_OR_ERRNO(close(fd));
 }
 
-int csocket_set_nonblocking(int fd, int on) {
+int cposix_set_nonblocking(int fd, int on) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) {
         return -errno;
@@ -48,7 +48,7 @@ int csocket_set_nonblocking(int fd, int on) {
     RESULT_OR_ERRNO(fcntl(fd, F_SETFL, wanted));
 }
 
-int csocket_is_cloexec(int fd) {
+int cposix_is_cloexec(int fd) {
     int flags = fcntl(fd, F_GETFD);
     if (flags < 0) {
         return -errno;
@@ -56,38 +56,42 @@ int csocket_is_cloexec(int fd) {
     return (flags & FD_CLOEXEC) ? 1 : 0;
 }
 
-int csocket_lstat(const char *path, struct stat *out) {
+int cposix_lstat(const char *path, struct stat *out) {
     RESULT_OR_ERRNO(lstat(path, out));
 }
 
-int csocket_fstat(int fd, struct stat *out) {
+int cposix_stat(const char *path, struct stat *out) {
+    RESULT_OR_ERRNO(stat(path, out));
+}
+
+int cposix_fstat(int fd, struct stat *out) {
     RESULT_OR_ERRNO(fstat(fd, out));
 }
 
-int csocket_unlink(const char *path) {
+int cposix_unlink(const char *path) {
     RESULT_OR_ERRNO(unlink(path));
 }
 
-int csocket_chmod(const char *path, mode_t mode) {
+int cposix_chmod(const char *path, mode_t mode) {
     RESULT_OR_ERRNO(chmod(path, mode));
 }
 
-int csocket_chgrp(const char *path, gid_t group) {
+int cposix_chgrp(const char *path, gid_t group) {
     RESULT_OR_ERRNO(lchown(path, (uid_t)-1, group));
 }
 
-int csocket_ftruncate(int fd, uint64_t size) {
+int cposix_ftruncate(int fd, uint64_t size) {
     if (size > (uint64_t)INT64_MAX) {
         return -EFBIG;
     }
     RESULT_OR_ERRNO(ftruncate(fd, (off_t)size));
 }
 
-int csocket_poll(struct pollfd *fds, unsigned long count, int timeout_ms) {
+int cposix_poll(struct pollfd *fds, unsigned long count, int timeout_ms) {
     RESULT_OR_ERRNO(poll(fds, (nfds_t)count, timeout_ms));
 }
 
-int csocket_set_affinity(int pid, int cpu) {
+int cposix_set_affinity(int pid, int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (cpu < 0) {
@@ -98,7 +102,7 @@ int csocket_set_affinity(int pid, int cpu) {
     RESULT_OR_ERRNO(sched_setaffinity(pid, sizeof set, &set));
 }
 
-int csocket_set_memlock(int pid, unsigned long long bytes) {
+int cposix_set_memlock(int pid, unsigned long long bytes) {
     struct rlimit limit = { .rlim_cur = bytes, .rlim_max = bytes };
     RESULT_OR_ERRNO(prlimit(pid, RLIMIT_MEMLOCK, &limit, NULL));
 }

@@ -1,29 +1,24 @@
 // sendmsg/recvmsg with SCM_RIGHTS: the part that needs the CMSG_* macros.
 
 #define _GNU_SOURCE
-#include "CSocket.h"
+#include "CPosix.h"
 
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 // The kernel's per-message limit (include/net/scm.h); not exported to userspace.
-#define CSOCKET_SCM_MAX_FD 253
+#define CPOSIX_SCM_MAX_FD 253
 
-ssize_t csocket_sendmsg_fds(int fd, const void *buffer, size_t length, const int *fds, int nfds) {
-    struct iovec iov = { .iov_base = (void *)buffer, .iov_len = length };
-    return csocket_sendmsg_iov_fds(fd, &iov, 1, fds, nfds);
-}
-
-ssize_t csocket_sendmsg_iov_fds(int fd, const struct iovec *buffers, int count, const int *fds, int nfds) {
-    if (nfds < 0 || nfds > CSOCKET_SCM_MAX_FD || count < 0) {
+ssize_t cposix_sendmsg_iov_fds(int fd, const struct iovec *buffers, int count, const int *fds, int nfds) {
+    if (nfds < 0 || nfds > CPOSIX_SCM_MAX_FD || count < 0) {
         return -EINVAL;
     }
     struct msghdr message = { .msg_iov = (struct iovec *)buffers, .msg_iovlen = (size_t)count };
 
     // Sized for the kernel's limit; aligned as cmsghdr requires.
     union {
-        char bytes[CMSG_SPACE(sizeof(int) * CSOCKET_SCM_MAX_FD)];
+        char bytes[CMSG_SPACE(sizeof(int) * CPOSIX_SCM_MAX_FD)];
         struct cmsghdr align;
     } control;
 
@@ -58,19 +53,19 @@ static void close_all_received(struct msghdr *message) {
     }
 }
 
-ssize_t csocket_recvmsg_fds(int fd, void *buffer, size_t length, int *fds_out, int max_fds, int *nfds_out) {
+ssize_t cposix_recvmsg_fds(int fd, void *buffer, size_t length, int *fds_out, int max_fds, int *nfds_out) {
     *nfds_out = 0;
     if (max_fds < 0) {
         max_fds = 0;
     }
-    if (max_fds > CSOCKET_MAX_FDS) {
-        max_fds = CSOCKET_MAX_FDS;
+    if (max_fds > CPOSIX_MAX_FDS) {
+        max_fds = CPOSIX_MAX_FDS;
     }
     struct iovec iov = { .iov_base = buffer, .iov_len = length };
     struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1 };
 
     union {
-        char bytes[CMSG_SPACE(sizeof(int) * CSOCKET_MAX_FDS)];
+        char bytes[CMSG_SPACE(sizeof(int) * CPOSIX_MAX_FDS)];
         struct cmsghdr align;
     } control;
 
@@ -114,7 +109,7 @@ ssize_t csocket_recvmsg_fds(int fd, void *buffer, size_t length, int *fds_out, i
     return received;
 }
 
-ssize_t csocket_recv_peek(int fd, void *buffer, size_t length) {
+ssize_t cposix_recv_peek(int fd, void *buffer, size_t length) {
     ssize_t peeked = recv(fd, buffer, length, MSG_PEEK);
     return peeked < 0 ? -(ssize_t)errno : peeked;
 }

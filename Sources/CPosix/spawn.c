@@ -1,4 +1,4 @@
-#include "CSocket.h"
+#include "CPosix.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -6,7 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-int csocket_spawn_restricted(const char *path, char *const argv[], long uid, long gid,
+int cposix_spawn_restricted(const char *path, char *const argv[], long uid, long gid,
                              uint64_t memlock_bytes, int log_fd) {
     pid_t pid = fork();
     if (pid < 0) return -errno;

@@ -1,64 +1,72 @@
 import Glibc
+import Posix
 import VFIO
 import XCTest
 
-final class OwnedFDTests: XCTestCase {
-    private func openFile(_ kernel: FakeKernel) throws -> OwnedFD {
+/// VFIO's descriptors are Posix `FileDescriptor`s that close through the
+/// injectable kernel: the fake kernel hands out numbers of its own and must
+/// see each one closed exactly once.
+final class KernelDescriptorTests: XCTestCase {
+    private func openFile(_ kernel: FakeKernel) throws -> FileDescriptor {
         kernel.with { $0.nodes["/f"] = .file([1, 2, 3]) }
-        return try OwnedFD.open("/f", flags: O_RDONLY, kernel: kernel)
+        return try FileDescriptor.open("/f", flags: O_RDONLY, kernel: kernel)
     }
 
-    func testExplicitCloseHappensOnce() throws {
+    func testExplicitCloseHappensOnceThroughTheKernel() throws {
         let kernel = FakeKernel()
         do {
             let fd = try openFile(kernel)
             XCTAssertTrue(fd.isOpen)
+            XCTAssertEqual(fd.subject, "/f")
             try fd.close()
             XCTAssertFalse(fd.isOpen)
-            let again = expectError { try fd.close() }
+            let again = expectSystemError { try fd.close() }
             XCTAssertEqual(again?.errno, EBADF)
-            XCTAssertEqual(again?.operation, "close")
+            XCTAssertEqual(again?.call, "close")
             XCTAssertEqual(kernel.with { $0.closed.count }, 1)
         }
         // deinit after an explicit close does not close again.
         XCTAssertEqual(kernel.with { $0.closed.count }, 1)
     }
 
-    func testDeinitClosesAnOpenDescriptor() throws {
+    func testDeinitClosesAnOpenDescriptorThroughTheKernel() throws {
         let kernel = FakeKernel()
         var number: Int32 = -1
         do {
             let fd = try openFile(kernel)
-            number = try fd.withDescriptor("peek") { $0 }
+            number = fd.number
             XCTAssertTrue(kernel.with { $0.closed.isEmpty })
         }
         XCTAssertEqual(kernel.with { $0.closed }, [number])
     }
 
     func testUseAfterCloseNeverReachesTheKernel() throws {
-        let kernel = FakeKernel()
-        let fd = try openFile(kernel)
-        try fd.close()
-        var ran = false
-        let error = expectError { try fd.withDescriptor("VFIO_DEVICE_GET_INFO") { _ in ran = true } }
-        XCTAssertFalse(ran)
+        let fixture = Fixture()
+        let (_, group) = try fixture.readyContainer()
+        let device = try group.openDevice(Fixture.device)
+        try device.close()
+        let requestsBefore = fixture.kernel.with { $0.requests.count }
+        let error = expectError { try device.info() }
         XCTAssertEqual(error?.operation, "VFIO_DEVICE_GET_INFO")
+        XCTAssertEqual(error?.subject, "device \(Fixture.device)")
         XCTAssertEqual(error?.errno, EBADF)
+        XCTAssertEqual(error?.detail, "descriptor already closed")
+        XCTAssertEqual(fixture.kernel.with { $0.requests.count }, requestsBefore)
     }
 
     func testCloseIsNotRetriedOnEINTR() throws {
         let kernel = FakeKernel()
         let fd = try openFile(kernel)
         kernel.with { $0.closeErrors = [EINTR] }
-        let error = expectError { try fd.close() }
+        let error = expectSystemError { try fd.close() }
         XCTAssertEqual(error?.errno, EINTR)
         XCTAssertEqual(kernel.with { $0.closed.count }, 1)
         // The descriptor is considered gone: no second close.
-        XCTAssertEqual(expectError { try fd.close() }?.errno, EBADF)
+        XCTAssertEqual(expectSystemError { try fd.close() }?.errno, EBADF)
         XCTAssertEqual(kernel.with { $0.closed.count }, 1)
     }
 
-    func testOpenAddsCloexec() throws {
+    func testOpenAddsCloexecAndNamesTheSubject() throws {
         final class FlagKernel: VFIOKernel, @unchecked Sendable {
             // Written once from the calling thread in this test only.
             var flags: Int32 = 0
@@ -73,9 +81,10 @@ final class OwnedFDTests: XCTestCase {
             func memoryLockLimit() -> (soft: UInt64, hard: UInt64)? { nil }
         }
         let kernel = FlagKernel()
-        _ = try OwnedFD.open("/x", kernel: kernel)
+        let fd = try FileDescriptor.open("/x", kernel: kernel, subject: "group 3")
         XCTAssertEqual(kernel.flags & O_CLOEXEC, O_CLOEXEC)
         XCTAssertEqual(kernel.flags & O_ACCMODE, O_RDWR)
+        XCTAssertEqual(fd.subject, "group 3")
     }
 
     func testOpenRetriesEINTR() throws {
@@ -92,8 +101,30 @@ final class OwnedFDTests: XCTestCase {
             func memoryLockLimit() -> (soft: UInt64, hard: UInt64)? { nil }
         }
         let kernel = InterruptingKernel()
-        let fd = try OwnedFD.open("/x", kernel: kernel)
+        let fd = try FileDescriptor.open("/x", kernel: kernel)
         XCTAssertEqual(kernel.attempts, 3)
-        XCTAssertEqual(try fd.withDescriptor("peek") { $0 }, 5)
+        XCTAssertEqual(fd.number, 5)
     }
+
+    func testVFIOErrorWrapsTheSystemErrorAndKeepsItsHint() {
+        let kernel = FakeKernel()
+        kernel.with { $0.openErrors["/dev/vfio/vfio"] = EACCES }
+        let error = expectError { try FileDescriptor.open("/dev/vfio/vfio", kernel: kernel) { _ in "run as root" } }
+        XCTAssertEqual(error?.system, SystemError(call: "open", errno: EACCES, subject: "/dev/vfio/vfio"))
+        XCTAssertEqual(error?.hint, "run as root")
+        XCTAssertEqual(error?.description, "open on /dev/vfio/vfio failed: Permission denied (errno 13); run as root")
+    }
+}
+
+/// Runs `body`, expecting a Posix SystemError, and returns it.
+func expectSystemError<T>(_ body: () throws -> T, file: StaticString = #filePath, line: UInt = #line) -> SystemError? {
+    do {
+        let value = try body()
+        XCTFail("expected a SystemError, got \(value)", file: file, line: line)
+    } catch let error as SystemError {
+        return error
+    } catch {
+        XCTFail("expected a SystemError, got \(error)", file: file, line: line)
+    }
+    return nil
 }

@@ -2,7 +2,7 @@
 // SIGTERM/SIGHUP like any other event instead of in a signal handler.
 
 #define _GNU_SOURCE
-#include "CSocket.h"
+#include "CPosix.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-int csocket_signalfd_create(const int *signals, int count) {
+int cposix_signalfd_create(const int *signals, int count) {
     sigset_t set;
     sigemptyset(&set);
     for (int index = 0; index < count; index++) {
@@ -34,7 +34,7 @@ int csocket_signalfd_create(const int *signals, int count) {
     return fd;
 }
 
-int csocket_signalfd_read(int fd, int *signo) {
+int cposix_signalfd_read(int fd, int *signo) {
     struct signalfd_siginfo info;
     ssize_t done = read(fd, &info, sizeof(info));
     if (done < 0) {

@@ -1,12 +1,12 @@
 // Unix socket addresses, including abstract names, for bind/connect/sendto.
 
 #define _GNU_SOURCE
-#include "CSocket.h"
+#include "CPosix.h"
 
 #include <errno.h>
 #include <string.h>
 
-int csocket_unix_address(const char *name, struct sockaddr_un *address, socklen_t *length) {
+int cposix_unix_address(const char *name, struct sockaddr_un *address, socklen_t *length) {
     size_t name_length = strlen(name);
     memset(address, 0, sizeof(*address));
     address->sun_family = AF_UNIX;
@@ -38,30 +38,30 @@ int csocket_unix_address(const char *name, struct sockaddr_un *address, socklen_
     return 0;
 }
 
-int csocket_bind_unix(int fd, const char *name) {
+int cposix_bind_unix(int fd, const char *name) {
     struct sockaddr_un address;
     socklen_t length;
-    int built = csocket_unix_address(name, &address, &length);
+    int built = cposix_unix_address(name, &address, &length);
     if (built < 0) {
         return built;
     }
     return bind(fd, (const struct sockaddr *)&address, length) < 0 ? -errno : 0;
 }
 
-int csocket_connect_unix(int fd, const char *name) {
+int cposix_connect_unix(int fd, const char *name) {
     struct sockaddr_un address;
     socklen_t length;
-    int built = csocket_unix_address(name, &address, &length);
+    int built = cposix_unix_address(name, &address, &length);
     if (built < 0) {
         return built;
     }
     return connect(fd, (const struct sockaddr *)&address, length) < 0 ? -errno : 0;
 }
 
-ssize_t csocket_sendto_unix(int fd, const void *buffer, size_t length, const char *name) {
+ssize_t cposix_sendto_unix(int fd, const void *buffer, size_t length, const char *name) {
     struct sockaddr_un address;
     socklen_t address_length;
-    int built = csocket_unix_address(name, &address, &address_length);
+    int built = cposix_unix_address(name, &address, &address_length);
     if (built < 0) {
         return built;
     }
