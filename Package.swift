@@ -100,11 +100,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Test doubles live here and only here.
-        .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest"]),
+        .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest", "VFIO", "CVFIO"]),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix", "CPosix"]),
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix"]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix", "VTdBridgeTestSupport"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport", "Posix"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),

@@ -17,16 +17,11 @@ extension Daemon {
             throw .alreadyAttached(host: address.description, as: other.spec.guest.description)
         }
         let device: AttachedDevice
-        switch config.backend {
-        case .dryRun:
-            device = AttachedDevice.dryRun(spec, persistent: persistent, logger: logger)
-        case .vfio:
-            do {
-                device = try AttachedDevice.openVFIO(spec, paths: VFIOPaths(deviceDirectory: config.vfioDeviceDirectory, sysfs: config.sysfsRoot),
-                                                     persistent: persistent, logger: logger)
-            } catch {
-                throw .vfioError(error.description)
-            }
+        do {
+            device = AttachedDevice(spec: spec, host: try hostBackend.acquire(spec.host, logger: logger),
+                                    backendName: hostBackend.name, persistent: persistent)
+        } catch {
+            throw .vfioError(error.description)
         }
         let report: SyncReport
         do {

@@ -25,6 +25,8 @@ public final class Daemon {
     let metrics = DaemonMetrics()
     let policy: PeerPolicy
     let store: StateStore
+    /// How devices are acquired (config key `backend`): type1 or dry-run.
+    let hostBackend: any HostBackend
     let signals: SignalDescriptor
 
     let bridge: GuestIOMMU
@@ -83,9 +85,12 @@ public final class Daemon {
 
     /// `signals` must have been created on the main thread before any other
     /// thread started (the executable does it first thing), so that SIGTERM
-    /// and SIGINT reach the daemon only through it.
+    /// and SIGINT reach the daemon only through it. `kernel` is the VFIO
+    /// kernel interface the type1 backend uses: the real one, or a fake in
+    /// tests, which then see every open, ioctl and close of an attach.
     public init(config: DaemonConfig, signals: SignalDescriptor, logger: Logger, logLevel: any LogLevelControl,
-                metricsText: (@Sendable () -> String)? = nil, version: String = "dev") throws {
+                metricsText: (@Sendable () -> String)? = nil, version: String = "dev",
+                kernel: any VFIOKernel = LinuxVFIOKernel()) throws {
         self.config = config
         self.signals = signals
         self.logger = logger
@@ -94,6 +99,7 @@ public final class Daemon {
         self.version = version
         policy = PeerPolicy(uids: Set(config.allowedUIDs), gids: Set(config.allowedGIDs))
         store = StateStore(directory: config.stateDirectory)
+        hostBackend = config.backend.makeHostBackend(config, kernel: kernel)
         // Until a VMM says otherwise (HELLO), assume a caching-mode IOMMU
         // with translation off: devices can be attached and nothing is mapped.
         bridge = try GuestIOMMU(caps: .make(), walkBudget: config.walkBudget, logger: logger)

@@ -140,11 +140,13 @@ public final class Device: Sendable {
     /// caller: the daemon hands it to the VMM over SCM_RIGHTS, so the VMM can
     /// drive regions and interrupts while DMA mapping stays with the daemon.
     public func duplicateDescriptor() throws(VFIOError) -> FileDescriptor {
-        do {
-            return try fd.duplicate()
-        } catch {
-            throw VFIOError(error, hint: "the process may be out of file descriptors (LimitNOFILE)")
+        // Through the kernel interface, like every other call on the device,
+        // so that the copy is closed through it too.
+        let kernel = kernel
+        let copy = try fd.vfio("fcntl(F_DUPFD_CLOEXEC)", hint: { $0 == EMFILE ? "the process is out of file descriptors (LimitNOFILE)" : nil }) {
+            kernel.duplicate($0)
         }
+        return FileDescriptor(adopting: copy, kernel: kernel, subject: "device \(name) (copy for the VMM)")
     }
 
     /// Closes the device descriptor.

@@ -21,6 +21,10 @@ public struct LinuxVFIOKernel: VFIOKernel {
         cposix_close(fd)
     }
 
+    public func duplicate(_ fd: Int32) -> Int32 {
+        cposix_dup_cloexec(fd)
+    }
+
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int {
         cvfio_ioctl(fd, request, argument)
     }

@@ -14,6 +14,9 @@ public protocol VFIOKernel: Sendable {
     func open(_ path: String, flags: Int32) -> Int32
     /// close(2): 0, or -errno. The descriptor is gone either way on Linux.
     func close(_ fd: Int32) -> Int32
+    /// fcntl(F_DUPFD_CLOEXEC): a new descriptor for the same open file (the
+    /// device fd a VMM is given), or -errno.
+    func duplicate(_ fd: Int32) -> Int32
     /// ioctl(2) with a pointer argument: the ioctl's result, or -errno.
     func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int
     /// ioctl(2) with an integer argument passed by value: the result, or -errno.

@@ -1,3 +1,4 @@
+import VTdBridgeTestSupport
 import XCTest
 @testable import VFIO
 

@@ -1,6 +1,7 @@
 import CVFIO
 import Glibc
 import VFIO
+import VTdBridgeTestSupport
 import XCTest
 
 final class ContainerTests: XCTestCase {

@@ -2,6 +2,7 @@ import CVFIO
 import Logging
 import Synchronization
 import VFIO
+import VTdBridgeTestSupport
 import XCTest
 
 /// A fake host with one container node, IOMMU group 12 holding 0000:01:00.0
@@ -16,18 +17,7 @@ struct Fixture {
     static let device = "0000:01:00.0"
 
     init() {
-        let paths = paths
-        kernel.with { s in
-            s.nodes[paths.container] = .container
-            s.nodes[paths.group(12)] = .group(12)
-            s.groupDevices[12] = [Self.device]
-            let members = paths.groupDevices(12)
-            s.directories[members] = [Self.device]
-            s.links["\(members)/\(Self.device)/driver"] = "../../../../bus/pci/drivers/vfio-pci"
-            let pci = paths.sysfs + "/bus/pci/devices/\(Self.device)"
-            s.links[pci] = "../../../devices/pci0000:00/0000:00:01.0/\(Self.device)"
-            s.links[pci + "/iommu_group"] = "../../../../kernel/iommu_groups/12"
-        }
+        kernel.addAssignableDevice(Self.device, group: 12, paths: paths)
     }
 
     func openContainer() throws -> Container {

@@ -1,6 +1,7 @@
 import Glibc
 import Posix
 import VFIO
+import VTdBridgeTestSupport
 import XCTest
 
 /// VFIO's descriptors are Posix `FileDescriptor`s that close through the
@@ -72,6 +73,7 @@ final class KernelDescriptorTests: XCTestCase {
             var flags: Int32 = 0
             func open(_ path: String, flags: Int32) -> Int32 { self.flags = flags; return 3 }
             func close(_ fd: Int32) -> Int32 { 0 }
+            func duplicate(_ fd: Int32) -> Int32 { -EBADF }
             func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int { -Int(ENOTTY) }
             func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int { -Int(ENOTTY) }
             func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int { 0 }
@@ -92,6 +94,7 @@ final class KernelDescriptorTests: XCTestCase {
             var attempts = 0
             func open(_ path: String, flags: Int32) -> Int32 { attempts += 1; return attempts < 3 ? -EINTR : 5 }
             func close(_ fd: Int32) -> Int32 { 0 }
+            func duplicate(_ fd: Int32) -> Int32 { -EBADF }
             func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int { -Int(ENOTTY) }
             func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int { -Int(ENOTTY) }
             func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int { 0 }

@@ -1,3 +1,4 @@
+import Bridge
 import VFIO
 import VTd
 
@@ -16,20 +17,8 @@ import VTd
 /// Examples: `0000:01:00.0=00:03.0`, `01:00.0=00:03.0,quota=4096`,
 /// `group:12=00:04.0`.
 public struct DeviceSpec: Sendable, Equatable, CustomStringConvertible {
-    public enum Host: Sendable, Equatable, CustomStringConvertible {
-        /// A PCI address, normalized to the kernel's sysfs spelling
-        /// "0000:01:00.0" (lower-case hex, domain included).
-        case pci(String)
-        /// A VFIO group number (/dev/vfio/N).
-        case group(Int)
-
-        public var description: String {
-            switch self {
-            case .pci(let address): address
-            case .group(let number): "group:\(number)"
-            }
-        }
-    }
+    /// The host side, as the host backends name it.
+    public typealias Host = HostDeviceAddress
 
     public var host: Host
     public var guest: SourceID

@@ -3,103 +3,143 @@ import Glibc
 import Synchronization
 import VFIO
 
-/// A scripted stand-in for the kernel, good enough to drive Container, Group
+/// A scripted stand-in for the kernel (a test double: tests only), good enough to drive Container, Group
 /// and Device through their logic: it decodes the same structs the real
 /// kernel would and answers the way drivers/vfio does, with knobs for errors.
-final class FakeKernel: VFIOKernel {
-    enum Node: Equatable {
+public final class FakeKernel: VFIOKernel {
+    public init() {}
+
+    public enum Node: Equatable, Sendable {
         case container
         case group(Int)
         case file([UInt8])
     }
 
-    enum Handle: Equatable {
+    public enum Handle: Equatable, Sendable {
         case container
         case group(Int)
         case device(String)
         case file(String)
     }
 
-    struct Map: Equatable {
-        var iova: UInt64
-        var size: UInt64
-        var vaddr: UInt64
-        var flags: UInt32
+    public struct Map: Equatable, Sendable {
+        public var iova: UInt64
+        public var size: UInt64
+        public var vaddr: UInt64
+        public var flags: UInt32
+        public init(iova: UInt64, size: UInt64, vaddr: UInt64, flags: UInt32) {
+            self.iova = iova
+            self.size = size
+            self.vaddr = vaddr
+            self.flags = flags
+        }
     }
 
-    struct Unmap: Equatable {
-        var iova: UInt64
-        var size: UInt64
-        var flags: UInt32
+    public struct Unmap: Equatable, Sendable {
+        public var iova: UInt64
+        public var size: UInt64
+        public var flags: UInt32
+        public init(iova: UInt64, size: UInt64, flags: UInt32) {
+            self.iova = iova
+            self.size = size
+            self.flags = flags
+        }
     }
 
-    struct Region {
-        var size: UInt64
-        var offset: UInt64
-        var flags: UInt32
+    public struct Region: Sendable {
+        public var size: UInt64
+        public var offset: UInt64
+        public var flags: UInt32
+        public init(size: UInt64, offset: UInt64, flags: UInt32) {
+            self.size = size
+            self.offset = offset
+            self.flags = flags
+        }
     }
 
-    struct State {
+    public struct State: Sendable {
         // Filesystem.
-        var nodes: [String: Node] = [:]
-        var openErrors: [String: Int32] = [:]
-        var links: [String: String] = [:]
-        var directories: [String: [String]] = [:]
-        var memoryLock: (soft: UInt64, hard: UInt64)? = (8 << 20, 8 << 20)
+        public var nodes: [String: Node] = [:]
+        public var openErrors: [String: Int32] = [:]
+        public var links: [String: String] = [:]
+        public var directories: [String: [String]] = [:]
+        public var memoryLock: (soft: UInt64, hard: UInt64)? = (8 << 20, 8 << 20)
 
         // Descriptors.
-        var nextFD: Int32 = 100
-        var open: [Int32: Handle] = [:]
-        var closed: [Int32] = []
+        public var nextFD: Int32 = 100
+        public var open: [Int32: Handle] = [:]
+        public var closed: [Int32] = []
         /// Errors for the next close calls; the descriptor is released anyway, as on Linux.
-        var closeErrors: [Int32] = []
+        public var closeErrors: [Int32] = []
 
         // Container.
-        var apiVersion = 0
-        var extensions: Set<UInt> = [cvfio_VFIO_TYPE1_IOMMU, cvfio_VFIO_TYPE1v2_IOMMU, cvfio_VFIO_UNMAP_ALL]
-        var iommuSetTo: UInt?
-        var pageSizes: UInt64 = 0x4000_0000 | 0x20_0000 | 0x1000
-        var iovaRanges: [(UInt64, UInt64)]? = [(0, 0xFEDF_FFFF), (0xFEF0_0000, 0xFFFF_FFFF_FFFF)]
-        var dmaAvailable: UInt32? = 65535
+        public var apiVersion = 0
+        public var extensions: Set<UInt> = [cvfio_VFIO_TYPE1_IOMMU, cvfio_VFIO_TYPE1v2_IOMMU, cvfio_VFIO_UNMAP_ALL]
+        public var iommuSetTo: UInt?
+        public var pageSizes: UInt64 = 0x4000_0000 | 0x20_0000 | 0x1000
+        public var iovaRanges: [(UInt64, UInt64)]? = [(0, 0xFEDF_FFFF), (0xFEF0_0000, 0xFFFF_FFFF_FFFF)]
+        public var dmaAvailable: UInt32? = 65535
         /// When set, GET_INFO copies these bytes verbatim (a hand-built reply).
-        var rawInfoReply: [UInt8]?
+        public var rawInfoReply: [UInt8]?
         /// When set, GET_INFO always claims to need 8 more bytes than given.
-        var infoNeverFits = false
-        var infoCallSizes: [Int] = []
-        var maps: [Map] = []
-        var mapErrors: [Int32] = []
-        var unmaps: [Unmap] = []
+        public var infoNeverFits = false
+        public var infoCallSizes: [Int] = []
+        public var maps: [Map] = []
+        public var mapErrors: [Int32] = []
+        public var unmaps: [Unmap] = []
         /// Replies for the next UNMAP_DMA calls: a size written back, or an errno.
-        var unmapReplies: [Result<UInt64, FakeErrno>] = []
+        public var unmapReplies: [Result<UInt64, FakeErrno>] = []
 
         // Groups and devices.
-        var groupFlags: [Int: UInt32] = [:]
-        var groupContainer: [Int: Int32] = [:]
-        var groupDevices: [Int: [String]] = [:]
-        var deviceFlags: UInt32 = UInt32(cvfio_VFIO_DEVICE_FLAGS_PCI | cvfio_VFIO_DEVICE_FLAGS_RESET)
-        var regions: [UInt32: Region] = [:]
-        var deviceMemory = [UInt8](repeating: 0, count: 0x2000)
-        var resets = 0
+        public var groupFlags: [Int: UInt32] = [:]
+        public var groupContainer: [Int: Int32] = [:]
+        public var groupDevices: [Int: [String]] = [:]
+        public var deviceFlags: UInt32 = UInt32(cvfio_VFIO_DEVICE_FLAGS_PCI | cvfio_VFIO_DEVICE_FLAGS_RESET)
+        public var regions: [UInt32: Region] = [:]
+        public var deviceMemory = [UInt8](repeating: 0, count: 0x2000)
+        public var resets = 0
         /// Largest transfer one pread/pwrite performs, to exercise short I/O.
-        var maximumTransfer = Int.max
+        public var maximumTransfer = Int.max
 
         // Interruptions: requests that fail with EINTR this many more times.
-        var interrupts: [UInt: Int] = [:]
-        var requests: [UInt] = []
+        public var interrupts: [UInt: Int] = [:]
+        public var requests: [UInt] = []
+        /// Descriptors handed out by `duplicate`, in order, with their originals.
+        public var duplicates: [(original: Int32, copy: Int32)] = []
     }
 
-    struct FakeErrno: Error, Equatable { var code: Int32 }
+    /// A host on which `pci` is in IOMMU group `group`, bound to vfio-pci,
+    /// with the container node and the sysfs links VFIO follows from one to
+    /// the other, under `paths`.
+    public func addAssignableDevice(_ pci: String, group: Int, paths: VFIOPaths) {
+        with { s in
+            s.nodes[paths.container] = .container
+            s.nodes[paths.group(group)] = .group(group)
+            s.groupDevices[group, default: []].append(pci)
+            let members = paths.groupDevices(group)
+            s.directories[members, default: []].append(pci)
+            s.links["\(members)/\(pci)/driver"] = "../../../../bus/pci/drivers/vfio-pci"
+            let device = paths.sysfs + "/bus/pci/devices/\(pci)"
+            s.links[device] = "../../../devices/pci0000:00/0000:00:01.0/\(pci)"
+            s.links[device + "/iommu_group"] = "../../../../kernel/iommu_groups/\(group)"
+        }
+    }
 
-    let state = Mutex(State())
+    public struct FakeErrno: Error, Equatable, Sendable {
+        public var code: Int32
+        public init(code: Int32) { self.code = code }
+    }
+
+    public let state = Mutex(State())
 
     @discardableResult
-    func with<R>(_ body: (inout State) -> R) -> R {
+    public func with<R>(_ body: (inout State) -> R) -> R {
         state.withLock { body(&$0) }
     }
 
     // MARK: VFIOKernel
 
-    func open(_ path: String, flags: Int32) -> Int32 {
+    public func open(_ path: String, flags: Int32) -> Int32 {
         state.withLock { s in
             if let code = s.openErrors[path] { return -code }
             guard let node = s.nodes[path] else { return -ENOENT }
@@ -114,7 +154,18 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func close(_ fd: Int32) -> Int32 {
+    public func duplicate(_ fd: Int32) -> Int32 {
+        state.withLock { s in
+            guard let handle = s.open[fd] else { return -EBADF }
+            let copy = s.nextFD
+            s.nextFD += 1
+            s.open[copy] = handle
+            s.duplicates.append((fd, copy))
+            return copy
+        }
+    }
+
+    public func close(_ fd: Int32) -> Int32 {
         state.withLock { s in
             guard let handle = s.open.removeValue(forKey: fd) else { return -EBADF }
             s.closed.append(fd)
@@ -127,7 +178,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int {
+    public func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int {
         state.withLock { s in
             s.requests.append(request)
             if let left = s.interrupts[request], left > 0 {
@@ -159,7 +210,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int {
+    public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int {
         state.withLock { s in
             s.requests.append(request)
             if let left = s.interrupts[request], left > 0 {
@@ -231,7 +282,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
+    public func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
         state.withLock { s in
             let source: [UInt8]
             switch s.open[fd] {
@@ -249,7 +300,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, at offset: Int64) -> Int {
+    public func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, at offset: Int64) -> Int {
         state.withLock { s in
             guard case .device = s.open[fd] else { return -Int(EBADF) }
             let start = Int(offset)
@@ -260,7 +311,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func readLink(_ path: String, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+    public func readLink(_ path: String, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         state.withLock { s in
             guard let target = s.links[path] else { return -Int(ENOENT) }
             let bytes = Array(target.utf8)
@@ -270,7 +321,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func directoryEntries(_ path: String, into names: inout [String]) -> Int {
+    public func directoryEntries(_ path: String, into names: inout [String]) -> Int {
         state.withLock { s in
             guard let entries = s.directories[path] else { return -Int(ENOENT) }
             names = entries
@@ -278,7 +329,7 @@ final class FakeKernel: VFIOKernel {
         }
     }
 
-    func memoryLockLimit() -> (soft: UInt64, hard: UInt64)? {
+    public func memoryLockLimit() -> (soft: UInt64, hard: UInt64)? {
         state.withLock { $0.memoryLock }
     }
 
