@@ -1,3 +1,4 @@
+import Posix
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -62,45 +63,37 @@ struct ConfigFile {
         }
     }
 
+    private static func errnoText(_ code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }
+
     /// Reads the whole file. A file that was named explicitly and is missing
     /// is an error: silently running on defaults would hide a typo in --config.
     private static func readBytes(_ path: String) throws(ConfigError) -> [UInt8] {
         func fail(_ message: String) -> ConfigError { ConfigError(key: "", message: message, source: path) }
         guard !path.isEmpty else { throw fail("the config file path is empty; expected --config PATH to a JSON file") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            switch code {
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(path, flags: O_RDONLY)
+        } catch {
+            switch error.errno {
             case ENOENT: throw fail("no such file; expected an existing JSON config file (given with --config), or no --config for the built-in defaults")
             case EACCES: throw fail("permission denied; the daemon must be able to read its config file")
-            default: throw fail("cannot be opened: \(String(cString: strerror(code))) (errno \(code))")
+            default: throw fail("cannot be opened: \(errnoText(error.errno))")
             }
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
-            throw fail("cannot be examined: \(String(cString: strerror(code))) (errno \(code))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw fail((info.st_mode & S_IFMT) == S_IFDIR ? "is a directory; expected a JSON file" : "is not a regular file; expected a JSON file")
+        let info: FileStatus
+        do { info = try file.status() } catch { throw fail("cannot be examined: \(errnoText(error.errno))") }
+        guard info.kind == .regular else {
+            throw fail(info.kind == .directory ? "is a directory; expected a JSON file" : "is not a regular file; expected a JSON file")
         }
         // A config is a few hundred bytes; anything huge is a wrong path.
-        guard info.st_size <= 1 << 20 else { throw fail("is \(info.st_size) bytes; a config file is at most 1 MiB") }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                throw fail("cannot be read: \(String(cString: strerror(code))) (errno \(code))")
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > 1 << 20 { throw fail("is larger than 1 MiB; a config file is at most 1 MiB") }
+        guard info.size <= 1 << 20 else { throw fail("is \(info.size) bytes; a config file is at most 1 MiB") }
+        do {
+            return try file.readToEnd(limit: 1 << 20)
+        } catch where error.errno == EFBIG {
+            throw fail("is larger than 1 MiB; a config file is at most 1 MiB")
+        } catch {
+            throw fail("cannot be read: \(errnoText(error.errno))")
         }
-        return bytes
     }
 
     private mutating func check(_ members: [JSONMember], prefix: String, in document: JSONDocument) throws(ConfigError) {
