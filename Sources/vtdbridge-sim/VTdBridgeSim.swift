@@ -2,6 +2,7 @@ import ArgumentParser
 import Bridge
 import Foundation
 import Glibc
+import UnixIO
 import VTd
 import VTdBridgeClient
 import Wire
@@ -179,12 +180,5 @@ struct Load: ParsableCommand {
             FileHandleStderr.write("vtdbridge-sim: FAILED: \(error)\n")
             throw ExitCode(1)
         }
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

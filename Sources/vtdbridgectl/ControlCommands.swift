@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import UnixIO
 import VTdBridgeClient
 import Wire
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Bridge
 import Glibc
 import Logging
+import UnixIO
 import VTd
 
 @main
@@ -86,12 +87,5 @@ struct Walk: ParsableCommand {
             throw ExitCode(1)
         }
         print(json ? report.json : report.text, terminator: json ? "\n" : "")
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -168,10 +168,3 @@ struct SharedLevelLogHandler: LogHandler {
         inner.log(event: event)
     }
 }
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-    }
-}
