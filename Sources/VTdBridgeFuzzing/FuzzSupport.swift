@@ -71,16 +71,11 @@ struct FuzzReader {
     }
 }
 
-/// Chunk sizes and other choices that must depend only on the input come
-/// from SplitMix64 (VTdGuest), reduced by a plain modulo: the committed
-/// seeds were generated with exactly this.
-extension SplitMix64 {
-    mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
-}
-
 /// Cuts a byte stream into the pieces a socket's reads might return, chosen
 /// by one byte of the input: whole, one byte at a time, or pseudo-random
-/// sizes (mostly small, sometimes large, sometimes empty reads).
+/// sizes (mostly small, sometimes large, sometimes empty reads). The sizes
+/// come from SplitMix64's `below` (VTdGuest), which the committed seeds
+/// were generated with.
 struct Chunker {
     private var rng: SplitMix64
     private let mode: UInt8

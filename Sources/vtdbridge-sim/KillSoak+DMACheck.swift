@@ -22,7 +22,7 @@ extension KillSoak {
 
     /// A page-sized pattern unique to this round and this page.
     func pattern(round: Int, gpa: UInt64) -> [UInt8] {
-        var r = SoakRandom(seed: seed &+ UInt64(round) &* 0x1_0000_0001 ^ gpa)
+        var r = SplitMix64(seed: seed &+ UInt64(round) &* 0x1_0000_0001 ^ gpa)
         var out = [UInt8](repeating: 0, count: 4096)
         out.withUnsafeMutableBytes { p in
             for i in stride(from: 0, to: 4096, by: 8) { p.storeBytes(of: r.next(), toByteOffset: i, as: UInt64.self) }

@@ -25,34 +25,10 @@ import Wire
 //      at all (checked over every guest page any of these domains ever
 //      mapped).
 //
-// Everything random comes from one seed (printed; --soak-seed N repeats it).
+// Everything random comes from one seed (printed; --soak-seed N repeats it),
+// through SplitMix64 and its draws (VTdGuest), which are fully specified.
 // The kill plan is a function of the seed alone; where a timed kill lands
 // depends on the machine's speed and is logged with each kill.
-
-
-/// The soak's choices come from SplitMix64 (VTdGuest), fully specified, so
-/// a seed means the same run on every machine and Swift version.
-typealias SoakRandom = SplitMix64
-
-extension SplitMix64 {
-    /// Uniform in 0..<n, by rejection (independent of the standard library's algorithms).
-    mutating func below(_ n: Int) -> Int {
-        precondition(n > 0)
-        let bound = UInt64(n)
-        let limit = UInt64.max - UInt64.max % bound
-        while true {
-            let v = next()
-            if v < limit { return Int(v % bound) }
-        }
-    }
-    mutating func inRange(_ r: ClosedRange<Int>) -> Int { r.lowerBound + below(r.count) }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func pick<T>(_ a: [T]) -> T? { a.isEmpty ? nil : a[below(a.count)] }
-    mutating func shuffle<T>(_ a: inout [T]) {
-        guard a.count > 1 else { return }
-        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, below(i + 1)) }
-    }
-}
 
 extension VMTestRunner {
     func killSoak() throws {
@@ -69,8 +45,8 @@ final class KillSoak {
     let seed: UInt64
     let kills: Int
     let plan: [SoakKillPlan]
-    var ops: SoakRandom
-    var samples: SoakRandom
+    var ops: SplitMix64
+    var samples: SplitMix64
     let kernelLog = KernelLog()
     let quiet = Transcript(quiet: true)
 
@@ -120,10 +96,10 @@ final class KillSoak {
         self.runner = runner
         self.seed = seed
         self.kills = kills
-        var planRNG = SoakRandom(seed: seed)
+        var planRNG = SplitMix64(seed: seed)
         plan = SoakKillPlan.make(kills: kills, rng: &planRNG)
-        ops = SoakRandom(seed: seed ^ 0x6f70_7300_0000_0001)
-        samples = SoakRandom(seed: seed ^ 0x7361_6d70_0000_0002)
+        ops = SplitMix64(seed: seed ^ 0x6f70_7300_0000_0001)
+        samples = SplitMix64(seed: seed ^ 0x7361_6d70_0000_0002)
         domains = try runner.devices.map { sid in
             guard let d = runner.guest.deviceDomain[sid] else { throw SimError("\(sid) has no context entry") }
             return (sid, d)

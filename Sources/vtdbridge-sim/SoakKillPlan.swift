@@ -1,5 +1,6 @@
-import Glibc
 import Foundation
+import Glibc
+import VTdGuest
 
 /// Where one SIGKILL lands.
 enum SoakKillPoint: CustomStringConvertible {
@@ -47,7 +48,7 @@ struct SoakKillPlan {
     /// A plan for `kills` kills: each kind in a fixed proportion, shuffled;
     /// parameters drawn from the seed. The first kill is never during READY
     /// (there is no restart before it).
-    static func make(kills: Int, rng: inout SoakRandom) -> [SoakKillPlan] {
+    static func make(kills: Int, rng: inout SplitMix64) -> [SoakKillPlan] {
         enum Kind { case boundary, inFlight, timer, duringReady }
         let cycle: [Kind] = [.inFlight, .boundary, .timer, .inFlight, .duringReady, .boundary, .timer, .inFlight, .boundary, .timer]
         var kinds = (0..<kills).map { cycle[$0 % cycle.count] }
