@@ -49,7 +49,8 @@ let package = Package(
         // lines). No I/O.
         .target(name: "Wire", dependencies: ["VTd"]),
         // Blocking clients of both sockets, for the CLI, the simulator, tests,
-        // and VMM authors writing Swift.
+        // and VMM authors writing Swift; and the number syntax the CLI's and
+        // the simulator's options share.
         .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
@@ -89,7 +90,7 @@ let package = Package(
         .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),

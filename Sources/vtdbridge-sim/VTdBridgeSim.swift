@@ -48,7 +48,7 @@ struct Connection: ParsableArguments {
     var controlPath: String { controlSocket ?? "/run/vtd-bridge/\(name)/control.sock" }
 
     func ramBytes() throws -> UInt64 {
-        guard let v = RegionArgument.number(ram), v >= 32 << 20, v & 0xfff == 0 else {
+        guard let v = CommandLineNumber.parse(ram), v >= 32 << 20, v & 0xfff == 0 else {
             throw ValidationError("--ram \(ram): expected a size of at least 32M, a multiple of 4K")
         }
         return v

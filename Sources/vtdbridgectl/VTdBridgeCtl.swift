@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import UnixIO
 import VTd
+import VTdBridgeClient
 
 @main
 struct VTdBridgeCtl: ParsableCommand {
@@ -62,7 +63,7 @@ struct Walk: ParsableCommand {
         guard !specs.isEmpty else {
             throw ValidationError("no guest RAM given: pass --memory PATH[@GPA] or --region GPA:SIZE@PATH[+OFFSET]")
         }
-        guard let root = RegionArgument.number(rootTable) else {
+        guard let root = CommandLineNumber.parse(rootTable) else {
             throw ValidationError("--root-table \(rootTable): not an address (e.g. 0x7f000)")
         }
         guard let sid = SourceID(device) else {
@@ -70,11 +71,11 @@ struct Walk: ParsableCommand {
         }
         var caps = IOMMUCapabilities.make()
         if let cap {
-            guard let v = RegionArgument.number(cap) else { throw ValidationError("--cap \(cap): not a number") }
+            guard let v = CommandLineNumber.parse(cap) else { throw ValidationError("--cap \(cap): not a number") }
             caps.cap = v
         }
         if let ecap {
-            guard let v = RegionArgument.number(ecap) else { throw ValidationError("--ecap \(ecap): not a number") }
+            guard let v = CommandLineNumber.parse(ecap) else { throw ValidationError("--ecap \(ecap): not a number") }
             caps.ecap = v
         }
         var logger = Logger(label: "vtdbridgectl")
