@@ -88,7 +88,7 @@ let package = Package(
 
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
-        .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
+        .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
