@@ -25,12 +25,16 @@ let package = Package(
         // C shim: the <linux/vfio.h> request numbers Swift cannot import, and
         // ioctl wrappers that return -errno.
         .target(name: "CVFIO"),
-        // Containers, groups, devices and their errors: a thin layer over the kernel.
+        // Containers, groups, devices and their errors: a thin layer over the
+        // kernel. VTd for DMAPermission only: MAP_DMA takes the same
+        // permission type the guest's tables produce.
         .target(name: "VFIO", dependencies: [
-            "CVFIO",
+            "CVFIO", "VTd",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Pure VT-d model: entries, the second-level walk, invalidation descriptors.
+        // Pure VT-d model: entries, the second-level walk, invalidation
+        // descriptors; and DMAPermission, the one read/write type every layer
+        // uses, down to VFIO's MAP_DMA flags. Depends on nothing.
         .target(name: "VTd"),
         // The guest side of VT-d: writes tables and invalidations the way a guest
         // driver does. Used by tests and by the simulator.
@@ -87,7 +91,7 @@ let package = Package(
         .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest"]),
 
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO"]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "VTd"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport"]),

@@ -80,8 +80,7 @@ public struct TranslationReport: Sendable, Equatable {
         if !mappings.isEmpty {
             out += pad("IOVA", 20) + pad("GPA", 20) + pad("SIZE", 12) + "PERM\n"
             for m in mappings {
-                let perm = (m.permission.contains(.read) ? "r" : "-") + (m.permission.contains(.write) ? "w" : "-")
-                out += pad(hex(m.iova), 20) + pad(m.gpa.map(hex) ?? "-", 20) + pad(sizeText(m.size), 12) + perm + "\n"
+                out += pad(hex(m.iova), 20) + pad(m.gpa.map(hex) ?? "-", 20) + pad(sizeText(m.size), 12) + m.permission.description + "\n"
             }
         }
         if !faults.isEmpty {

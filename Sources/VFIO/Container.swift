@@ -2,6 +2,7 @@ import CVFIO
 import Glibc
 import Logging
 import Synchronization
+import VTd
 
 /// A VFIO container (/dev/vfio/vfio): one IOMMU address space shared by the
 /// groups attached to it, where MAP_DMA and UNMAP_DMA take effect.
@@ -199,11 +200,11 @@ public final class Container: Sendable {
     ///
     /// - Throws: `VFIOError` whose hint explains the usual causes: ENOMEM
     ///   (RLIMIT_MEMLOCK), ENOSPC (dma_entry_limit), EEXIST (overlap), EINVAL.
-    public func map(iova: UInt64, size: UInt64, hostAddress: UInt64, permission: DMAAccess) throws(VFIOError) {
+    public func map(iova: UInt64, size: UInt64, hostAddress: UInt64, permission: DMAPermission) throws(VFIOError) {
         try requireIOMMU("VFIO_IOMMU_MAP_DMA")
         var request = vfio_iommu_type1_dma_map()
         request.argsz = UInt32(cvfio_sizeof_vfio_iommu_type1_dma_map)
-        request.flags = permission.rawValue
+        request.flags = permission.mapDMAFlags
         request.vaddr = hostAddress
         request.iova = iova
         request.size = size
@@ -211,7 +212,7 @@ public final class Container: Sendable {
         let kernel = kernel
         // Built only when needed: formatting it on every call cost more
         // than the rest of the wrapper (make bench, in the VM).
-        func detail() -> String { "iova \(hex(iova)) size \(hex(size)) host \(hex(hostAddress)) \(describe(permission))" }
+        func detail() -> String { "iova \(hex(iova)) size \(hex(size)) host \(hex(hostAddress)) \(permission)" }
         do {
             try fd.withDescriptor("VFIO_IOMMU_MAP_DMA") { (raw) throws(VFIOError) -> Int in
                 try syscallRetrying("VFIO_IOMMU_MAP_DMA", on: path, detail: detail()) {
@@ -341,10 +342,6 @@ public final class Container: Sendable {
         default:
             return ErrorHints.map(code, memoryLock: nil, entryLimit: nil, lastKnownAvailable: nil)
         }
-    }
-
-    private func describe(_ access: DMAAccess) -> String {
-        (access.contains(.read) ? "r" : "-") + (access.contains(.write) ? "w" : "-")
     }
 }
 

@@ -18,11 +18,11 @@ extension KillSoak {
             var heldMap: [UInt64: String] = [:]
             for m in held {
                 guard let iova = hexValue(m["iova"]) else { throw SimError("\(sid): unreadable mapping \(m.serialized)") }
-                heldMap[iova] = describe(gpa: hexValue(m["gpa"]), size: hexValue(m["size"]), read: m["read"]?.boolValue == true, write: m["write"]?.boolValue == true)
+                heldMap[iova] = describe(gpa: hexValue(m["gpa"]), size: hexValue(m["size"]), permission: permissionValue(m) ?? [])
             }
             var wantMap: [UInt64: String] = [:]
             for (iova, leaf) in guest.expected(sid) {
-                wantMap[iova] = describe(gpa: leaf.gpa, size: leaf.size, read: leaf.read, write: leaf.write)
+                wantMap[iova] = describe(gpa: leaf.gpa, size: leaf.size, permission: leaf.permission)
             }
             if heldMap != wantMap || held.count != wantMap.count {
                 let hex = { (v: UInt64) in "0x" + String(v, radix: 16) }
@@ -49,7 +49,7 @@ extension KillSoak {
         return "mappings \(counts.map(String.init).joined(separator: "+")) = guest's, replay 0 calls; \(dma)"
     }
 
-    func describe(gpa: UInt64?, size: UInt64?, read: Bool, write: Bool) -> String {
-        "0x\(String(gpa ?? 0, radix: 16))/0x\(String(size ?? 0, radix: 16))/\(read ? "r" : "-")\(write ? "w" : "-")"
+    func describe(gpa: UInt64?, size: UInt64?, permission: DMAPermission) -> String {
+        "0x\(String(gpa ?? 0, radix: 16))/0x\(String(size ?? 0, radix: 16))/\(permission)"
     }
 }

@@ -17,7 +17,7 @@ extension KillSoak {
         var gpa: UInt64        // the page it maps (kept) or mapped (unmapped)
         var leaf: SimulatedGuest.Leaf
         var recent: Bool
-        var text: String { "\(sid) iova 0x\(String(iova, radix: 16)) (gpa 0x\(String(gpa, radix: 16)), \(leaf.read ? "r" : "-")\(leaf.write ? "w" : "-")\(leaf.size > 4096 ? ", in a 2 MiB leaf" : "")\(recent ? ", touched by the last batches" : ""))" }
+        var text: String { "\(sid) iova 0x\(String(iova, radix: 16)) (gpa 0x\(String(gpa, radix: 16)), \(leaf.permission)\(leaf.size > 4096 ? ", in a 2 MiB leaf" : "")\(recent ? ", touched by the last batches" : ""))" }
     }
 
     /// A page-sized pattern unique to this round and this page.
@@ -93,10 +93,10 @@ extension KillSoak {
             for s in kept where s.sid == sid {
                 let a = UInt64(s.global) * count, b = 2048 + UInt64(s.global) * count
                 let slot = EduDevice.buffer + UInt64(s.slot) * count
-                if s.leaf.read {
+                if s.leaf.permission.contains(.read) {
                     p.append((s.iova + a, slot, count, false))
                     let source = pages[s.gpa]![Int(a)..<Int(a + count)]
-                    if s.leaf.write {
+                    if s.leaf.permission.contains(.write) {
                         p.append((slot, s.iova + b, count, true))
                         expect(s.gpa + b, source)
                     } else {
@@ -139,7 +139,7 @@ extension KillSoak {
                 let first = (page..<page + 4096).first { actual[$0] != expected[$0] }!
                 let last = (page..<page + 4096).last { actual[$0] != expected[$0] }!
                 var who = unmapped.filter { $0.gpa == gpa }.map { "DMA through unmapped \($0.text) reached it" }
-                who += kept.filter { $0.gpa == gpa }.map { "kept \($0.text) did not get its expected bytes\($0.leaf.write ? "" : ", or a write through it landed")" }
+                who += kept.filter { $0.gpa == gpa }.map { "kept \($0.text) did not get its expected bytes\($0.leaf.permission.contains(.write) ? "" : ", or a write through it landed")" }
                 if gpa >= Self.scratchGPA(1) && gpa < Self.scratchGPA(UInt16(domains.count)) + 0x2000 { who.append("a domain's scratch page (read-only kept pages copy here)") }
                 problems.append("gpa 0x\(String(gpa + UInt64(first - page), radix: 16))..0x\(String(gpa + UInt64(last - page), radix: 16)) differs from what was expected\(who.isEmpty ? " (no sampled page maps it)" : ": " + who.joined(separator: "; "))")
             }
@@ -152,8 +152,8 @@ extension KillSoak {
                 """)
         }
         // A logged fault at a kept page would mean the kernel lost it.
-        let keptPages = Set(kept.filter(\.leaf.write).map { KernelLog.Fault(device: deviceName($0.sid), page: $0.iova, write: true) }
-                            + kept.filter(\.leaf.read).map { KernelLog.Fault(device: deviceName($0.sid), page: $0.iova, write: false) })
+        let keptPages = Set(kept.filter { $0.leaf.permission.contains(.write) }.map { KernelLog.Fault(device: deviceName($0.sid), page: $0.iova, write: true) }
+                            + kept.filter { $0.leaf.permission.contains(.read) }.map { KernelLog.Fault(device: deviceName($0.sid), page: $0.iova, write: false) })
         // Every kept page was just shown to work, so a fault line naming one
         // can only be a late record of an earlier round: noted, not failed.
         let atKept = faultLines.filter { keptPages.contains($0) }

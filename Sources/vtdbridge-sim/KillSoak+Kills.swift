@@ -112,7 +112,7 @@ extension KillSoak {
     /// probes that IOVA first among the unmapped ones.
     func unmapWhileDown() throws -> String {
         let (sid, d) = domains[samples.below(domains.count)]
-        let candidates = live[d]!.filter { $0.key < Self.largeBase && $0.value.read && $0.value.write }.keys.sorted()
+        let candidates = live[d]!.filter { $0.key < Self.largeBase && $0.value.permission == .readWrite }.keys.sorted()
         guard let iova = samples.pick(candidates), let edu = runner.edus[sid] else { return "nothing to unmap while down" }
         let leaf = live[d]![iova]!
         lastBatchTouched = []

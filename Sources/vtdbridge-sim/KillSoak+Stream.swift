@@ -15,22 +15,22 @@ extension KillSoak {
     func operation() throws -> [InvalidationDescriptor] {
         let d = domains[ops.below(domains.count)].domain
         let roll = ops.below(100)
-        func perm() -> (Bool, Bool) {
-            switch ops.below(10) { case 0: (true, false); case 1: (false, true); default: (true, true) }
+        func permission() -> DMAPermission {
+            switch ops.below(10) { case 0: .read; case 1: .write; default: .readWrite }
         }
         if roll < 6 {
             let iova = Self.largeBase + UInt64(ops.below(Self.largeSlots)) << 21
             stats.large += 1
             if let old = live[d]![iova] { return try unmap(d, iova, old, sizeShift: 21) }
             let gpa = Self.pool2M + UInt64(ops.below(Self.pool2MRegions)) << 21
-            return try map(d, iova, gpa: gpa, sizeShift: 21, perm: (true, true))
+            return try map(d, iova, gpa: gpa, sizeShift: 21, permission: .readWrite)
         }
         let mapped = live[d]!.keys.filter { $0 < Self.windowBase + UInt64(Self.windowSlots) << 12 }
         if roll < 50 || mapped.isEmpty {
             let iova = Self.windowBase + UInt64(ops.below(Self.windowSlots)) << 12
             let gpa = Self.pool4K + UInt64(ops.below(Self.pool4KPages)) << 12
             if live[d]![iova] != nil { stats.remaps += 1 }
-            return try map(d, iova, gpa: gpa, sizeShift: 12, perm: perm())
+            return try map(d, iova, gpa: gpa, sizeShift: 12, permission: permission())
         }
         let iova = mapped.sorted()[ops.below(mapped.count)]
         if roll < 81 { return try unmap(d, iova, live[d]![iova]!, sizeShift: 12) }
@@ -41,15 +41,15 @@ extension KillSoak {
         let gpa = Self.pool4K + UInt64(ops.below(Self.pool4KPages)) << 12
         var out: [InvalidationDescriptor] = []
         if ops.below(2) == 0 { out += try unmap(d, iova, live[d]![iova]!, sizeShift: 12) }
-        return out + (try map(d, iova, gpa: gpa, sizeShift: 12, perm: perm()))
+        return out + (try map(d, iova, gpa: gpa, sizeShift: 12, permission: permission()))
     }
 
-    func map(_ d: UInt16, _ iova: UInt64, gpa: UInt64, sizeShift: Int, perm: (Bool, Bool)) throws -> [InvalidationDescriptor] {
+    func map(_ d: UInt16, _ iova: UInt64, gpa: UInt64, sizeShift: Int, permission: DMAPermission) throws -> [InvalidationDescriptor] {
         stats.maps += 1
         gone[d]![iova] = nil
-        live[d]![iova] = Leaf(gpa: gpa, size: 1 << UInt64(sizeShift), read: perm.0, write: perm.1)
+        live[d]![iova] = Leaf(gpa: gpa, size: 1 << UInt64(sizeShift), permission: permission)
         lastBatchTouched.append((d, iova, true))
-        return try guest.map(domain: d, iova: iova, gpa: gpa, sizeShift: sizeShift, read: perm.0, write: perm.1)
+        return try guest.map(domain: d, iova: iova, gpa: gpa, sizeShift: sizeShift, permission: permission)
     }
 
     func unmap(_ d: UInt16, _ iova: UInt64, _ old: Leaf, sizeShift: Int) throws -> [InvalidationDescriptor] {

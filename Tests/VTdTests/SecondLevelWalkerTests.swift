@@ -17,16 +17,16 @@ final class SecondLevelWalkerTests: XCTestCase {
         let g = try InMemoryGuest()
         try g.writer.createDomain(1, levels: 4)
         _ = try g.writer.map(domain: 1, iova: 0x4000_0000, gpa: 0x0, sizeShift: 30)           // 1 GiB
-        _ = try g.writer.map(domain: 1, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, write: false) // 2 MiB read-only
-        _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x5000, read: false)               // 4 KiB write-only
+        _ = try g.writer.map(domain: 1, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, permission: .read) // 2 MiB read-only
+        _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x5000, permission: .write)        // 4 KiB write-only
         _ = try g.writer.map(domain: 1, iova: 0x7fff_ffff_f000, gpa: 0x6000)                   // last page of 48 bits
         let (leaves, faults) = collect(g)
         XCTAssertEqual(faults, [])
         XCTAssertEqual(leaves, [
-            SecondLevelLeaf(iova: 0x1000, gpa: 0x5000, sizeShift: 12, read: false, write: true),
-            SecondLevelLeaf(iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, read: true, write: false),
-            SecondLevelLeaf(iova: 0x4000_0000, gpa: 0, sizeShift: 30, read: true, write: true),
-            SecondLevelLeaf(iova: 0x7fff_ffff_f000, gpa: 0x6000, sizeShift: 12, read: true, write: true),
+            SecondLevelLeaf(iova: 0x1000, gpa: 0x5000, sizeShift: 12, permission: .write),
+            SecondLevelLeaf(iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, permission: .read),
+            SecondLevelLeaf(iova: 0x4000_0000, gpa: 0, sizeShift: 30, permission: .readWrite),
+            SecondLevelLeaf(iova: 0x7fff_ffff_f000, gpa: 0x6000, sizeShift: 12, permission: .readWrite),
         ])
     }
 
@@ -60,7 +60,7 @@ final class SecondLevelWalkerTests: XCTestCase {
         // Clear W in the level-2 entry above the page.
         let slot = g.writer.existingSlot(domain: 1, iova: 0x1000, level: 2)!
         g.writer.store(g.writer.load(slot) & ~2, at: slot)
-        XCTAssertEqual(collect(g).0, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, read: true, write: false)])
+        XCTAssertEqual(collect(g).0, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, permission: .read)])
         // With R also cleared the subtree is not present at all.
         g.writer.store(g.writer.load(slot) & ~3, at: slot)
         XCTAssertEqual(collect(g).0, [])
@@ -113,7 +113,7 @@ final class SecondLevelWalkerTests: XCTestCase {
         g.writer.store(g.writer.load(slot) | 1 << 11 | 1 << 62 | 1 << 63 | 1 << 55, at: slot)
         let (leaves, faults) = collect(g)
         XCTAssertEqual(faults, [])
-        XCTAssertEqual(leaves, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, read: true, write: true)])
+        XCTAssertEqual(leaves, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, permission: .readWrite)])
     }
 
     func testLargeLeavesWithoutSLLPSAreFaults() throws {
