@@ -344,5 +344,3 @@ public final class Container: Sendable {
         }
     }
 }
-
-func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

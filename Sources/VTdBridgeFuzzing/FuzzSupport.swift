@@ -1,3 +1,4 @@
+import VTd
 import VTdGuest
 
 // Shared pieces of the fuzz harnesses (docs/RELIABILITY.md, "Fuzzing"): the
@@ -109,8 +110,6 @@ func withExactCopy<R>(_ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferP
     _ = buffer.initializeMemory(as: UInt8.self, from: bytes)
     return try body(UnsafeRawBufferPointer(start: bytes.isEmpty ? nil : buffer.baseAddress, count: bytes.count))
 }
-
-func hex(_ value: some BinaryInteger) -> String { "0x" + String(value, radix: 16) }
 
 func hexBytes(_ bytes: some Sequence<UInt8>, limit: Int = 64) -> String {
     var out = ""

@@ -1,3 +1,5 @@
+import VTd
+
 /// A strict RFC 8259 parser over UTF-8 bytes, for the control socket
 /// (PROTOCOL.md §2.2). Hand-written rather than JSONSerialization so that
 /// integers keep their exact 64-bit value and errors say where they are.

@@ -1,3 +1,5 @@
+import VTd
+
 /// A JSON value (RFC 8259) for the control socket (PROTOCOL.md §2).
 ///
 /// Integers keep their exact value: the parser produces `.int` for every

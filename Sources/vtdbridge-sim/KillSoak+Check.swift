@@ -25,7 +25,6 @@ extension KillSoak {
                 wantMap[iova] = describe(gpa: leaf.gpa, size: leaf.size, permission: leaf.permission)
             }
             if heldMap != wantMap || held.count != wantMap.count {
-                let hex = { (v: UInt64) in "0x" + String(v, radix: 16) }
                 let missing = wantMap.keys.filter { heldMap[$0] == nil }.sorted().map { "\(hex($0))→\(wantMap[$0]!)" }
                 let extra = heldMap.keys.filter { wantMap[$0] == nil }.sorted().map { "\(hex($0))→\(heldMap[$0]!)" }
                 let differ = wantMap.keys.filter { heldMap[$0] != nil && heldMap[$0] != wantMap[$0] }.sorted()
