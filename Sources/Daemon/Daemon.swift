@@ -253,8 +253,9 @@ public final class Daemon {
         notify("STOPPING=1\nSTATUS=stopping: unmapping \(devices.count) device(s)")
         logger.info("shutting down", metadata: ["devices": "\(devices.count)"])
         stopListening()
-        if let vmm { try? vmm.outbound.flush(to: vmm.connection) }
-        for s in controls.values { try? s.outbound.flush(to: s.connection) }
+        // Best effort: a peer that is gone or full does not hold up the exit.
+        if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
+        for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
         for sid in devices.keys.sorted() {
             let report = (try? bridge.detach(sid)) ?? SyncReport()
             for failure in report.failures {

@@ -25,7 +25,7 @@ public final class ControlClient {
         }
     }
 
-    deinit { try? connection.close() }
+    deinit { connection.close() }
 
     /// Sends a command; returns its result object, or the daemon's error.
     /// `fd` receives the descriptor that came with the reply, if any; the

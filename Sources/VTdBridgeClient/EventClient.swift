@@ -26,7 +26,7 @@ public final class EventClient {
         }
     }
 
-    public func close() { try? connection.close() }
+    public func close() { connection.close() }
 
     /// Sends one request without waiting for its reply.
     public func send(_ request: EventRequest, fds: [Int32] = []) throws(Failure) {

@@ -131,7 +131,7 @@ struct SyncBench {
                 // Tables are rewritten between rounds below; the walk each
                 // round sees the latest leaf, as a real guest's would.
                 var index = 0
-                let t = try seconds {
+                let t = seconds {
                     for _ in 0..<rounds {
                         let slot = writer.existingSlot(domain: 1, iova: iova, level: 1)!
                         writer.store(SecondLevelEntry.leaf(UInt64(index % 2 + 1) * 4096, level: 1, permission: .readWrite).rawValue, at: slot)

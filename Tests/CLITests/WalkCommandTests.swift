@@ -38,7 +38,7 @@ final class WalkCommandTests: XCTestCase {
     /// leaf with a reserved bit.
     func makeImage() throws -> (path: String, root: UInt64) {
         let path = directory.appendingPathComponent("ram.img").path
-        FileManager.default.createFile(atPath: path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil))
         XCTAssertEqual(truncate(path, 16 << 20), 0)
         let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 16 << 20, backing: .path(path, offset: 0))])
         var writer = try GuestTableWriter(memory: ram, caps: .make(), tableArea: (12 << 20)..<(16 << 20))

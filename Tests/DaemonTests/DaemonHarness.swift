@@ -35,7 +35,7 @@ final class DaemonHarness {
         env.removeValue(forKey: "NOTIFY_SOCKET")
         for (k, v) in environment { env[k] = v }
         process.environment = env
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw HarnessError("cannot create \(logPath)") }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
@@ -47,7 +47,7 @@ final class DaemonHarness {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let c = try? UnixConnection.connect(path: controlSocket) {
-                try? c.close()
+                c.close()
                 return
             }
             guard process.isRunning else {
@@ -101,8 +101,9 @@ struct HarnessError: Error, CustomStringConvertible {
 /// goes through files, so a chatty tool never blocks on a full pipe.
 func runTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let base = NSTemporaryDirectory() + "tool-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    for file in [base + ".out", base + ".err"] where !FileManager.default.createFile(atPath: file, contents: nil) {
+        throw HarnessError("cannot create \(file)")
+    }
     defer {
         unlink(base + ".out")
         unlink(base + ".err")
