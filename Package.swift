@@ -22,14 +22,23 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // C shim for the calls Swift cannot express, or not without reading
+        // errno after the fact: SCM_RIGHTS (CMSG_* macros), Unix addresses,
+        // SO_PEERCRED/SO_PEERGROUPS, memfd_create, mmap, signalfd, variadic
+        // open/fcntl. Every function returns its result or -errno.
+        .target(name: "CPosix"),
+        // The one OS layer: the owned descriptor (closed exactly once, scoped
+        // access), SystemError (errno + the call's name), the one EINTR retry,
+        // files, memfd and mmap, Unix sockets, poll, signalfd.
+        .target(name: "Posix", dependencies: ["CPosix"]),
         // C shim: the <linux/vfio.h> request numbers Swift cannot import, and
         // ioctl wrappers that return -errno.
         .target(name: "CVFIO"),
         // Containers, groups, devices and their errors: a thin layer over the
-        // kernel. VTd for DMAPermission only: MAP_DMA takes the same
-        // permission type the guest's tables produce.
+        // kernel, on Posix descriptors and errors. VTd for DMAPermission only:
+        // MAP_DMA takes the same permission type the guest's tables produce.
         .target(name: "VFIO", dependencies: [
-            "CVFIO", "VTd",
+            "CVFIO", "CPosix", "Posix", "VTd",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Pure VT-d model: entries, the second-level walk, invalidation
@@ -39,26 +48,33 @@ let package = Package(
         // The guest side of VT-d: writes tables and invalidations the way a guest
         // driver does. Used by tests and by the simulator.
         .target(name: "VTdGuest", dependencies: ["VTd"]),
+        // C: the SIGBUS handler that keeps a shrunk guest RAM file from
+        // killing the daemon (docs/ARCHITECTURE.md, "Guest RAM that shrinks").
+        .target(name: "CGuestRAMGuard"),
         // Guest RAM, address spaces, the shadow map, sync, and the backend seam.
         .target(name: "Bridge", dependencies: [
-            "VTd", "VFIO",
+            "VTd", "VFIO", "JSON", "Posix", "CGuestRAMGuard",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // C shim for socket calls Swift cannot express: SCM_RIGHTS (CMSG_*
-        // macros), SO_PEERCRED, memfd_create, signalfd. Returns -errno.
-        .target(name: "CSocket"),
-        // Unix sockets, fd passing, peer credentials, poll, signals, sd_notify.
-        .target(name: "UnixIO", dependencies: ["CSocket"]),
+        // Connections and listeners on Posix sockets: stale-socket
+        // replacement, outbound queues, blocking conveniences, the poll set,
+        // signals, sd_notify.
+        .target(name: "UnixIO", dependencies: ["Posix"]),
+        // JSON values, the one strict parser (with positions for files people
+        // edit) and the serializer. No dependencies: the control codec, the
+        // bridge's reports and the daemon's config and state all use it.
+        .target(name: "JSON"),
         // Codecs for the event channel (binary) and the control socket (JSON
-        // lines). No I/O.
-        .target(name: "Wire", dependencies: ["VTd"]),
+        // lines). No I/O: the frame decoder is generic over what a descriptor
+        // is, so it never depends on Posix.
+        .target(name: "Wire", dependencies: ["VTd", "JSON"]),
         // Blocking clients of both sockets, for the CLI, the simulator, tests,
         // and VMM authors writing Swift; and the number syntax the CLI's and
         // the simulator's options share.
-        .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "VTd"]),
+        .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "Posix", "VTd"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
-            "Bridge", "VFIO", "VTd", "Wire", "UnixIO",
+            "Bridge", "VFIO", "VTd", "JSON", "Wire", "UnixIO", "Posix",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Configuration", package: "swift-configuration"),
@@ -71,11 +87,11 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "vtdbridgectl", dependencies: [
-            "Bridge", "VTd", "Wire", "UnixIO", "VTdBridgeClient",
+            "Bridge", "VTd", "JSON", "Wire", "UnixIO", "Posix", "VTdBridgeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
-            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "VTdBridgeClient", "VFIO", "CSocket",
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CPosix",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -90,14 +106,19 @@ let package = Package(
         // Test doubles live here and only here.
         .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest"]),
 
+        .testTarget(name: "PosixTests", dependencies: ["Posix", "CPosix"]),
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "VTd"]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix", "VTd"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest"]),
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport", "Posix"]),
         .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport"]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
-        .testTarget(name: "UnixIOTests", dependencies: ["UnixIO"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "UnixIO", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient"]),
+        .testTarget(name: "UnixIOTests", dependencies: ["UnixIO", "Posix", "CPosix"]),
+        .testTarget(name: "DaemonTests", dependencies: [
+            "Daemon", "Wire", "UnixIO", "Posix", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Fuzzing (docs/RELIABILITY.md, "Fuzzing"): the harnesses and their
         // checks, one libFuzzer executable per target (a file replayer in a
@@ -120,8 +141,9 @@ let package = Package(
 // was last compiled. Dependencies are not affected (SwiftPM applies warning
 // settings to the root package only). The Makefile checks what is left: the
 // linker's and SwiftPM's own warnings (scripts/no-warnings).
+let cTargets: Set = ["CPosix", "CVFIO", "CGuestRAMGuard"]
 for target in package.targets {
-    if ["CVFIO", "CSocket"].contains(target.name) {
+    if cTargets.contains(target.name) {
         target.cSettings = (target.cSettings ?? []) + [.treatAllWarnings(as: .error)]
     } else {
         target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]

@@ -37,6 +37,10 @@ public final class AddressSpace {
     public private(set) var backendNanoseconds: Int64 = 0
     /// Syncs run (a batch that touches this space counts once).
     public internal(set) var syncs = 0
+    /// Set by the owning `GuestIOMMU`: whether what this space read from
+    /// guest RAM is still the guest's (no region lost to a SIGBUS since the
+    /// current piece of work began). nil: nothing is checked.
+    var readCheck: GuestRAMReadCheck?
     let logger: Logger
 
     private enum Operation {
@@ -63,7 +67,11 @@ public final class AddressSpace {
             context = .notPresent
             return
         }
-        context = ContextLookup.lookup(sourceID: sourceID, rootTable: rootTable, memory: memory, caps: caps)
+        let looked = ContextLookup.lookup(sourceID: sourceID, rootTable: rootTable, memory: memory, caps: caps)
+        // A root or context entry read as zero from a lost region is not the
+        // guest's: keep the cached entry; the bridge syncs again without it.
+        if let readCheck, !readCheck.isIntact { return }
+        context = looked
         if case let .invalid(fault) = context {
             faults.record(fault, sourceID: sourceID, logger: logger)
         }
@@ -93,8 +101,10 @@ public final class AddressSpace {
             unmapEverything(report: &report)
         case let .translated(_, table, levels):
             var source = WalkedMappings(walker: walker, table: table, levels: levels, limits: limits)
-            reconcile(start: start, end: end, report: &report, source: &source)
-            record(source.faults, report: &report)
+            // Faults read from a lost region are not the guest's either.
+            if reconcile(start: start, end: end, report: &report, source: &source) {
+                record(source.faults, report: &report)
+            }
         case .passThrough:
             var source = IdentityMappings(memory: walker.memory, limits: limits)
             reconcile(start: start, end: end, report: &report, source: &source)
@@ -188,7 +198,7 @@ public final class AddressSpace {
     }
 
     /// Records `fault`, standing for `count` faults of its reason.
-    private func record(_ fault: TranslationFault, count: Int = 1, report: inout SyncReport) {
+    func record(_ fault: TranslationFault, count: Int = 1, report: inout SyncReport) {
         report.faults += count
         faults.record(fault, count: count, sourceID: sourceID, logger: logger)
     }
@@ -218,7 +228,12 @@ public final class AddressSpace {
     /// one unmap per shadow entry in the range (the cursor passes each once).
     /// With a mapping quota, maps stop being planned once the quota is
     /// reached (below), so then it holds at most quota + unmaps entries.
-    private func reconcile<Source: DesiredMappings>(start: UInt64, end: UInt64, report: inout SyncReport, source: inout Source) {
+    ///
+    /// Returns false when nothing was applied because guest RAM read during
+    /// the walk was lost meanwhile (`readCheck`): the plan came from zeros
+    /// the guard put in place of the guest's tables.
+    @discardableResult
+    private func reconcile<Source: DesiredMappings>(start: UInt64, end: UInt64, report: inout SyncReport, source: inout Source) -> Bool {
         var lo = start
         var hi = end
         if let e = shadow.entry(containing: lo) { lo = e.iova }
@@ -329,6 +344,11 @@ public final class AddressSpace {
         // edits happen in place rather than on a copy.
         cursor = .empty
         _ = consume snapshot
+        if let readCheck, !readCheck.isIntact {
+            ops.removeAll(keepingCapacity: ops.capacity <= 4096)
+            operations = ops
+            return false
+        }
         apply(ops, refused: &refused, report: &report)
         if refused.count > 0, let first = refused.first, let mappingQuota {
             record(TranslationFault(reason: .quotaExceeded, iova: first.iova, value: first.hostAddress,
@@ -341,6 +361,7 @@ public final class AddressSpace {
         // full sync of a million leaves needs tens of MiB only for a moment).
         ops.removeAll(keepingCapacity: ops.capacity <= 4096)
         operations = ops
+        return true
     }
 
     /// Maps one sync refused for the quota: counted, reported as one fault.

@@ -2,63 +2,6 @@ import Logging
 import VFIO
 import VTd
 
-/// Why the bridge refused a request.
-public struct BridgeError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: String, Sendable {
-        case cachingModeRequired = "caching-mode-required"
-        case alreadyAttached = "already-attached"
-        case notAttached = "not-attached"
-        case backend = "backend"
-    }
-    public var code: Code
-    public var message: String
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-    public var description: String { message }
-}
-
-/// The result of one batch of invalidation descriptors or notifier entries.
-public struct BatchResult: Sendable, Equatable {
-    /// Everything the batch did in the kernel.
-    public var report = SyncReport()
-    /// Wait descriptors reached; each is a completion point the VMM may signal
-    /// to the guest once this result is in hand.
-    public var waits = 0
-    /// The first descriptor (or notifier entry) refused, if any. Like hardware
-    /// on an invalidation queue error (spec 6.5.2.10), nothing from it onwards
-    /// was executed.
-    public var rejected: Rejection?
-
-    public struct Rejection: Sendable, Equatable {
-        public var index: Int
-        public var reason: String
-    }
-
-    public init() {}
-}
-
-/// One notifier-level event from a VMM that walks the guest tables itself:
-/// what QEMU's IOMMU notifiers carry (IOMMUTLBEntry). An empty permission
-/// means unmap.
-public struct NotifierEvent: Sendable, Equatable {
-    public var sourceID: SourceID
-    public var iova: UInt64
-    public var gpa: UInt64
-    /// Bytes; 0 stands for 2^64 (the all-ones address mask of a NOTIFY entry).
-    public var size: UInt64
-    public var permission: DMAPermission
-
-    public init(sourceID: SourceID, iova: UInt64, gpa: UInt64, size: UInt64, permission: DMAPermission) {
-        self.sourceID = sourceID
-        self.iova = iova
-        self.gpa = gpa
-        self.size = size
-        self.permission = permission
-    }
-}
-
 /// The daemon's model of one VM's emulated VT-d unit: its capabilities, its
 /// guest RAM, its root table, and an address space per attached device.
 ///
@@ -72,9 +15,10 @@ public final class GuestIOMMU {
     public private(set) var rootTable: UInt64?
     public private(set) var translationEnabled = false
     public private(set) var spaces: [SourceID: AddressSpace] = [:]
-    /// Notifier mode: the VMM walks the tables itself and sends notifier
-    /// events; invalidation descriptors are not used.
-    public private(set) var notifierMode = false
+    /// Where the guest's mappings come from: its tables, or a VMM's
+    /// notifier events (the VMM walks the tables itself and invalidation
+    /// descriptors are not used).
+    public private(set) var source: TranslationSource = .tables
     /// While suspended (a VMM is re-sending its state after connecting),
     /// state changes are recorded but nothing is synced; `resumeSync` then
     /// syncs once against the complete state.
@@ -91,10 +35,10 @@ public final class GuestIOMMU {
     }
     let logger: Logger
     private var walker: SecondLevelWalker<GuestRAM>?
+    /// Shared with every address space: whether guest RAM read since the
+    /// current piece of work began is still the guest's (see `guardingRAM`).
+    private let readCheck = GuestRAMReadCheck()
 
-    /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
-    /// without issuing an invalidation, and the bridge would never learn of
-    /// them. This is the check QEMU's 2017 vfio series added.
     public init(caps: IOMMUCapabilities, walkBudget: Int = WalkBudget.defaultEntries, logger: Logger) throws(BridgeError) {
         try Self.check(caps)
         precondition(walkBudget >= 1, "a walk budget is at least one entry")
@@ -107,22 +51,34 @@ public final class GuestIOMMU {
         memory.map { SecondLevelWalker(memory: $0, caps: caps, budget: walkBudget) }
     }
 
-    private static func check(_ caps: IOMMUCapabilities) throws(BridgeError) {
+    /// The one place that accepts or refuses a guest IOMMU's capabilities.
+    ///
+    /// Shadowing requires CAP.CM=1: without caching mode the guest maps pages
+    /// without issuing an invalidation, and the bridge would never learn of
+    /// them (the check QEMU's 2017 vfio series added). The walker handles 3-,
+    /// 4- and 5-level tables; CAP.SAGAW must offer at least one of them, or
+    /// no context entry the guest could write would be walkable (spec 10.4.2).
+    public static func check(_ caps: IOMMUCapabilities) throws(BridgeError) {
         guard caps.cachingMode else {
             throw BridgeError(.cachingModeRequired,
                               "the guest IOMMU does not advertise caching mode (CAP.CM=0), so guest mappings cannot be shadowed; enable it in the VMM (QEMU: -device intel-iommu,caching-mode=on)")
         }
+        guard !caps.supportedLevels.isDisjoint(with: [3, 4, 5]) else {
+            throw BridgeError(.unsupportedLevels, "CAP.SAGAW advertises no 3-, 4- or 5-level table support")
+        }
     }
 
-    /// A (re)connecting VMM announces its IOMMU. The address spaces and their
-    /// shadows stay; the next sync reads the tables under the new rules.
-    public func setCapabilities(_ caps: IOMMUCapabilities, notifierMode: Bool) throws(BridgeError) {
+    /// A (re)connecting VMM announces its IOMMU and where the mappings will
+    /// come from. The address spaces and their shadows stay; the next sync
+    /// reads the tables (or the notified mappings) under the new rules.
+    /// Changing the source forgets what the old one said.
+    public func setCapabilities(_ caps: IOMMUCapabilities, source: TranslationSource) throws(BridgeError) {
         try Self.check(caps)
         self.caps = caps
         walker = makeWalker()
-        if notifierMode != self.notifierMode {
-            self.notifierMode = notifierMode
-            for space in spaces.values { space.notified = notifierMode ? NotifiedMap() : nil }
+        if source != self.source {
+            self.source = source
+            for space in spaces.values { space.notified = source.keepsNotifiedMappings ? NotifiedMap() : nil }
         }
     }
 
@@ -132,7 +88,7 @@ public final class GuestIOMMU {
     /// Ends a suspension with one full sync of every device.
     public func resumeSync() -> SyncReport {
         syncSuspended = false
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     // MARK: guest state
@@ -143,14 +99,14 @@ public final class GuestIOMMU {
     public func setMemory(_ memory: GuestRAM?) -> SyncReport {
         self.memory = memory
         walker = makeWalker()
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     /// The guest set a root-table pointer (GCMD.SRTP). Hardware drops its
     /// context cache on the next global invalidation; we refresh now.
     public func setRootTable(_ gpa: UInt64?) -> SyncReport {
         rootTable = gpa
-        return refreshAll()
+        return guardingRAM { refreshAll(&$0) }
     }
 
     /// GCMD.TE. While translation is off nothing is mapped: DMA stays blocked
@@ -159,34 +115,88 @@ public final class GuestIOMMU {
         translationEnabled = enabled
         // A VMM in notifier mode sends no unmaps for a disabled IOMMU: forget
         // what it notified, as the guest's translation is gone.
-        if !enabled && notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
-        return refreshAll()
+        if !enabled && source.keepsNotifiedMappings { for space in spaces.values { space.notified = NotifiedMap() } }
+        return guardingRAM { refreshAll(&$0) }
     }
 
     /// The guest IOMMU was reset: no root table, translation off, nothing mapped.
     public func reset() -> SyncReport {
         rootTable = nil
         translationEnabled = false
-        if notifierMode { for space in spaces.values { space.notified = NotifiedMap() } }
-        return refreshAll()
+        if source.keepsNotifiedMappings { for space in spaces.values { space.notified = NotifiedMap() } }
+        return guardingRAM { refreshAll(&$0) }
     }
 
     private var activeWalker: SecondLevelWalker<GuestRAM>? {
         translationEnabled && rootTable != nil ? walker : nil
     }
 
-    private func refreshAll() -> SyncReport {
-        var report = SyncReport()
-        guard !syncSuspended else { return report }
+    private func refreshAll(_ report: inout SyncReport) {
+        guard !syncSuspended else { return }
         for sid in spaces.keys.sorted() { fullSync(spaces[sid]!, report: &report) }
+    }
+
+    // MARK: guest RAM that goes away
+
+    /// Runs `work`, which may read guest RAM, and returns what it did.
+    ///
+    /// The VMM owns the files behind guest RAM and may shrink one at any
+    /// time; the next read past its end raises SIGBUS. `GuestRAMGuard` turns
+    /// that into zeros and marks the region lost, and each step of `work`
+    /// that acts on what it read checks `readCheck` first, so nothing read
+    /// from the lost region was applied. Here the lost region leaves the
+    /// memory table (what it backed is faulted, not mapped, and mappings
+    /// into it are unmapped by the sync), every space records a
+    /// `guest-ram-lost` fault, and every space is synced again against the
+    /// remaining RAM, which covers whatever `work` left undone. Each round
+    /// drops at least one region; a loss in a table other than ours (a
+    /// replaced one still mapped) costs one more round.
+    ///
+    /// A region lost outside our work (another reader of the same mapping)
+    /// would read as zeros without a new fault, so lost regions are also
+    /// dropped before `work` starts.
+    private func guardingRAM(_ work: (inout SyncReport) -> Void) -> SyncReport {
+        var report = SyncReport()
+        if let memory, let reduced = memory.removingLostRegions() {
+            dropLostRegions(into: reduced, report: &report)
+        }
+        readCheck.restart()
+        work(&report)
+        var rounds = 0
+        while !readCheck.isIntact, rounds <= (memory?.regions.count ?? 0) {
+            rounds += 1
+            if let memory, let reduced = memory.removingLostRegions() {
+                dropLostRegions(into: reduced, report: &report)
+            }
+            readCheck.restart()
+            refreshAll(&report)
+        }
         return report
+    }
+
+    private func dropLostRegions(into reduced: GuestRAM, report: inout SyncReport) {
+        let known = memory?.lostRegions.count ?? 0
+        memory = reduced
+        walker = makeWalker()
+        for lost in reduced.lostRegions.dropFirst(known) {
+            logger.error("guest RAM region lost; its mappings are removed and it is no longer mapped",
+                         metadata: ["gpa": "0x\(String(lost.gpa, radix: 16))", "size": "0x\(String(lost.size, radix: 16))",
+                                    "fault-offset": "0x\(String(lost.faultOffset, radix: 16))", "reason": "\(lost)"])
+            report.lostRegions.append(lost)
+            for sid in spaces.keys.sorted() {
+                spaces[sid]!.record(TranslationFault(reason: .guestRAMLost, value: lost.gpa, detail: lost.description), report: &report)
+            }
+        }
     }
 
     private func fullSync(_ space: AddressSpace, report: inout SyncReport, counted: Bool = true) {
         if counted { space.syncs += 1 }
-        if notifierMode {
+        switch source {
+        case .notifier:
             space.syncNotified(start: 0, end: .max, memory: memory, report: &report)
             return
+        case .tables:
+            break
         }
         if activeWalker == nil {
             space.dropContext()
@@ -214,11 +224,10 @@ public final class GuestIOMMU {
             throw BridgeError(.backend, "attaching \(sourceID): \(error)")
         }
         space.faults = FaultLog(recentCapacity: faultLogCapacity)
-        if notifierMode { space.notified = NotifiedMap() }
+        space.readCheck = readCheck
+        if source.keepsNotifiedMappings { space.notified = NotifiedMap() }
         spaces[sourceID] = space
-        var report = SyncReport()
-        if !syncSuspended { fullSync(space, report: &report) }
-        return report
+        return guardingRAM { if !syncSuspended { fullSync(space, report: &$0) } }
     }
 
     /// Unmaps everything of `sourceID` and forgets it.
@@ -235,16 +244,13 @@ public final class GuestIOMMU {
     /// A full sync of one device, or of all: re-reads context entries and walks
     /// every table. Over unchanged tables it issues no ioctl at all.
     public func replay(_ sourceID: SourceID? = nil) throws(BridgeError) -> SyncReport {
-        var report = SyncReport()
         if let sourceID {
             guard let space = spaces[sourceID] else {
                 throw BridgeError(.notAttached, "device \(sourceID) is not attached")
             }
-            fullSync(space, report: &report)
-        } else {
-            report = refreshAll()
+            return guardingRAM { fullSync(space, report: &$0) }
         }
-        return report
+        return guardingRAM { refreshAll(&$0) }
     }
 
     // MARK: invalidations
@@ -274,9 +280,7 @@ public final class GuestIOMMU {
             switch InvalidationDescriptor.decode(low: raw.low, high: raw.high, caps: caps) {
             case let .failure(error):
                 logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])
-                execute(&pending, into: &result.report)
                 result.rejected = .init(index: index, reason: "descriptor \(index): \(error.description)")
-                return result
             case let .success(descriptor):
                 if case .wait = descriptor {
                     result.waits += 1
@@ -284,8 +288,9 @@ public final class GuestIOMMU {
                     collect(descriptor, into: &pending)
                 }
             }
+            if result.rejected != nil { break }
         }
-        execute(&pending, into: &result.report)
+        result.report = guardingRAM { execute(&pending, into: &$0) }
         return result
     }
 

@@ -1,12 +1,14 @@
+import CGuestRAMGuard
 import Glibc
+import Posix
 import VTd
 
 /// Where one region of guest RAM comes from.
 public enum GuestRAMBacking: Sendable, Equatable {
     /// A file descriptor shared by the VMM (memfd, hugetlbfs, /dev/shm file),
-    /// at a byte offset. The descriptor is not taken over: the caller keeps and
-    /// closes it; the mapping outlives it.
-    case fileDescriptor(Int32, offset: UInt64)
+    /// at a byte offset. The descriptor is only borrowed: its owner keeps it
+    /// (and closes it when it likes); the mapping outlives it.
+    case fileDescriptor(FileDescriptor, offset: UInt64)
     /// A file by path (a RAM image or a live shared-memory file), at an offset.
     case path(String, offset: UInt64)
     /// A fresh zero-filled memfd, for the simulator and tests.
@@ -34,6 +36,11 @@ public struct GuestRAMError: Error, Sendable, Equatable, CustomStringConvertible
         self.message = message
         self.errno = errno
     }
+    /// A failed system call on the way to mapping `what`.
+    init(_ what: String, _ error: SystemError) {
+        self.init("\(what): \(SystemError(call: error.call, errno: 0, subject: error.subject, detail: error.detail))",
+                  errno: error.errno)
+    }
     public var description: String {
         errno == 0 ? message : "\(message): \(String(cString: strerror(errno))) (errno \(errno))"
     }
@@ -60,6 +67,22 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
 
     public let regions: [Region]
     public let writable: Bool
+    /// Regions this table no longer has because their backing file shrank
+    /// under us (see `GuestRAMGuard`): GPAs in them are not guest RAM any
+    /// more. Kept for reports; a new memory table starts with none.
+    public let lostRegions: [LostRegion]
+
+    /// A region dropped because reading it raised SIGBUS.
+    public struct LostRegion: Sendable, Equatable, CustomStringConvertible {
+        public let gpa: UInt64
+        public let size: UInt64
+        /// Offset into the region of the first page that faulted.
+        public let faultOffset: UInt64
+        public var end: UInt64 { gpa + size }
+        public var description: String {
+            "guest RAM region [0x\(String(gpa, radix: 16)), 0x\(String(end, radix: 16))) is gone: reading it at offset 0x\(String(faultOffset, radix: 16)) raised SIGBUS, so the VMM shrank or removed its backing file; nothing in it is mapped until the VMM sends a memory table whose files stay whole (a memfd sealed with F_SEAL_SHRINK)"
+        }
+    }
 
     /// Maps every region. Regions must be 4 KiB-aligned, non-empty and must
     /// not overlap; a file must be long enough for its region.
@@ -94,6 +117,47 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
         regions = mapped
         mappings = owners
         self.writable = writable
+        lostRegions = []
+    }
+
+    private init(regions: [Region], mappings: [RegionMapping], writable: Bool, lostRegions: [LostRegion]) {
+        self.regions = regions
+        self.mappings = mappings
+        self.writable = writable
+        self.lostRegions = lostRegions
+    }
+
+    /// Indices of the regions whose mapping a SIGBUS replaced since it was
+    /// made: their contents now read as zero and are not the guest's.
+    public var regionsLost: [Int] {
+        mappings.indices.filter { mappings[$0].isLost }
+    }
+
+    /// This table without the regions in `regionsLost`, which are recorded
+    /// in `lostRegions`; nil when none was lost. The other regions keep
+    /// their mappings, so nothing mapped from them changes host address.
+    public func removingLostRegions() -> GuestRAM? {
+        // The common case first, without allocating: a load per region.
+        guard mappings.contains(where: \.isLost) else { return nil }
+        let lost = regionsLost
+        guard !lost.isEmpty else { return nil }
+        var keptRegions: [Region] = []
+        var keptMappings: [RegionMapping] = []
+        var gone = lostRegions
+        for i in regions.indices {
+            if lost.contains(i) {
+                gone.append(LostRegion(gpa: regions[i].gpa, size: regions[i].size, faultOffset: mappings[i].faultOffset))
+            } else {
+                keptRegions.append(regions[i])
+                keptMappings.append(mappings[i])
+            }
+        }
+        return GuestRAM(regions: keptRegions, mappings: keptMappings, writable: writable, lostRegions: gone)
+    }
+
+    /// The lost region holding `gpa`, if any (for fault details).
+    public func lostRegion(containing gpa: UInt64) -> LostRegion? {
+        lostRegions.first { gpa >= $0.gpa && gpa - $0.gpa < $0.size }
     }
 
     /// The mmaps behind `regions`, shared with a later table that reuses them.
@@ -101,64 +165,55 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
 
     private static func mapRegion(_ spec: GuestRAMRegionSpec, writable: Bool, previous: GuestRAM?) throws(GuestRAMError) -> RegionMapping {
         let gpaText = "guest RAM region at gpa 0x\(String(spec.gpa, radix: 16))"
-        var fd: Int32
-        var offset: UInt64 = 0
-        var ownsFD = false
-        switch spec.backing {
-        case let .fileDescriptor(descriptor, off):
-            fd = descriptor
-            offset = off
-        case let .path(path, off):
-            fd = open(path, writable ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC)
-            if fd < 0 { throw GuestRAMError("\(gpaText): open(\(path))", errno: errno) }
-            ownsFD = true
-            offset = off
-        case .anonymous:
-            fd = try Self.anonymousFile(gpaText)
-            ownsFD = true
-            if ftruncate(fd, off_t(spec.size)) != 0 {
-                let e = errno
-                close(fd)
-                throw GuestRAMError("\(gpaText): ftruncate of memfd to \(spec.size) bytes", errno: e)
+        // A descriptor opened here is closed when `file` goes, after mmap has
+        // taken its own reference; a borrowed one stays with its owner.
+        let file: FileDescriptor
+        let offset: UInt64
+        do throws(SystemError) {
+            switch spec.backing {
+            case let .fileDescriptor(descriptor, off):
+                file = descriptor
+                offset = off
+            case let .path(path, off):
+                file = try FileDescriptor.open(path, flags: writable ? O_RDWR : O_RDONLY)
+                offset = off
+            case .anonymous:
+                file = try FileDescriptor.memoryFile(name: "vtd-bridge guest RAM", size: spec.size)
+                offset = 0
             }
+        } catch {
+            throw GuestRAMError(gpaText, error)
         }
-        defer { if ownsFD { close(fd) } }
         guard offset & 0xfff == 0 else {
             throw GuestRAMError("\(gpaText): file offset 0x\(String(offset, radix: 16)) is not 4 KiB-aligned")
         }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw GuestRAMError("\(gpaText): fstat", errno: errno) }
+        let status: FileStatus
+        do { status = try file.status() } catch { throw GuestRAMError(gpaText, error) }
         // A regular file (or memfd) must cover the region, or touching the
         // tail would SIGBUS the daemon. Devices (e.g. /dev/mem-like) report 0.
-        if (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) < offset + spec.size {
-            throw GuestRAMError("\(gpaText): backing file is \(st.st_size) bytes, but offset 0x\(String(offset, radix: 16)) + size 0x\(String(spec.size, radix: 16)) is needed")
+        if status.kind == .regular, UInt64(status.size) < offset + spec.size {
+            throw GuestRAMError("\(gpaText): backing file is \(status.size) bytes, but offset 0x\(String(offset, radix: 16)) + size 0x\(String(spec.size, radix: 16)) is needed")
         }
-        let identity = RegionMapping.Identity(gpa: spec.gpa, size: spec.size, device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
+        let identity = RegionMapping.Identity(gpa: spec.gpa, size: spec.size, device: status.device, inode: status.inode,
                                               offset: offset, writable: writable)
-        if let reused = previous?.mappings.first(where: { $0.identity == identity }) {
+        // A lost mapping reads zeros now: never reuse it.
+        if let reused = previous?.mappings.first(where: { $0.identity == identity && !$0.isLost }) {
             return reused
         }
+        guard let length = Int(exactly: spec.size) else {
+            throw GuestRAMError("\(gpaText): \(spec.size) bytes do not fit this address space")
+        }
         let prot = writable ? PROT_READ | PROT_WRITE : PROT_READ
-        let p = mmap(nil, Int(spec.size), prot, MAP_SHARED, fd, off_t(offset))
-        guard let p, p != MAP_FAILED else {
-            throw GuestRAMError("\(gpaText): mmap of \(spec.size) bytes", errno: errno)
+        let base: UnsafeMutableRawPointer
+        do { base = try file.mapShared(length: length, offset: offset, writable: writable) } catch { throw GuestRAMError(gpaText, error) }
+        // Guarded from here on: the VMM can shrink the file at any moment.
+        GuestRAMGuard.install()
+        let slot = vtdb_ram_guard_register(base, length, prot)
+        guard slot >= 0 else {
+            try? SharedMapping.unmap(base, length: length)
+            throw GuestRAMError("\(gpaText): every SIGBUS guard slot is taken (1024 guest RAM mappings alive)", errno: -slot)
         }
-        return RegionMapping(base: p, identity: identity)
-    }
-
-    /// An unlinked POSIX shared-memory object: a memfd in all but name, made
-    /// with calls the Glibc module exports (memfd_create needs _GNU_SOURCE).
-    private static func anonymousFile(_ what: String) throws(GuestRAMError) -> Int32 {
-        for attempt in 0..<16 {
-            let name = "/vtd-bridge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))-\(attempt)"
-            let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            if fd >= 0 {
-                shm_unlink(name)
-                return fd
-            }
-            if errno != EEXIST { throw GuestRAMError("\(what): shm_open(\(name))", errno: errno) }
-        }
-        throw GuestRAMError("\(what): shm_open kept finding its random names taken", errno: EEXIST)
+        return RegionMapping(base: base, identity: identity, guardSlot: slot)
     }
 
     /// The region holding `gpa`, if any.
@@ -234,11 +289,26 @@ final class RegionMapping: @unchecked Sendable {
 
     let base: UnsafeMutableRawPointer
     let identity: Identity
+    /// Its slot in the SIGBUS guard.
+    let guardSlot: Int32
 
-    init(base: UnsafeMutableRawPointer, identity: Identity) {
+    init(base: UnsafeMutableRawPointer, identity: Identity, guardSlot: Int32) {
         self.base = base
         self.identity = identity
+        self.guardSlot = guardSlot
     }
 
-    deinit { munmap(base, Int(identity.size)) }
+    /// A SIGBUS replaced it with zero-filled memory.
+    var isLost: Bool { vtdb_ram_guard_lost(guardSlot) != 0 }
+
+    /// Where in it the first SIGBUS hit.
+    var faultOffset: UInt64 { vtdb_ram_guard_fault_offset(guardSlot) }
+
+    deinit {
+        // Unguarded first: once unmapped, the range may be someone else's.
+        vtdb_ram_guard_unregister(guardSlot)
+        // munmap of exactly what mapShared returned cannot fail; nothing
+        // could be done about it in deinit anyway.
+        try? SharedMapping.unmap(base, length: Int(identity.size))
+    }
 }

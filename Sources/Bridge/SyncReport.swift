@@ -11,6 +11,9 @@ public struct SyncReport: Sendable, Equatable {
     public var failures: [Failure] = []
     /// Faults found in the guest's tables during this sync.
     public var faults = 0
+    /// Guest RAM regions found lost (their file shrank under us) during this
+    /// work; each is now out of the memory table.
+    public var lostRegions: [GuestRAM.LostRegion] = []
 
     public init() {}
 
@@ -33,5 +36,6 @@ public struct SyncReport: Sendable, Equatable {
         unmaps += other.unmaps
         failures += other.failures
         faults += other.faults
+        lostRegions += other.lostRegions
     }
 }

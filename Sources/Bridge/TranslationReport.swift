@@ -1,3 +1,4 @@
+import JSON
 import VTd
 
 /// The translation of one device as the daemon establishes it: the shadow's
@@ -46,27 +47,30 @@ public struct TranslationReport: Sendable, Equatable {
         faults = space.faults.recent
     }
 
-    /// One JSON object, addresses as "0x…" strings:
-    /// {"device","domain","levels","mode","mappings":[{"iova","gpa","size","read","write"}],"faults":[…]}
-    public var json: String {
-        var out = "{\"device\":\"\(device)\""
-        out += ",\"domain\":" + (domain.map { String($0) } ?? "null")
-        out += ",\"levels\":" + (levels.map { String($0) } ?? "null")
-        out += ",\"mode\":\"\(mode)\",\"mappings\":["
-        for (i, m) in mappings.enumerated() {
-            if i > 0 { out += "," }
-            out += "{\"iova\":\"\(hex(m.iova))\",\"gpa\":\(m.gpa.map { "\"\(hex($0))\"" } ?? "null"),\"size\":\"\(hex(m.size))\""
-            out += ",\"read\":\(m.permission.contains(.read)),\"write\":\(m.permission.contains(.write))}"
-        }
-        out += "],\"faults\":["
-        for (i, f) in faults.enumerated() {
-            if i > 0 { out += "," }
-            out += "{\"reason\":\"\(f.reason.rawValue)\""
-            out += ",\"iova\":" + (f.iova.map { "\"\(hex($0))\"" } ?? "null")
-            out += ",\"level\":" + (f.level.map { String($0) } ?? "null")
-            out += ",\"value\":\"\(hex(f.value))\",\"detail\":\(jsonString(f.detail))}"
-        }
-        return out + "]}"
+    /// The report as one JSON object, addresses as "0x…" strings:
+    /// {"device","domain","faults":[…],"levels","mappings":[{"gpa","iova","read","size","write"}],"mode"}.
+    /// `vtdbridgectl walk --json` prints it and the daemon's `mappings`
+    /// command returns it (PROTOCOL.md §2.3); both serialize it with the one
+    /// serializer, so the two are byte for byte the same for the same shadow.
+    public var json: JSONValue {
+        .object([
+            "device": .string(device.description),
+            "domain": domain.map { .int(Int64($0)) } ?? .null,
+            "levels": levels.map { .int(Int64($0)) } ?? .null,
+            "mode": .string(mode),
+            "mappings": .array(mappings.map { m in
+                .object([
+                    "iova": .address(m.iova), "gpa": m.gpa.map(JSONValue.address) ?? .null, "size": .address(m.size),
+                    "read": .bool(m.permission.contains(.read)), "write": .bool(m.permission.contains(.write)),
+                ])
+            }),
+            "faults": .array(faults.map { f in
+                .object([
+                    "reason": .string(f.reason.rawValue), "iova": f.iova.map(JSONValue.address) ?? .null,
+                    "level": f.level.map { .int(Int64($0)) } ?? .null, "value": .address(f.value), "detail": .string(f.detail),
+                ])
+            }),
+        ])
     }
 
     /// A table for people.
@@ -100,23 +104,4 @@ func sizeText(_ size: UInt64) -> String {
     if size % (1 << 20) == 0 { return "\(size >> 20)M" }
     if size % (1 << 10) == 0 { return "\(size >> 10)K" }
     return "\(size)"
-}
-
-/// A JSON string literal with the escapes RFC 8259 requires.
-public func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20:
-            let h = String(u.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
 }

@@ -5,10 +5,7 @@
 #include "CVFIO.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 // MARK: request numbers
 
@@ -124,39 +121,4 @@ long cvfio_ioctl(int fd, unsigned long request, void *arg) {
 long cvfio_ioctl_int(int fd, unsigned long request, unsigned long value) {
     int result = ioctl(fd, request, value);
     return result < 0 ? -(long)errno : (long)result;
-}
-
-int cvfio_open(const char *path, int flags) {
-    // No mode argument: we never create files (no O_CREAT / O_TMPFILE).
-    int fd = open(path, flags);
-    return fd < 0 ? -errno : fd;
-}
-
-int cvfio_close(int fd) {
-    return close(fd) < 0 ? -errno : 0;
-}
-
-long cvfio_pread(int fd, void *buffer, size_t count, int64_t offset) {
-    ssize_t done = pread(fd, buffer, count, (off_t)offset);
-    return done < 0 ? -(long)errno : (long)done;
-}
-
-long cvfio_pwrite(int fd, const void *buffer, size_t count, int64_t offset) {
-    ssize_t done = pwrite(fd, buffer, count, (off_t)offset);
-    return done < 0 ? -(long)errno : (long)done;
-}
-
-long cvfio_readlink(const char *path, char *buffer, size_t size) {
-    ssize_t done = readlink(path, buffer, size);
-    return done < 0 ? -(long)errno : (long)done;
-}
-
-int cvfio_memlock_limit(uint64_t *soft, uint64_t *hard) {
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_MEMLOCK, &limit) < 0) {
-        return -errno;
-    }
-    *soft = limit.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)limit.rlim_cur;
-    *hard = limit.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)limit.rlim_max;
-    return 0;
 }

@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import VFIO
 import VTd
 
@@ -85,7 +86,7 @@ final class AttachedDevice {
 
     /// A duplicate of the VFIO device fd for the VMM (it drives regions and
     /// interrupts; DMA mapping stays ours). The caller owns the result.
-    func duplicateDeviceFD() throws(VFIOError) -> Int32 {
+    func duplicateDeviceFD() throws(VFIOError) -> FileDescriptor {
         guard let device else {
             throw VFIOError(operation: "attach", subject: spec.guest.description, errno: ENODEV,
                             hint: "the dry-run backend opens no device, so there is no file descriptor to return")

@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -11,18 +12,19 @@ extension Daemon {
         guard let listener = controlListener else { return }
         while let connection = acceptPeer(listener, socket: "control socket", refuse: {
             // §2.1: one refusal, then closed.
-            refuseControl($0, Self.permissionDenied($0.peer))
+            refuseControl($0, .permissionDenied(uid: $0.peer.uid, gid: $0.peer.gid, pid: $0.peer.pid))
         }) {
             guard controls.count < config.maxClients else {
-                refuseControl(connection, ControlError(
-                    code: "internal", message: "too many control clients (control.max-clients = \(config.maxClients)); try again later, or raise control.max-clients"))
+                refuseControl(connection, .tooManyClients(limit: config.maxClients))
                 continue
             }
             do { try connection.setNonBlocking(true) } catch {
                 connection.close()
                 continue
             }
-            controls[connection.fd] = ControlSession(connection: connection)
+            let session = ControlSession(connection: connection)
+            controls[connection.fd] = session
+            register(session)
         }
     }
 
@@ -49,9 +51,9 @@ extension Daemon {
                 case .closed:
                     // Answer what was asked before the peer half-closed.
                     session.closing = true
-                case let .data(count, fds):
-                    // Nothing is ever passed to us on this socket.
-                    for fd in fds { close(fd) }
+                case let .data(count, _):
+                    // Nothing is ever passed to us on this socket; what a
+                    // client sends anyway is closed as the result goes.
                     buffer.withUnsafeBytes { session.lines.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
                     processLines(session)
                 }
@@ -75,7 +77,7 @@ extension Daemon {
             switch next {
             case let .failure(error):
                 session.outbound.enqueue(Array(ControlCodec.errorLine(id: nil, error: error).utf8), fds: [])
-                if error.code == "line-too-long" { session.closing = true }
+                if error.code == .lineTooLong { session.closing = true }
             case let .success(line):
                 if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
                 switch ControlCodec.parseRequest(line) {
@@ -96,40 +98,43 @@ extension Daemon {
     func dropControl(_ session: ControlSession) {
         guard controls[session.connection.fd] === session else { return }
         controls.removeValue(forKey: session.connection.fd)
+        unregister(session)
         session.connection.close()
     }
 
     // MARK: commands
 
     /// Runs one command. The second result is descriptors to pass with the
-    /// reply (attach's device fd); the outbound queue owns and closes them.
-    func execute(_ request: ControlRequest) -> (Result<JSONValue, ControlError>, [Int32]) {
-        if shutdownRequested, request.command != "status" {
-            return (.failure(ControlError(code: "shutting-down", message: "the daemon is stopping")), [])
+    /// reply (attach's device fd); the outbound queue holds them until sent.
+    ///
+    /// The switch has no default: a command added to `ControlCommand`
+    /// without a case here does not compile. Unknown names never get here
+    /// (`ControlCodec.parseRequest` answers them).
+    func execute(_ request: ControlRequest) -> (Result<JSONValue, ControlError>, [FileDescriptor]) {
+        if shutdownRequested, request.command != .status {
+            return (.failure(.shuttingDown), [])
         }
-        do {
+        do throws(ControlError) {
             switch request.command {
-            case "attach": return try attachCommand(request)
-            case "detach": return (.success(try detachCommand(request)), [])
-            case "replay": return (.success(try replayCommand(request)), [])
-            case "status":
+            case .attach: return try attachCommand(request)
+            case .detach: return (.success(try detachCommand(request)), [])
+            case .replay: return (.success(try replayCommand(request)), [])
+            case .status:
                 try request.allowOnly([])
                 return (.success(statusObject()), [])
-            case "mappings": return (.success(try mappingsCommand(request)), [])
-            case "metrics":
+            case .mappings: return (.success(try mappingsCommand(request)), [])
+            case .metrics:
                 try request.allowOnly([])
                 // Per-device gauges are set at scrape time, not on the
                 // request path: they cost a registry lookup each.
                 refreshDeviceMetrics()
                 return (.success(.object(["text": .string(metricsText?() ?? "")])), [])
-            case "log-level": return (.success(try logLevelCommand(request)), [])
-            case "shutdown":
+            case .logLevel: return (.success(try logLevelCommand(request)), [])
+            case .shutdown:
                 try request.allowOnly([])
                 logger.notice("shutdown requested on the control socket")
                 shutdownRequested = true
                 return (.success(.object([:])), [])
-            default:
-                return (.failure(.unknownCommand(request.command)), [])
             }
         } catch {
             return (.failure(error), [])
@@ -144,7 +149,7 @@ extension Daemon {
         return sid
     }
 
-    private func attachCommand(_ request: ControlRequest) throws(ControlError) -> (Result<JSONValue, ControlError>, [Int32]) {
+    private func attachCommand(_ request: ControlRequest) throws(ControlError) -> (Result<JSONValue, ControlError>, [FileDescriptor]) {
         try request.allowOnly(["host", "group", "guest", "return-fd", "quota"])
         let guest = try guestArgument(request)
         let host: DeviceSpec.Host
@@ -183,15 +188,15 @@ extension Daemon {
             do {
                 (device, report) = try attachDevice(spec, persistent: true)
             } catch {
-                return (.failure(ControlError(code: error.code, message: error.message)), [])
+                return (.failure(error), [])
             }
         }
-        var fds: [Int32] = []
+        var fds: [FileDescriptor] = []
         if returnFD {
             do {
                 fds = [try device.duplicateDeviceFD()]
             } catch {
-                return (.failure(ControlError(code: "vfio-error", message: "attached, but the device fd cannot be returned: \(error)")), [])
+                return (.failure(.vfioError("attached, but the device fd cannot be returned: \(error)")), [])
             }
         }
         var result: [String: JSONValue] = [
@@ -208,14 +213,10 @@ extension Daemon {
         try request.allowOnly(["guest"])
         let guest = try guestArgument(request)
         let unmapped = bridge.spaces[guest]?.shadow.count ?? 0
-        do {
-            let report = try detachDevice(guest)
-            var result: [String: JSONValue] = ["guest": .string(guest.description), "unmapped": .int(Int64(unmapped))]
-            if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
-            return .object(result)
-        } catch {
-            throw ControlError(code: error.code, message: error.message)
-        }
+        let report = try detachDevice(guest)
+        var result: [String: JSONValue] = ["guest": .string(guest.description), "unmapped": .int(Int64(unmapped))]
+        if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
+        return .object(result)
     }
 
     private func replayCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
@@ -225,28 +226,28 @@ extension Daemon {
         guard all != (guest != nil) else {
             throw ControlError.invalidArgument("guest", "give either guest or \"all\": true")
         }
+        if let guest, bridge.spaces[guest] == nil { throw .notAttached(guest: guest.description) }
+        // Nothing to walk before a VMM has sent guest RAM: a replay then
+        // would re-read no table and report zeros, as if all were in sync.
+        guard bridge.memory != nil else { throw .noVMM }
         let report: SyncReport
         do {
             report = try bridge.replay(guest)
         } catch {
-            throw ControlError(code: "not-attached", message: error.message)
+            throw ControlError(code: .notAttached, message: error.message)
         }
         metrics.record(report)
-        return .object(["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
-                        "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)])
+        var result: [String: JSONValue] = ["maps": .int(Int64(report.maps)), "unmaps": .int(Int64(report.unmaps)),
+                                           "faults": .int(Int64(report.faults)), "failures": failuresJSON(report)]
+        if !report.lostRegions.isEmpty { result["lost-memory-regions"] = lostRegionsJSON(report.lostRegions) }
+        return .object(result)
     }
 
     private func mappingsCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
         try request.allowOnly(["guest"])
         let guest = try guestArgument(request)
-        guard let space = bridge.spaces[guest] else {
-            throw ControlError(code: "not-attached", message: "guest \(guest) is not attached")
-        }
-        do {
-            return try JSONValue.parse(TranslationReport(space: space, memory: bridge.memory).json)
-        } catch {
-            throw ControlError(code: "internal", message: "encoding the mappings failed: \(error)")
-        }
+        guard let space = bridge.spaces[guest] else { throw .notAttached(guest: guest.description) }
+        return TranslationReport(space: space, memory: bridge.memory).json
     }
 
     private func logLevelCommand(_ request: ControlRequest) throws(ControlError) -> JSONValue {
@@ -261,6 +262,14 @@ extension Daemon {
         return .object(["level": .string(logLevel.level.rawValue)])
     }
 
+    /// Guest RAM regions lost to a file that shrank (PROTOCOL.md §2.3 `status`).
+    func lostRegionsJSON(_ regions: [GuestRAM.LostRegion]) -> JSONValue {
+        .array(regions.map { r in
+            .object(["gpa": .string("0x" + String(r.gpa, radix: 16)), "size": .string("0x" + String(r.size, radix: 16)),
+                     "fault-offset": .string("0x" + String(r.faultOffset, radix: 16)), "message": .string(r.description)])
+        })
+    }
+
     func failuresJSON(_ report: SyncReport) -> JSONValue {
         .array(report.failures.map { f in
             .object(["guest": .string(f.sourceID.description), "operation": .string(f.operation.rawValue),
@@ -273,11 +282,12 @@ extension Daemon {
         var vmmObject: [String: JSONValue] = [
             "connected": .bool(vmm != nil),
             "session": .string(vmm?.phase.rawValue ?? "none"),
-            "notifier-mode": .bool(bridge.notifierMode),
+            "notifier-mode": .bool(bridge.source == .notifier),
             "root-table": bridge.rootTable.map { .string("0x" + String($0, radix: 16)) } ?? .null,
             "translation": .bool(bridge.translationEnabled),
             "memory-regions": .int(Int64(bridge.memory?.regions.count ?? 0)),
             "memory-bytes": .int(Int64(clamping: bridge.memory?.totalSize ?? 0)),
+            "lost-memory-regions": lostRegionsJSON(bridge.memory?.lostRegions ?? []),
         ]
         if let peer = vmm?.connection.peer { vmmObject["pid"] = .int(Int64(peer.pid)) }
         var deviceList: [JSONValue] = []

@@ -2,23 +2,19 @@ import Bridge
 import Logging
 import VFIO
 import VTd
-
-/// Why an attach failed, in the control protocol's terms.
-struct DeviceAttachError: Error {
-    var code: String
-    var message: String
-}
+import Wire
 
 extension Daemon {
     /// Opens the host device (or a dry-run stand-in), creates its address
-    /// space and syncs it from the guest tables.
+    /// space and syncs it from the guest tables. Errors are in the control
+    /// protocol's terms: the `attach` command returns them as they are.
     @discardableResult
-    func attachDevice(_ spec: DeviceSpec, persistent: Bool) throws(DeviceAttachError) -> (AttachedDevice, SyncReport) {
-        guard devices[spec.guest] == nil else {
-            throw DeviceAttachError(code: "already-attached", message: "guest \(spec.guest) is already attached to \(devices[spec.guest]!.hostDescription); detach it first")
+    func attachDevice(_ spec: DeviceSpec, persistent: Bool) throws(ControlError) -> (AttachedDevice, SyncReport) {
+        if let existing = devices[spec.guest] {
+            throw .alreadyAttached(guest: spec.guest.description, to: existing.hostDescription)
         }
         if case let .pci(address) = spec.host, let other = devices.values.first(where: { $0.spec.host == spec.host }) {
-            throw DeviceAttachError(code: "already-attached", message: "host device \(address) is already attached as guest \(other.spec.guest)")
+            throw .alreadyAttached(host: address.description, as: other.spec.guest.description)
         }
         let device: AttachedDevice
         switch config.backend {
@@ -29,7 +25,7 @@ extension Daemon {
                 device = try AttachedDevice.openVFIO(spec, paths: VFIOPaths(deviceDirectory: config.vfioDeviceDirectory, sysfs: config.sysfsRoot),
                                                      persistent: persistent, logger: logger)
             } catch {
-                throw DeviceAttachError(code: "vfio-error", message: error.description)
+                throw .vfioError(error.description)
             }
         }
         let report: SyncReport
@@ -37,7 +33,7 @@ extension Daemon {
             report = try bridge.attach(spec.guest, backend: device.backend, mappingQuota: spec.quota ?? config.mappingQuota)
         } catch {
             device.close(logger: logger)
-            throw DeviceAttachError(code: error.code == .alreadyAttached ? "already-attached" : "vfio-error", message: error.message)
+            throw ControlError(code: error.code == .alreadyAttached ? .alreadyAttached : .vfioError, message: error.message)
         }
         devices[spec.guest] = device
         failedDevices.removeValue(forKey: spec.guest)
@@ -53,19 +49,17 @@ extension Daemon {
     }
 
     /// Unmaps everything of the device and closes it.
-    func detachDevice(_ guest: SourceID) throws(DeviceAttachError) -> SyncReport {
+    func detachDevice(_ guest: SourceID) throws(ControlError) -> SyncReport {
         if devices[guest] == nil, let pending = pendingDevices.removeValue(forKey: guest) {
             // Not attached yet: stop retrying and forget the record.
             failedDevices.removeValue(forKey: guest)
             if pending.persistent { persistAttachments() }
             return SyncReport()
         }
-        guard let device = devices[guest] else {
-            throw DeviceAttachError(code: "not-attached", message: "guest \(guest) is not attached")
-        }
+        guard let device = devices[guest] else { throw .notAttached(guest: guest.description) }
         let unmapped = bridge.spaces[guest]?.shadow.count ?? 0
         var report: SyncReport
-        do { report = try bridge.detach(guest) } catch { throw DeviceAttachError(code: "not-attached", message: error.message) }
+        do { report = try bridge.detach(guest) } catch { throw ControlError(code: .notAttached, message: error.message) }
         report.maps = 0
         devices.removeValue(forKey: guest)
         device.close(logger: logger)

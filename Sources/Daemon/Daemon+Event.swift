@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -20,7 +21,7 @@ extension Daemon {
                 logger.error("accept on the \(socket) failed", metadata: ["error": "\(error)"])
                 return nil
             }
-            if policy.allows(connection.peer) { return connection }
+            if policy.allows(connection) { return connection }
             let peer = connection.peer
             logger.warning("\(socket): peer refused: uid \(peer.uid) is not in access.uids and none of its groups is in access.gids",
                            metadata: ["uid": "\(peer.uid)", "gid": "\(peer.gid)", "pid": "\(peer.pid)"])
@@ -51,7 +52,9 @@ extension Daemon {
                 connection.close()
                 continue
             }
-            vmm = EventSession(connection: connection)
+            let session = EventSession(connection: connection)
+            vmm = session
+            register(session)
             metrics.vmmConnections.increment()
             logger.info("VMM connected", metadata: ["pid": "\(connection.peer.pid)", "uid": "\(connection.peer.uid)"])
             notify("STATUS=\(statusLine)")
@@ -63,6 +66,8 @@ extension Daemon {
             readVMM(session)
         }
         if vmm === session { flush(session) }
+        // Config event-busy-poll-us: look again without sleeping for a while.
+        if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
     }
 
     func readVMM(_ session: EventSession) {
@@ -114,7 +119,7 @@ extension Daemon {
                 stages.requests += 1
                 let encoding = ContinuousClock.now
                 if reply.status.closesConnection { session.closing = true }
-                if reply.status != .ok && reply.status != .partial { metrics.rejectedFrames.increment() }
+                if reply.status != .ok && reply.status != .partial && reply.status != .memoryLost { metrics.rejectedFrames.increment() }
                 session.outbound.enqueue(EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply), fds: [])
                 stages.ack += encoding.duration(to: .now).nanosecondCount
             }
@@ -137,7 +142,10 @@ extension Daemon {
     /// working while the VMM restarts, and a reconnect re-sends the state.
     func dropVMM(_ session: EventSession) {
         guard vmm === session else { return }
-        for fd in session.decoder.takeAllFDs() { close(fd) }
+        // Descriptors of a frame that never completed (§1.2) close now
+        // rather than whenever the session object goes.
+        _ = session.decoder.takeAllFDs()
+        unregister(session)
         session.connection.close()
         vmm = nil
         logger.info("VMM disconnected; mappings kept until it reconnects")
@@ -146,18 +154,17 @@ extension Daemon {
 
     // MARK: requests
 
-    func handle(_ frame: FrameDecoder.Frame, in session: EventSession) -> EventReply {
+    /// Handles one frame. Its descriptors are owned by the frame: only
+    /// SET_MEM_TABLE uses them (the codec refuses them elsewhere), and only
+    /// while it maps them; all close when the frame goes.
+    func handle(_ frame: FrameDecoder<FileDescriptor>.Frame, in session: EventSession) -> EventReply {
         let request: EventRequest
         switch EventCodec.decodeRequest(frame) {
         case let .failure(error):
-            for fd in frame.fds { close(fd) }
             return EventReply(status: error.status, message: error.message)
         case let .success(r):
             request = r
         }
-        // Descriptors only ever belong to SET_MEM_TABLE; the codec refused
-        // them elsewhere, so anything left here is ours to close after use.
-        defer { for fd in frame.fds { close(fd) } }
         if shutdownRequested {
             return EventReply(status: .shuttingDown, message: "the daemon is stopping")
         }
@@ -167,20 +174,16 @@ extension Daemon {
         switch request {
         case let .hello(_, flags, cap, ecap):
             let caps = IOMMUCapabilities(cap: cap, ecap: ecap)
-            guard !caps.supportedLevels.isDisjoint(with: [3, 4, 5]) else {
-                return EventReply(status: .capability, message: "CAP.SAGAW advertises no 3-, 4- or 5-level table support")
-            }
-            let notifier = HelloFlags(rawValue: flags).contains(.notifierMode)
+            let source: TranslationSource = HelloFlags(rawValue: flags).contains(.notifierMode) ? .notifier : .tables
             do {
-                try bridge.setCapabilities(caps, notifierMode: notifier)
+                try bridge.setCapabilities(caps, source: source)
             } catch {
                 return EventReply(status: .capability, message: error.message)
             }
             bridge.suspendSync()
             session.phase = .loading
-            vmmNotifierMode = notifier
             logger.info("VMM hello", metadata: ["cap": "0x\(String(cap, radix: 16))", "ecap": "0x\(String(ecap, radix: 16))",
-                                                "notifier-mode": "\(notifier)"])
+                                                "source": "\(source.rawValue)"])
             return .helloAccepted(devices: UInt32(devices.count))
         case let .setMemTable(regions):
             var specs: [GuestRAMRegionSpec] = []
@@ -215,7 +218,7 @@ extension Daemon {
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "INVALIDATE while loading: send READY first")
             }
-            guard !vmmNotifierMode else {
+            guard bridge.source == .tables else {
                 return EventReply(status: .badState, message: "INVALIDATE in notifier mode: this session sends NOTIFY (HELLO flags bit 0)")
             }
             metrics.invalidations.increment(by: words.count)
@@ -227,7 +230,7 @@ extension Daemon {
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "NOTIFY while loading: send READY first")
             }
-            guard vmmNotifierMode else {
+            guard bridge.source == .notifier else {
                 return EventReply(status: .badState, message: "NOTIFY outside notifier mode: set HELLO flags bit 0 to use it")
             }
             metrics.notifierEntries.increment(by: entries.count)
@@ -244,9 +247,11 @@ extension Daemon {
         }
     }
 
-    /// A state change's reply: OK, or PARTIAL with what the kernel refused.
+    /// A state change's reply: OK, MEMORY_LOST when a guest RAM region was
+    /// lost meanwhile, or PARTIAL with what the kernel refused.
     private func reply(for report: SyncReport) -> EventReply {
         metrics.record(report)
+        if let lost = memoryLostReply(report) { return lost }
         guard !report.failures.isEmpty else { return .ok }
         return EventReply(status: .partial,
                           message: "\(report.failures.count) kernel operation(s) failed, first: \(report.failures[0]); the control socket's status lists them; a replay retries")
@@ -271,11 +276,22 @@ extension Daemon {
         if let rejected = result.rejected {
             status = .descriptor
             message = rejected.reason
+        } else if let lost = memoryLostReply(result.report) {
+            status = lost.status
+            message = lost.message
         } else if !body.failures.isEmpty {
             status = .partial
             message = "\(body.failures.count) kernel operation(s) failed; the shadow holds what the kernel accepted and a replay retries the rest"
         }
         return EventReply(status: status, message: message, body: .batch(body))
+    }
+
+    /// MEMORY_LOST (§1.7) when the request found guest RAM regions lost: the
+    /// VMM learns which, and that it must send a memory table that stays whole.
+    private func memoryLostReply(_ report: SyncReport) -> EventReply? {
+        guard let first = report.lostRegions.first else { return nil }
+        let more = report.lostRegions.count > 1 ? " (and \(report.lostRegions.count - 1) more region(s))" : ""
+        return EventReply(status: .memoryLost, message: "\(first)\(more); send SET_MEM_TABLE again")
     }
 
     /// Nanoseconds spent in every backend call of every device so far.

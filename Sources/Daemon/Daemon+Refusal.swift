@@ -3,9 +3,14 @@ import UnixIO
 import Wire
 
 /// A control client that got one error line and is being let go.
-struct RefusedClient {
+final class RefusedClient {
     let connection: UnixConnection
     let deadline: ContinuousClock.Instant
+
+    init(connection: UnixConnection, deadline: ContinuousClock.Instant) {
+        self.connection = connection
+        self.deadline = deadline
+    }
 }
 
 extension Daemon {
@@ -33,19 +38,23 @@ extension Daemon {
            let oldest = refusedControls.min(by: { $0.value.deadline < $1.value.deadline }) {
             dropRefused(oldest.key)
         }
-        refusedControls[connection.fd] = RefusedClient(connection: connection, deadline: .now + Self.refusalLinger)
+        let refused = RefusedClient(connection: connection, deadline: .now + Self.refusalLinger)
+        refusedControls[connection.fd] = refused
+        register(refused)
     }
 
     /// The refused client sent something or closed: discard its bytes; on
     /// end of stream or error, close.
-    func serviceRefused(_ fd: Int32) {
-        guard let refused = refusedControls[fd] else { return }
+    func serviceRefused(_ refused: RefusedClient) {
+        let fd = refused.connection.fd
+        guard refusedControls[fd] === refused else { return }
         var scratch = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<4 {
             let result = try? scratch.withUnsafeMutableBytes { try refused.connection.receive(into: $0) }
             switch result {
-            case let .data(_, fds)?:
-                for fd in fds { close(fd) }
+            case .data?:
+                // Bytes and any descriptors are dropped (closed) unread.
+                continue
             case .wouldBlock?:
                 return
             case .closed?, nil:
@@ -61,15 +70,8 @@ extension Daemon {
     }
 
     func dropRefused(_ fd: Int32) {
-        refusedControls.removeValue(forKey: fd)?.connection.close()
-    }
-
-    /// The reply to a control client whose credentials are not allowed:
-    /// who it is, and what to configure to let it in.
-    static func permissionDenied(_ peer: PeerCredentials) -> ControlError {
-        ControlError(code: ControlError.Code.permissionDenied, message:
-            "uid \(peer.uid) (gid \(peer.gid), pid \(peer.pid)) may not use this daemon: it is not in access.uids and none of its groups is in access.gids; "
-            + "add the user to access.uids, or one of its groups to access.gids, in the daemon's configuration (docs/CONFIG.md), "
-            + "or connect as an allowed user")
+        guard let refused = refusedControls.removeValue(forKey: fd) else { return }
+        unregister(refused)
+        refused.connection.close()
     }
 }

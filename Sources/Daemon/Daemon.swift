@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import Logging
+import Posix
 import UnixIO
 import VFIO
 import VTd
@@ -38,13 +39,18 @@ public final class Daemon {
 
     var eventListener: UnixListener?
     var controlListener: UnixListener?
+    /// What the poll loop watches, by descriptor (PollClient.swift).
+    var polled: [Int32: any PollClient] = [:]
+    /// After VMM traffic, poll without sleeping until then (config
+    /// event-busy-poll-us; nil: sleep in poll as usual).
+    var busyUntil: ContinuousClock.Instant?
+    var busyPoll: Duration { .microseconds(config.busyPollMicroseconds) }
     var vmm: EventSession?
     var controls: [Int32: ControlSession] = [:]
     /// Control clients that were sent one error line and are refused
     /// (Daemon+Refusal.swift), kept open until they close or a short
     /// deadline passes, so that they can read that line.
     var refusedControls: [Int32: RefusedClient] = [:]
-    var vmmNotifierMode = false
     var vmmConnectedOnce = false
     var shutdownRequested = false
 
@@ -116,8 +122,7 @@ public final class Daemon {
         logger.info("ready", metadata: ["event-socket": "\(config.eventSocket)", "control-socket": "\(config.controlSocket)",
                                         "devices": "\(devices.count)", "backend": "\(config.backend.rawValue)"])
         let poller = Poller()
-        let busyPoll = Duration.microseconds(config.busyPollMicroseconds)
-        var busyUntil: ContinuousClock.Instant?
+        register(SignalClient(signals))
         while !shutdownRequested {
             var timeout: Int32 = -1
             var wake: [ContinuousClock.Instant] = nextWatchdog.map { [$0] } ?? []
@@ -130,17 +135,13 @@ public final class Daemon {
             if let until = busyUntil {
                 if ContinuousClock.now < until { timeout = 0 } else { busyUntil = nil }
             }
+            // poll(2) takes the whole set each call; what each client waits
+            // for changes with its queues, so it is asked every round.
             poller.removeAll()
-            poller.register(signals.fd, readable: true, writable: false)
-            if let l = eventListener { poller.register(l.fd, readable: true, writable: false) }
-            if let l = controlListener { poller.register(l.fd, readable: true, writable: false) }
-            if let s = vmm {
-                poller.register(s.connection.fd, readable: !s.closing && s.outbound.byteCount < Self.readPauseBytes, writable: !s.outbound.isEmpty)
+            for (fd, client) in polled {
+                let interest = client.interest
+                poller.register(fd, readable: interest.readable, writable: interest.writable)
             }
-            for (fd, s) in controls {
-                poller.register(fd, readable: !s.closing && s.outbound.byteCount < Self.readPauseBytes, writable: !s.outbound.isEmpty)
-            }
-            for fd in refusedControls.keys { poller.register(fd, readable: true, writable: false) }
             let ready: [Poller.Event]
             do {
                 ready = try poller.wait(timeoutMilliseconds: timeout)
@@ -149,20 +150,10 @@ public final class Daemon {
                 break
             }
             for event in ready {
-                if event.fd == signals.fd {
-                    handleSignals(signals)
-                } else if event.fd == eventListener?.fd {
-                    acceptVMM()
-                } else if event.fd == controlListener?.fd {
-                    acceptControl()
-                } else if let s = vmm, event.fd == s.connection.fd {
-                    serviceVMM(s, event)
-                    if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
-                } else if let s = controls[event.fd] {
-                    serviceControl(s, event)
-                } else if refusedControls[event.fd] != nil {
-                    serviceRefused(event.fd)
-                }
+                // A client serviced earlier in this round may have closed
+                // another (a reconnecting VMM drops the old session): only
+                // what is still registered is serviced.
+                polled[event.fd]?.service(event, daemon: self)
             }
             if !refusedControls.isEmpty { closeExpiredRefusals() }
             if !pendingDevices.isEmpty, ContinuousClock.now >= nextRetry {
@@ -184,16 +175,23 @@ public final class Daemon {
         try store.prepare()
         for path in [config.eventSocket, config.controlSocket] {
             let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-            if !dir.isEmpty { mkdir(dir, 0o750) }
+            // Best effort, for a hand-started daemon (systemd's
+            // RuntimeDirectory= makes it for the unit); if it cannot be made,
+            // listen reports the path with its errno.
+            if !dir.isEmpty { _ = try? FileSystem.makeDirectory(dir, mode: 0o750) }
         }
-        eventListener = try UnixListener.listen(path: config.eventSocket, mode: 0o660, group: config.controlGroup)
-        controlListener = try UnixListener.listen(path: config.controlSocket, mode: 0o660, group: config.controlGroup)
+        let events = try UnixListener.listen(path: config.eventSocket, mode: 0o660, group: config.controlGroup)
+        eventListener = events
+        register(ListenerClient(events) { $0.acceptVMM() })
+        let controls = try UnixListener.listen(path: config.controlSocket, mode: 0o660, group: config.controlGroup)
+        controlListener = controls
+        register(ListenerClient(controls) { $0.acceptControl() })
         for spec in config.devices {
             do {
                 try attachDevice(spec, persistent: false)
             } catch {
                 failedDevices[spec.guest] = error.message
-                if error.code == "vfio-error" { pendingDevices[spec.guest] = (spec, false) }
+                if error.code == .vfioError { pendingDevices[spec.guest] = (spec, false) }
                 logger.error("configured device not attached; retrying every second", metadata: ["guest": "\(spec.guest)", "error": "\(error.message)"])
             }
         }
@@ -241,8 +239,10 @@ public final class Daemon {
     }
 
     private func stopListening() {
-        eventListener?.close()
-        controlListener?.close()
+        for listener in [eventListener, controlListener].compactMap({ $0 }) {
+            polled.removeValue(forKey: listener.fd)
+            listener.close()
+        }
         eventListener = nil
         controlListener = nil
     }
@@ -253,7 +253,7 @@ public final class Daemon {
         notify("STOPPING=1\nSTATUS=stopping: unmapping \(devices.count) device(s)")
         logger.info("shutting down", metadata: ["devices": "\(devices.count)"])
         stopListening()
-        // Best effort: a peer that is gone or full does not hold up the exit.
+        // Best effort: a peer that cannot take its last replies now loses them.
         if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
         for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
         for sid in devices.keys.sorted() {
@@ -271,12 +271,23 @@ public final class Daemon {
         logger.info("stopped")
     }
 
-    private func handleSignals(_ signals: SignalDescriptor) {
+    func handleSignals(_ signals: SignalDescriptor) {
         let received = (try? signals.read()) ?? []
         for signo in received where signo == SIGTERM || signo == SIGINT {
             logger.notice("signal received; stopping", metadata: ["signal": "\(signo == SIGTERM ? "SIGTERM" : "SIGINT")"])
             shutdownRequested = true
         }
+    }
+
+    /// Starts polling `client`'s descriptor.
+    func register(_ client: any PollClient) {
+        precondition(polled[client.pollDescriptor] == nil, "descriptor \(client.pollDescriptor) is polled twice")
+        polled[client.pollDescriptor] = client
+    }
+
+    /// Stops polling `client`'s descriptor; call before closing it.
+    func unregister(_ client: any PollClient) {
+        if polled[client.pollDescriptor] === client { polled.removeValue(forKey: client.pollDescriptor) }
     }
 
     func notify(_ state: String) {

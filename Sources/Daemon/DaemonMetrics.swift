@@ -15,12 +15,14 @@ struct DaemonMetrics {
     let vmmConnections = Counter(label: "vtdbridge_vmm_connections_total")
     let batchDuration = Timer(label: "vtdbridge_batch_duration_seconds")
     let attachedDevices = Gauge(label: "vtdbridge_attached_devices")
+    let guestRAMRegionsLost = Counter(label: "vtdbridge_guest_ram_regions_lost_total")
 
     func record(_ report: SyncReport) {
         if report.maps > 0 { maps.increment(by: report.maps) }
         if report.unmaps > 0 { unmaps.increment(by: report.unmaps) }
         if !report.failures.isEmpty { kernelFailures.increment(by: report.failures.count) }
         if report.faults > 0 { faults.increment(by: report.faults) }
+        if !report.lostRegions.isEmpty { guestRAMRegionsLost.increment(by: report.lostRegions.count) }
     }
 
     /// Per-device gauges, refreshed after every change.

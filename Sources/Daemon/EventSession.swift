@@ -1,3 +1,4 @@
+import Posix
 import UnixIO
 import Wire
 
@@ -13,7 +14,9 @@ final class EventSession {
     }
 
     let connection: UnixConnection
-    var decoder = FrameDecoder()
+    /// Frames with the descriptors that came with them, owned: whatever no
+    /// request takes is closed when its frame, or the session, goes.
+    var decoder = FrameDecoder<FileDescriptor>()
     var outbound = OutboundQueue()
     var phase = Phase.awaitingHello
     /// Set once the connection must close after its queued replies are sent.

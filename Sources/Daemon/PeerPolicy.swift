@@ -1,27 +1,30 @@
-import Foundation
+import Glibc
 import UnixIO
 
 /// Who may talk to the daemon: the peer's uid, or its primary or
 /// supplementary gid, must be on the configured lists.
 ///
-/// SO_PEERCRED gives the peer's uid, gid and pid at connect time; the
-/// supplementary groups come from /proc/PID/status, so that an operator in
-/// the socket's group is let in without that group being primary.
+/// SO_PEERCRED gives the peer's uid, gid and pid, and SO_PEERGROUPS its
+/// supplementary groups, both as the kernel recorded them at connect(2), so
+/// that an operator in the socket's group is let in without that group being
+/// primary. (Reading /proc/PID/status instead would be racy: by the time it
+/// is read, the PID may belong to another process.)
 struct PeerPolicy: Sendable {
     var uids: Set<uid_t>
     var gids: Set<gid_t>
 
-    func allows(_ peer: PeerCredentials) -> Bool {
-        if uids.contains(peer.uid) || gids.contains(peer.gid) { return true }
-        guard !gids.isEmpty else { return false }
-        return Self.supplementaryGroups(pid: peer.pid).contains { gids.contains($0) }
+    /// Whether `connection`'s peer may use the daemon. Supplementary groups
+    /// are only read when uid and primary gid are not enough; if they cannot
+    /// be read (a kernel without SO_PEERGROUPS), the peer is refused.
+    func allows(_ connection: UnixConnection) -> Bool {
+        allows(connection.peer) { (try? connection.peerGroups()) ?? [] }
     }
 
-    static func supplementaryGroups(pid: pid_t) -> [gid_t] {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return [] }
-        for line in status.split(separator: "\n") where line.hasPrefix("Groups:") {
-            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
-        }
-        return []
+    /// The decision itself, with the supplementary groups asked for only
+    /// when needed.
+    func allows(_ peer: PeerCredentials, supplementaryGroups: () -> [gid_t]) -> Bool {
+        if uids.contains(peer.uid) || gids.contains(peer.gid) { return true }
+        guard !gids.isEmpty else { return false }
+        return supplementaryGroups().contains { gids.contains($0) }
     }
 }

@@ -1,15 +1,16 @@
 import Glibc
+import Posix
 
 /// Bytes (and descriptors) waiting to be written to a non-blocking
 /// connection, in order.
 ///
 /// Each enqueued chunk's descriptors go out with the first byte of that
 /// chunk, as the protocol requires ("send them with the sendmsg that carries
-/// any byte of that frame"). The queue owns them from `enqueue` on: they
-/// stay open until the kernel has taken its duplicates, and are closed then,
-/// or when the chunk is dropped unsent (`removeAll`, or the queue going
-/// away). Copies of a queue share the descriptors; each closes when the last
-/// copy holding it lets go.
+/// any byte of that frame"). The queue holds each from `enqueue` on and
+/// lets go once the kernel has taken its own reference, or when the chunk
+/// is dropped unsent (`removeAll`, or the queue going away); a descriptor
+/// closes when its last holder lets go, so one handed only to the queue is
+/// closed right after it is sent. Copies of a queue share the descriptors.
 ///
 /// `flush` gathers consecutive chunks into one sendmsg(2), up to the next
 /// chunk that carries descriptors (those must start a call of their own to
@@ -40,7 +41,7 @@ public struct OutboundQueue: Sendable {
         /// Bytes already sent.
         var offset: Int
         /// Sent with the first byte; emptied once the kernel has them.
-        var fds: [Descriptor]
+        var fds: [FileDescriptor]
 
         var remaining: Int { bytes.storage.count - offset }
     }
@@ -66,19 +67,14 @@ public struct OutboundQueue: Sendable {
         chunks[head...].reduce(0) { $0 + $1.fds.count }
     }
 
-    /// Appends `bytes`, and takes ownership of `fds`: the caller must not
-    /// close them or use them again. Descriptors need at least one byte to
-    /// travel with.
-    public mutating func enqueue(_ bytes: [UInt8], fds: [Int32] = []) {
-        enqueue(bytes, descriptors: fds.map { Descriptor(adopting: $0) })
-    }
-
-    /// Appends `bytes` with descriptors that are already owned; the queue
-    /// holds them until sent.
-    public mutating func enqueue(_ bytes: [UInt8], descriptors: [Descriptor]) {
-        precondition(!bytes.isEmpty || descriptors.isEmpty, "descriptors must travel with at least one byte")
+    /// Appends `bytes` with descriptors to send along; the queue holds its
+    /// references to them until the kernel has its own (the caller may drop
+    /// or close its references; a closed one fails the send with EBADF).
+    /// Descriptors need at least one byte to travel with.
+    public mutating func enqueue(_ bytes: [UInt8], fds: [FileDescriptor] = []) {
+        precondition(!bytes.isEmpty || fds.isEmpty, "descriptors must travel with at least one byte")
         guard !bytes.isEmpty else { return }
-        chunks.append(Chunk(bytes: Bytes(copying: bytes), offset: 0, fds: descriptors))
+        chunks.append(Chunk(bytes: Bytes(copying: bytes), offset: 0, fds: fds))
         byteCount += bytes.count
     }
 
@@ -101,7 +97,7 @@ public struct OutboundQueue: Sendable {
                 }
                 // Chunks are only released below, after the call: the
                 // pointers stay valid for its duration.
-                let fds = chunks[head].offset == 0 ? chunks[head].fds.map(\.rawValue) : []
+                let fds = chunks[head].offset == 0 ? chunks[head].fds : []
                 return try connection.send(gathering: UnsafeBufferPointer(rebasing: buffers[..<count]), fds: fds)
             }
             guard case .sent(let sent) = result else { return false }

@@ -1,5 +1,5 @@
-import CSocket
 import Glibc
+import Posix
 
 /// Who is on the other end of a Unix socket, as the kernel recorded it
 /// (SO_PEERCRED): for a client, at its connect(2); for a server, at its
@@ -16,11 +16,8 @@ public struct PeerCredentials: Sendable, Equatable, Hashable, CustomStringConver
     }
 
     /// Reads SO_PEERCRED from a connected Unix socket.
-    public init(socket fd: Int32, detail: @autoclosure () -> String? = nil) throws(SystemError) {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-        try syscall("getsockopt(SO_PEERCRED)", detail()) { csocket_peer_credentials(fd, &pid, &uid, &gid) }
+    public init(socket: FileDescriptor) throws(SystemError) {
+        let (pid, uid, gid) = try socket.peerCredentials()
         self.init(pid: pid, uid: uid, gid: gid)
     }
 

@@ -1,5 +1,5 @@
-import CSocket
 import Glibc
+import Posix
 
 /// poll(2) over a set of descriptors, for a single-threaded event loop.
 ///
@@ -66,19 +66,18 @@ public final class Poller {
     public func wait(timeoutMilliseconds: Int32) throws(SystemError) -> [Event] {
         let clock = ContinuousClock()
         let deadline = timeoutMilliseconds > 0 ? clock.now.advanced(by: .milliseconds(timeoutMilliseconds)) : nil
-        let ready = entries.withUnsafeMutableBufferPointer { buffer in
-            retryingEINTR { () -> Int32 in
-                var timeout = timeoutMilliseconds
-                if let deadline {
-                    timeout = Self.milliseconds(until: deadline, clock: clock)
+        // Result carries the typed error out of Array's untyped-rethrows closure.
+        let found = try entries.withUnsafeMutableBufferPointer { buffer in
+            Result { () throws(SystemError) -> Int in
+                try Poll.wait(buffer) {
+                    guard let deadline else { return timeoutMilliseconds }
+                    return Self.milliseconds(until: deadline, clock: clock)
                 }
-                return csocket_poll(buffer.baseAddress, UInt(buffer.count), timeout)
             }
-        }
-        let found = try check(ready, "poll", "\(entries.count) descriptors")
+        }.get()
         guard found > 0 else { return [] }
         var events: [Event] = []
-        events.reserveCapacity(Int(found))
+        events.reserveCapacity(found)
         for entry in entries where entry.revents != 0 {
             let revents = Int32(entry.revents)
             events.append((fd: entry.fd,

@@ -1,5 +1,5 @@
-import CSocket
 import Glibc
+import Posix
 
 /// Signals as a readable descriptor (signalfd), so the event loop handles
 /// SIGTERM or SIGHUP like any other input instead of inside a handler.
@@ -17,23 +17,16 @@ import Glibc
 public final class SignalDescriptor: Sendable {
     /// The signals this descriptor reports.
     public let signals: [Int32]
-    private let descriptor: Descriptor
+    private let descriptor: FileDescriptor
 
     /// The descriptor to poll for readability; -1 once closed.
-    public var fd: Int32 { descriptor.rawValue }
+    public var fd: Int32 { descriptor.number }
 
     /// Blocks `signals` in the calling thread and opens a non-blocking,
     /// close-on-exec signalfd for them. EINVAL for an invalid signal number.
     public init(signals: [Int32]) throws(SystemError) {
-        let fd = try signals.withUnsafeBufferPointer { buffer in
-            Result { () throws(SystemError) -> Int32 in
-                try syscall("signalfd", "signals \(signals)") {
-                    csocket_signalfd_create(buffer.baseAddress, Int32(buffer.count))
-                }
-            }
-        }.get()
+        self.descriptor = try FileDescriptor.signalDescriptor(blocking: signals)
         self.signals = signals
-        self.descriptor = Descriptor(adopting: fd)
     }
 
     /// Every signal pending now, in the order the kernel dequeues them; empty
@@ -41,13 +34,10 @@ public final class SignalDescriptor: Sendable {
     /// twice before a read is read once.
     public func read() throws(SystemError) -> [Int32] {
         var received: [Int32] = []
-        while true {
-            var signo: Int32 = 0
-            let result = retryingEINTR { csocket_signalfd_read(fd, &signo) }
-            if result == -EAGAIN { return received }
-            try check(result, "read(signalfd)", "signals \(signals)")
+        while let signo = try descriptor.readSignal() {
             received.append(signo)
         }
+        return received
     }
 
     /// Closes the descriptor (the signals stay blocked; see the type's notes).

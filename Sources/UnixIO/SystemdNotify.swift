@@ -1,5 +1,5 @@
-import CSocket
 import Glibc
+import Posix
 
 /// sd_notify(3) without libsystemd: one datagram with "KEY=VALUE" lines to
 /// the socket systemd names in $NOTIFY_SOCKET (Type=notify services), plus
@@ -36,22 +36,18 @@ public enum SystemdNotify {
         // A path or an abstract name; systemd 253+ may also hand out
         // "vsock:..." addresses, which only VMs use.
         guard target.hasPrefix("/") || target.hasPrefix("@") else {
-            throw SystemError(call: "sendto", errno: EAFNOSUPPORT,
-                              detail: "NOTIFY_SOCKET=\(target): only paths and @abstract names are supported")
+            throw SystemError(call: "sendto", errno: EAFNOSUPPORT, subject: "NOTIFY_SOCKET=\(target)",
+                              detail: "only paths and @abstract names are supported")
         }
-        let fd = try syscall("socket", "NOTIFY_SOCKET=\(target)") {
-            csocket_socket(AF_UNIX, socketDatagram | socketCloseOnExec)
-        }
-        let owner = Descriptor(adopting: fd)
+        let socket = try FileDescriptor.unixSocket(.datagram, subject: "NOTIFY_SOCKET=\(target)")
         let datagram = Array(state.utf8)
         let sent = try datagram.withUnsafeBytes { raw in
             Result { () throws(SystemError) -> Int in
-                try syscall("sendto", "NOTIFY_SOCKET=\(target)") {
-                    csocket_sendto_unix(fd, raw.baseAddress, raw.count, target)
-                }
+                try socket.sendDatagram(raw, toUnixAddress: target)
             }
         }.get()
-        try? owner.close()
+        // A close error after a datagram has gone changes nothing for it.
+        try? socket.close()
         // A datagram goes whole or not at all.
         return sent == datagram.count
     }

@@ -1,10 +1,12 @@
+import Posix
+
 extension UnixConnection {
     /// The outcome of one non-blocking `receive`.
     public enum ReceiveResult: Sendable, Equatable {
-        /// `count` bytes arrived, with the descriptors that came with them.
-        /// The caller owns the descriptors (close-on-exec is set) and must
-        /// close them.
-        case data(count: Int, fds: [Int32])
+        /// `count` bytes arrived, with the descriptors that came with them,
+        /// owned (close-on-exec); whatever no one takes is closed when the
+        /// last reference to it goes.
+        case data(count: Int, fds: [FileDescriptor])
         /// Nothing to read now (EAGAIN on a non-blocking connection).
         case wouldBlock
         /// The peer closed its end (or shut down writing): end of stream.

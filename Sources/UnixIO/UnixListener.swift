@@ -1,5 +1,5 @@
-import CSocket
 import Glibc
+import Posix
 
 /// A listening Unix stream socket at a path, non-blocking and close-on-exec,
 /// that removes its own socket file when closed and never anyone else's.
@@ -9,15 +9,15 @@ import Glibc
 public final class UnixListener: Sendable {
     /// The socket's path.
     public let path: String
-    private let descriptor: Descriptor
+    private let descriptor: FileDescriptor
     /// The socket file as bound, so `close()` can tell it from a file
     /// someone else has put at the same path since.
     private let identity: FileIdentity
 
     /// The listening socket's number, to poll for readability; -1 once closed.
-    public var fd: Int32 { descriptor.rawValue }
+    public var fd: Int32 { descriptor.number }
 
-    private init(path: String, descriptor: Descriptor, identity: FileIdentity) {
+    private init(path: String, descriptor: FileDescriptor, identity: FileIdentity) {
         self.path = path
         self.descriptor = descriptor
         self.identity = identity
@@ -48,34 +48,31 @@ public final class UnixListener: Sendable {
         path: String, mode: mode_t = 0o660, group: gid_t? = nil, backlog: Int32 = 64
     ) throws(SystemError) -> UnixListener {
         guard !path.hasPrefix("@") else {
-            throw SystemError(call: "bind", errno: EINVAL,
-                              detail: "\(path): abstract socket names have no permissions; use a path")
+            throw SystemError(call: "bind", errno: EINVAL, subject: path,
+                              detail: "abstract socket names have no permissions; use a path")
         }
         try removeStaleSocket(at: path)
 
-        let fd = try syscall("socket", path) {
-            csocket_socket(AF_UNIX, socketStream | socketNonBlocking | socketCloseOnExec)
-        }
-        let owner = Descriptor(adopting: fd)
-        let bound = retryingEINTR { csocket_bind_unix(fd, path) }
-        if bound == -EADDRINUSE {
+        let socket = try FileDescriptor.unixSocket(.stream, nonBlocking: true, subject: path)
+        do {
+            try socket.bind(unixAddress: path)
+        } catch where error.errno == EADDRINUSE {
             // Someone bound it between our check and our bind.
-            throw SystemError(call: "bind", errno: EADDRINUSE,
-                              detail: "\(path): another process bound this path while we were starting")
+            throw SystemError(call: "bind", errno: EADDRINUSE, subject: path,
+                              detail: "another process bound this path while we were starting")
         }
-        try check(bound, "bind", path)
         guard let identity = try FileIdentity.of(path: path), identity.isSocket else {
-            throw SystemError(call: "lstat", errno: ENOENT, detail: "\(path): the socket vanished right after bind")
+            throw SystemError(call: "lstat", errno: ENOENT, subject: path, detail: "the socket vanished right after bind")
         }
         do throws(SystemError) {
             // bind created the file with 0777 & ~umask. Until listen(2) below,
             // connecting is refused, so nobody gets in before these apply.
-            try syscall("chmod", "\(path) to \(String(mode, radix: 8))") { csocket_chmod(path, mode) }
+            try FileSystem.setPermissions(path, mode)
             if let group {
-                try syscall("chown", "\(path) to group \(group)") { csocket_chgrp(path, group) }
+                try FileSystem.setGroup(path, group)
             }
-            try syscall("listen", path) { csocket_listen(fd, backlog) }
-            return UnixListener(path: path, descriptor: owner, identity: identity)
+            try socket.listen(backlog: backlog)
+            return UnixListener(path: path, descriptor: socket, identity: identity)
         } catch {
             // Ours, just bound: remove it so a failed start leaves nothing behind.
             try? removeSocketFile(at: path, ifStill: identity)
@@ -88,28 +85,32 @@ public final class UnixListener: Sendable {
     private static func removeStaleSocket(at path: String) throws(SystemError) {
         guard let existing = try FileIdentity.of(path: path) else { return }
         guard existing.isSocket else {
-            throw SystemError(call: "bind", errno: EEXIST,
-                              detail: "\(path) exists and is not a socket; refusing to replace it")
+            throw SystemError(call: "bind", errno: EEXIST, subject: path,
+                              detail: "it exists and is not a socket; refusing to replace it")
         }
         // Non-blocking, so a live daemon with a full backlog answers EAGAIN
         // at once instead of making us wait for it.
-        let fd = try syscall("socket", path) {
-            csocket_socket(AF_UNIX, socketStream | socketNonBlocking | socketCloseOnExec)
+        let probe = try FileDescriptor.unixSocket(.stream, nonBlocking: true, subject: path)
+        let connected: Int32
+        do {
+            try probe.connect(unixAddress: path)
+            connected = 0
+        } catch {
+            connected = error.errno
         }
-        let probe = Descriptor(adopting: fd)
-        let connected = retryingEINTR { csocket_connect_unix(fd, path) }
+        // The probe has done its work; how its close goes changes nothing.
         try? probe.close()
         switch connected {
-        case 0, -EAGAIN, -EINPROGRESS:
-            throw SystemError(call: "bind", errno: EADDRINUSE, detail: "another daemon is listening on \(path)")
-        case -ECONNREFUSED:
+        case 0, EAGAIN, EINPROGRESS:
+            throw SystemError(call: "bind", errno: EADDRINUSE, subject: path, detail: "another daemon is listening on \(path)")
+        case ECONNREFUSED:
             // A socket file with no listener: a crashed daemon's leftover.
-            let removed = retryingEINTR { csocket_unlink(path) }
-            if removed != -ENOENT { try check(removed, "unlink", "stale socket \(path)") }
-        case -ENOENT:
+            try FileSystem.remove(path)
+        case ENOENT:
             return  // Removed by its owner meanwhile.
         default:
-            try check(connected, "connect", "\(path) (probing whether the existing socket is in use)")
+            throw SystemError(call: "connect", errno: connected, subject: path,
+                              detail: "probing whether the existing socket is in use")
         }
     }
 
@@ -122,13 +123,9 @@ public final class UnixListener: Sendable {
     /// stays queued and the listener stays readable, so a poll loop should
     /// back off rather than retry at once.
     public func accept(nonBlocking: Bool = true) throws(SystemError) -> UnixConnection? {
-        let flags = socketCloseOnExec | (nonBlocking ? socketNonBlocking : 0)
-        let result = retryingEINTR { csocket_accept(fd, flags) }
-        if result == -EAGAIN || result == -ECONNABORTED { return nil }
-        let accepted = try check(result, "accept", path)
-        let owner = Descriptor(adopting: accepted)
-        let peer = try PeerCredentials(socket: accepted, detail: path)
-        return UnixConnection(descriptor: owner, peer: peer, name: "\(path) pid \(peer.pid)")
+        guard let accepted = try descriptor.accept(nonBlocking: nonBlocking) else { return nil }
+        let peer = try UnixConnection.named(path) { () throws(SystemError) in try PeerCredentials(socket: accepted) }
+        return UnixConnection(descriptor: accepted, peer: peer, name: "\(path) pid \(peer.pid)")
     }
 
     /// Removes the socket file if it is still the one we bound, then closes
@@ -140,7 +137,7 @@ public final class UnixListener: Sendable {
     @discardableResult
     public func close() -> SystemError? {
         guard descriptor.isOpen else {
-            return SystemError(call: "close", errno: EBADF, detail: "\(path): listener already closed")
+            return SystemError(call: "close", errno: EBADF, subject: path, detail: "listener already closed")
         }
         var failure: SystemError?
         do {
@@ -151,7 +148,7 @@ public final class UnixListener: Sendable {
         do {
             try descriptor.close()
         } catch {
-            failure = failure ?? SystemError(call: error.call, errno: error.errno, detail: path)
+            failure = failure ?? SystemError(call: error.call, errno: error.errno, subject: path, detail: error.detail)
         }
         return failure
     }
@@ -164,8 +161,7 @@ public final class UnixListener: Sendable {
 
     private static func removeSocketFile(at path: String, ifStill identity: FileIdentity) throws(SystemError) {
         guard let current = try FileIdentity.of(path: path), current == identity else { return }
-        let removed = retryingEINTR { csocket_unlink(path) }
-        if removed != -ENOENT { try check(removed, "unlink", path) }
+        try FileSystem.remove(path)
     }
 
     deinit {

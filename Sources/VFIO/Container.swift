@@ -1,6 +1,7 @@
 import CVFIO
 import Glibc
 import Logging
+import Posix
 import Synchronization
 import VTd
 
@@ -13,14 +14,16 @@ import VTd
 /// rejects VFIO_SET_IOMMU on a container with no group); then `info`, `map`,
 /// `unmap`. `attach(_:)` does the middle two steps.
 ///
-/// Thread-safe: calls on one container are serialized by its descriptor lock.
+/// Thread-safe: the descriptor stays open for the length of every call on it
+/// (Posix's scoped access), and the bookkeeping is behind a lock; the kernel
+/// serializes MAP_DMA and UNMAP_DMA itself (type1's iommu lock).
 public final class Container: Sendable {
     /// The node that was opened, normally "/dev/vfio/vfio".
     public let path: String
     /// The IOMMU model chosen at open: type1v2 when the kernel offers it.
     public let iommuType: IOMMUType
 
-    let fd: OwnedFD
+    let fd: FileDescriptor
     private let kernel: any VFIOKernel
     private let paths: VFIOPaths
     private let logger: Logger
@@ -40,7 +43,7 @@ public final class Container: Sendable {
     /// (a group was attached concurrently).
     static let maximumInfoAttempts = 4
 
-    private init(path: String, iommuType: IOMMUType, fd: OwnedFD, kernel: any VFIOKernel,
+    private init(path: String, iommuType: IOMMUType, fd: FileDescriptor, kernel: any VFIOKernel,
                  paths: VFIOPaths, logger: Logger) {
         self.path = path
         self.iommuType = iommuType
@@ -61,24 +64,18 @@ public final class Container: Sendable {
         logger: Logger
     ) throws(VFIOError) -> Container {
         let path = paths.container
-        let fd = try OwnedFD.open(path, kernel: kernel) { ErrorHints.openContainer($0, path: path) }
+        let fd = try FileDescriptor.open(path, kernel: kernel) { ErrorHints.openContainer($0, path: path) }
 
-        let version = try fd.withDescriptor("VFIO_GET_API_VERSION") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_GET_API_VERSION", on: path) {
-                kernel.ioctl(raw, cvfio_VFIO_GET_API_VERSION, value: 0)
-            }
-        }
+        let version = try fd.vfio("VFIO_GET_API_VERSION") { kernel.ioctl($0, cvfio_VFIO_GET_API_VERSION, value: 0) }
         guard UInt(version) == cvfio_VFIO_API_VERSION else {
             throw VFIOError(operation: "VFIO_GET_API_VERSION", subject: path, errno: 0,
                             detail: "kernel reports VFIO API \(version), this build speaks \(cvfio_VFIO_API_VERSION)")
         }
 
         func supports(_ type: IOMMUType) throws(VFIOError) -> Bool {
-            try fd.withDescriptor("VFIO_CHECK_EXTENSION") { (raw) throws(VFIOError) -> Bool in
-                try syscallRetrying("VFIO_CHECK_EXTENSION", on: path, detail: "\(type)") {
-                    kernel.ioctl(raw, cvfio_VFIO_CHECK_EXTENSION, value: type.rawValue)
-                } > 0
-            }
+            try fd.vfio("VFIO_CHECK_EXTENSION", detail: "\(type)") {
+                kernel.ioctl($0, cvfio_VFIO_CHECK_EXTENSION, value: type.rawValue)
+            } > 0
         }
         let type: IOMMUType
         if try supports(.type1v2) {
@@ -127,18 +124,13 @@ public final class Container: Sendable {
                                 + "VFIO_SET_IOMMU on a container without a group")
         }
         let type = iommuType
-        let path = path
         let kernel = kernel
-        let unmapAll = try fd.withDescriptor("VFIO_SET_IOMMU") { (raw) throws(VFIOError) -> Bool in
-            try syscallRetrying("VFIO_SET_IOMMU", on: path, detail: "\(type)") {
-                kernel.ioctl(raw, cvfio_VFIO_SET_IOMMU, value: type.rawValue)
-            }
-            // With a model set, CHECK_EXTENSION asks that model, not every
-            // registered one, so this answer is about our container.
-            return try syscallRetrying("VFIO_CHECK_EXTENSION", on: path, detail: "VFIO_UNMAP_ALL") {
-                kernel.ioctl(raw, cvfio_VFIO_CHECK_EXTENSION, value: cvfio_VFIO_UNMAP_ALL)
-            } > 0
-        }
+        try fd.vfio("VFIO_SET_IOMMU", detail: "\(type)") { kernel.ioctl($0, cvfio_VFIO_SET_IOMMU, value: type.rawValue) }
+        // With a model set, CHECK_EXTENSION asks that model, not every
+        // registered one, so this answer is about our container.
+        let unmapAll = try fd.vfio("VFIO_CHECK_EXTENSION", detail: "VFIO_UNMAP_ALL") {
+            kernel.ioctl($0, cvfio_VFIO_CHECK_EXTENSION, value: cvfio_VFIO_UNMAP_ALL)
+        } > 0
         state.withLock {
             $0.iommuSet = true
             $0.supportsUnmapAll = unmapAll
@@ -157,7 +149,6 @@ public final class Container: Sendable {
     /// retry with that size (vfio_iommu_type1.c, vfio_iommu_type1_get_info).
     public func info() throws(VFIOError) -> IOMMUInfo {
         try requireIOMMU("VFIO_IOMMU_GET_INFO")
-        let path = path
         let kernel = kernel
         let fallbackPageSizes = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         var size = Int(cvfio_sizeof_vfio_iommu_type1_info)
@@ -166,11 +157,7 @@ public final class Container: Sendable {
             defer { buffer.deallocate() }
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
             buffer.storeBytes(of: UInt32(size), as: UInt32.self)
-            try fd.withDescriptor("VFIO_IOMMU_GET_INFO") { (raw) throws(VFIOError) -> Int in
-                try syscallRetrying("VFIO_IOMMU_GET_INFO", on: path) {
-                    kernel.ioctl(raw, cvfio_VFIO_IOMMU_GET_INFO, buffer.baseAddress!)
-                }
-            }
+            try fd.vfio("VFIO_IOMMU_GET_INFO") { kernel.ioctl($0, cvfio_VFIO_IOMMU_GET_INFO, buffer.baseAddress!) }
             let wanted = Int(buffer.load(as: UInt32.self))
             let flags = UInt(buffer.load(fromByteOffset: Int(cvfio_offsetof_vfio_iommu_type1_info_flags),
                                          as: UInt32.self))
@@ -208,20 +195,15 @@ public final class Container: Sendable {
         request.vaddr = hostAddress
         request.iova = iova
         request.size = size
-        let path = path
         let kernel = kernel
         // Built only when needed: formatting it on every call cost more
         // than the rest of the wrapper (make bench, in the VM).
         func detail() -> String { "iova \(hex(iova)) size \(hex(size)) host \(hex(hostAddress)) \(permission)" }
         do {
-            try fd.withDescriptor("VFIO_IOMMU_MAP_DMA") { (raw) throws(VFIOError) -> Int in
-                try syscallRetrying("VFIO_IOMMU_MAP_DMA", on: path, detail: detail()) {
-                    kernel.ioctl(raw, cvfio_VFIO_IOMMU_MAP_DMA, &request)
-                }
-            }
+            try fd.vfio("VFIO_IOMMU_MAP_DMA", detail: detail()) { kernel.ioctl($0, cvfio_VFIO_IOMMU_MAP_DMA, &request) }
         } catch {
-            // Hints are gathered outside the descriptor lock: they read sysfs
-            // and rlimits, which can take a moment.
+            // Hints are gathered after the call, not inside it: they read
+            // sysfs and rlimits, which can take a moment.
             var error = error
             if error.errno != 0 && error.errno != EBADF { error.hint = mapHint(error.errno) }
             logger.debug("VFIO_IOMMU_MAP_DMA failed", metadata: ["range": "\(detail())", "errno": "\(error.errno)"])
@@ -277,7 +259,7 @@ public final class Container: Sendable {
     /// Closes the container. Mappings go away with the last reference the
     /// kernel holds (the container fd and attached groups).
     public func close() throws(VFIOError) {
-        try fd.close()
+        do { try fd.close() } catch { throw VFIOError(error) }
     }
 
     // MARK: used by Group
@@ -320,12 +302,9 @@ public final class Container: Sendable {
         request.flags = flags
         request.iova = iova
         request.size = size
-        let path = path
         let kernel = kernel
-        try fd.withDescriptor("VFIO_IOMMU_UNMAP_DMA") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_IOMMU_UNMAP_DMA", on: path, detail: detail(), hint: ErrorHints.unmap) {
-                kernel.ioctl(raw, cvfio_VFIO_IOMMU_UNMAP_DMA, &request)
-            }
+        try fd.vfio("VFIO_IOMMU_UNMAP_DMA", detail: detail(), hint: ErrorHints.unmap) {
+            kernel.ioctl($0, cvfio_VFIO_IOMMU_UNMAP_DMA, &request)
         }
         return request.size
     }

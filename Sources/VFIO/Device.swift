@@ -1,34 +1,36 @@
 import CVFIO
 import Glibc
 import Logging
+import Posix
 import VTd
 
 /// A device descriptor from VFIO_GROUP_GET_DEVICE_FD: info, regions, reset,
 /// and region access through pread/pwrite at the region's offset.
 ///
-/// Thread-safe: calls on one device are serialized by its descriptor lock.
+/// Thread-safe: the descriptor stays open for the length of every call on it
+/// (Posix's scoped access).
 public final class Device: Sendable {
     /// The device's name in its group, e.g. "0000:01:00.0".
     public let name: String
 
-    let fd: OwnedFD
+    let fd: FileDescriptor
     private let kernel: any VFIOKernel
     private let logger: Logger
 
-    init(name: String, fd: OwnedFD, kernel: any VFIOKernel, logger: Logger) {
+    init(name: String, fd: FileDescriptor, kernel: any VFIOKernel, logger: Logger) {
         self.name = name
         self.fd = fd
         self.kernel = kernel
         self.logger = logger
     }
 
-    /// Adopts a device descriptor received from elsewhere — a VMM gets it
-    /// from the daemon's `attach` over SCM_RIGHTS. The descriptor is closed
-    /// exactly once, by this object.
-    public convenience init(adopting descriptor: Int32, name: String,
+    /// Drives a device descriptor received from elsewhere — a VMM gets it
+    /// from the daemon's `attach` over SCM_RIGHTS. `descriptor` keeps its
+    /// owner semantics: it closes once, when the last holder lets go or at
+    /// `close()`.
+    public convenience init(adopting descriptor: FileDescriptor, name: String,
                             kernel: any VFIOKernel = LinuxVFIOKernel(), logger: Logger) {
-        self.init(name: name, fd: OwnedFD(adopting: descriptor, path: "device \(name)", kernel: kernel),
-                  kernel: kernel, logger: logger)
+        self.init(name: name, fd: descriptor, kernel: kernel, logger: logger)
     }
 
     private var subject: String { "device \(name)" }
@@ -39,12 +41,7 @@ public final class Device: Sendable {
         var info = vfio_device_info()
         info.argsz = UInt32(cvfio_sizeof_vfio_device_info)
         let kernel = kernel
-        let subject = subject
-        try fd.withDescriptor("VFIO_DEVICE_GET_INFO") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_DEVICE_GET_INFO", on: subject) {
-                kernel.ioctl(raw, cvfio_VFIO_DEVICE_GET_INFO, &info)
-            }
-        }
+        try fd.vfio("VFIO_DEVICE_GET_INFO") { kernel.ioctl($0, cvfio_VFIO_DEVICE_GET_INFO, &info) }
         return DeviceInfo(flags: info.flags, numRegions: info.num_regions, numIRQs: info.num_irqs)
     }
 
@@ -57,13 +54,10 @@ public final class Device: Sendable {
         region.argsz = UInt32(cvfio_sizeof_vfio_region_info)
         region.index = index
         let kernel = kernel
-        let subject = subject
-        try fd.withDescriptor("VFIO_DEVICE_GET_REGION_INFO") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_DEVICE_GET_REGION_INFO", on: subject, detail: "region \(index)", hint: {
-                $0 == EINVAL ? "the device has no region \(index)" : nil
-            }) {
-                kernel.ioctl(raw, cvfio_VFIO_DEVICE_GET_REGION_INFO, &region)
-            }
+        try fd.vfio("VFIO_DEVICE_GET_REGION_INFO", detail: "region \(index)", hint: {
+            $0 == EINVAL ? "the device has no region \(index)" : nil
+        }) {
+            kernel.ioctl($0, cvfio_VFIO_DEVICE_GET_REGION_INFO, &region)
         }
         return RegionInfo(index: index, flags: region.flags, size: region.size, offset: region.offset)
     }
@@ -78,12 +72,7 @@ public final class Device: Sendable {
                             hint: "the device has no reset method vfio-pci can use")
         }
         let kernel = kernel
-        let subject = subject
-        try fd.withDescriptor("VFIO_DEVICE_RESET") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_DEVICE_RESET", on: subject) {
-                kernel.ioctl(raw, cvfio_VFIO_DEVICE_RESET, value: 0)
-            }
-        }
+        try fd.vfio("VFIO_DEVICE_RESET") { kernel.ioctl($0, cvfio_VFIO_DEVICE_RESET, value: 0) }
         logger.debug("reset device", metadata: ["device": "\(name)"])
     }
 
@@ -93,25 +82,22 @@ public final class Device: Sendable {
         var bytes = [UInt8](repeating: 0, count: count)
         let kernel = kernel
         let subject = subject
-        try fd.withDescriptor("pread") { (raw) throws(VFIOError) -> Int in
-            // Result carries the typed error out of Array's untyped-rethrows closure.
-            try bytes.withUnsafeMutableBytes { buffer in Result { () throws(VFIOError) -> Int in
-                var done = 0
-                while done < count {
-                    let at = Int64(region.offset + offset) + Int64(done)
-                    let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
-                    let n = try syscallRetrying("pread", on: subject, detail: "region \(region.index) offset \(hex(offset))") {
-                        kernel.pread(raw, into: rest, at: at)
-                    }
-                    guard n > 0 else {
-                        throw VFIOError(operation: "pread", subject: subject, errno: 0,
-                                        detail: "region \(region.index) ended after \(done) of \(count) bytes")
-                    }
-                    done += n
+        // Result carries the typed error out of Array's untyped-rethrows closure.
+        try bytes.withUnsafeMutableBytes { buffer in Result { () throws(VFIOError) -> Void in
+            var done = 0
+            while done < count {
+                let at = Int64(region.offset + offset) + Int64(done)
+                let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
+                let n = try fd.vfio("pread", detail: "region \(region.index) offset \(hex(offset))") {
+                    kernel.pread($0, into: rest, at: at)
                 }
-                return done
-            } }.get()
-        }
+                guard n > 0 else {
+                    throw VFIOError(operation: "pread", subject: subject, errno: 0,
+                                    detail: "region \(region.index) ended after \(done) of \(count) bytes")
+                }
+                done += n
+            }
+        } }.get()
         return bytes
     }
 
@@ -121,24 +107,21 @@ public final class Device: Sendable {
         let kernel = kernel
         let subject = subject
         let count = bytes.count
-        try fd.withDescriptor("pwrite") { (raw) throws(VFIOError) -> Int in
-            try bytes.withUnsafeBytes { buffer in Result { () throws(VFIOError) -> Int in
-                var done = 0
-                while done < count {
-                    let at = Int64(region.offset + offset) + Int64(done)
-                    let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
-                    let n = try syscallRetrying("pwrite", on: subject, detail: "region \(region.index) offset \(hex(offset))") {
-                        kernel.pwrite(raw, from: rest, at: at)
-                    }
-                    guard n > 0 else {
-                        throw VFIOError(operation: "pwrite", subject: subject, errno: 0,
-                                        detail: "region \(region.index) took \(done) of \(count) bytes")
-                    }
-                    done += n
+        try bytes.withUnsafeBytes { buffer in Result { () throws(VFIOError) -> Void in
+            var done = 0
+            while done < count {
+                let at = Int64(region.offset + offset) + Int64(done)
+                let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
+                let n = try fd.vfio("pwrite", detail: "region \(region.index) offset \(hex(offset))") {
+                    kernel.pwrite($0, from: rest, at: at)
                 }
-                return done
-            } }.get()
-        }
+                guard n > 0 else {
+                    throw VFIOError(operation: "pwrite", subject: subject, errno: 0,
+                                    detail: "region \(region.index) took \(done) of \(count) bytes")
+                }
+                done += n
+            }
+        } }.get()
     }
 
     /// Reads a little-endian integer (PCI config space and BAR registers are
@@ -154,24 +137,20 @@ public final class Device: Sendable {
         try write(region, at: offset, bytes: bytes)
     }
 
-    /// Closes the device descriptor.
     /// A duplicate of the device descriptor (F_DUPFD_CLOEXEC), owned by the
     /// caller: the daemon hands it to the VMM over SCM_RIGHTS, so the VMM can
     /// drive regions and interrupts while DMA mapping stays with the daemon.
-    public func duplicateDescriptor() throws(VFIOError) -> Int32 {
-        let subject = self.subject
-        return try fd.withDescriptor("fcntl(F_DUPFD_CLOEXEC)") { (raw) throws(VFIOError) -> Int32 in
-            let copy = fcntl(raw, F_DUPFD_CLOEXEC, 0)
-            if copy < 0 {
-                throw VFIOError(operation: "fcntl(F_DUPFD_CLOEXEC)", subject: subject, errno: errno,
-                                hint: "the process may be out of file descriptors (LimitNOFILE)")
-            }
-            return copy
+    public func duplicateDescriptor() throws(VFIOError) -> FileDescriptor {
+        do {
+            return try fd.duplicate()
+        } catch {
+            throw VFIOError(error, hint: "the process may be out of file descriptors (LimitNOFILE)")
         }
     }
 
+    /// Closes the device descriptor.
     public func close() throws(VFIOError) {
-        try fd.close()
+        do { try fd.close() } catch { throw VFIOError(error) }
     }
 
     private func checkBounds(_ region: RegionInfo, offset: UInt64, count: Int, operation: String) throws(VFIOError) {

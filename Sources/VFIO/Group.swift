@@ -1,27 +1,29 @@
 import CVFIO
 import Glibc
 import Logging
+import Posix
 import Synchronization
 
 /// A VFIO group (/dev/vfio/N): the unit of isolation the IOMMU can enforce,
 /// attached to a container and asked for device descriptors.
 ///
-/// Thread-safe: calls on one group are serialized by its descriptor lock.
+/// Thread-safe: the descriptor stays open for the length of every call on it
+/// (Posix's scoped access); the container link is behind a lock.
 public final class Group: Sendable {
     /// The IOMMU group number, N in /dev/vfio/N.
     public let number: Int
     /// The node that was opened.
     public let path: String
 
-    let fd: OwnedFD
+    let fd: FileDescriptor
     private let kernel: any VFIOKernel
     private let paths: VFIOPaths
     private let logger: Logger
     private let container = Mutex<Container?>(nil)
 
-    private init(number: Int, fd: OwnedFD, kernel: any VFIOKernel, paths: VFIOPaths, logger: Logger) {
+    private init(number: Int, path: String, fd: FileDescriptor, kernel: any VFIOKernel, paths: VFIOPaths, logger: Logger) {
         self.number = number
-        self.path = fd.path
+        self.path = path
         self.fd = fd
         self.kernel = kernel
         self.paths = paths
@@ -40,11 +42,11 @@ public final class Group: Sendable {
         logger: Logger
     ) throws(VFIOError) -> Group {
         let path = paths.group(number)
-        let fd = try OwnedFD.open(path, kernel: kernel) {
+        let fd = try FileDescriptor.open(path, kernel: kernel, subject: "group \(number)") {
             ErrorHints.openGroup($0, path: path, number: number)
         }
         logger.debug("opened VFIO group", metadata: ["group": "\(number)"])
-        return Group(number: number, fd: fd, kernel: kernel, paths: paths, logger: logger)
+        return Group(number: number, path: path, fd: fd, kernel: kernel, paths: paths, logger: logger)
     }
 
     /// Opens the group of the PCI device at `pciAddress` ("DDDD:BB:DD.F" or
@@ -108,12 +110,7 @@ public final class Group: Sendable {
         var status = vfio_group_status()
         status.argsz = UInt32(cvfio_sizeof_vfio_group_status)
         let kernel = kernel
-        let subject = "group \(number)"
-        try fd.withDescriptor("VFIO_GROUP_GET_STATUS") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_GROUP_GET_STATUS", on: subject) {
-                kernel.ioctl(raw, cvfio_VFIO_GROUP_GET_STATUS, &status)
-            }
-        }
+        try fd.vfio("VFIO_GROUP_GET_STATUS") { kernel.ioctl($0, cvfio_VFIO_GROUP_GET_STATUS, &status) }
         return GroupStatus(flags: status.flags)
     }
 
@@ -156,21 +153,20 @@ public final class Group: Sendable {
     public func setContainer(_ container: Container) throws(VFIOError) {
         try requireViable()
         let kernel = kernel
-        let subject = "group \(number)"
         let target = container.path
-        try fd.withDescriptor("VFIO_GROUP_SET_CONTAINER") { (groupFD) throws(VFIOError) -> Int in
-            try container.fd.withDescriptor("VFIO_GROUP_SET_CONTAINER") { (containerFD) throws(VFIOError) -> Int in
-                var argument = containerFD
-                return try syscallRetrying("VFIO_GROUP_SET_CONTAINER", on: subject, detail: target, hint: { code in
-                    switch code {
-                    case EINVAL: "the group is already attached to a container"
-                    case EBUSY: "another driver claimed DMA ownership of a device in the group (not viable)"
-                    case EPERM: "the container's IOMMU model does not allow this group"
-                    default: nil
-                    }
-                }) {
-                    kernel.ioctl(groupFD, cvfio_VFIO_GROUP_SET_CONTAINER, &argument)
+        // The container's number is the ioctl's argument: it stays open for
+        // the call as well.
+        try container.fd.withRawValue("VFIO_GROUP_SET_CONTAINER") { (containerFD) throws(VFIOError) in
+            var argument = containerFD
+            try fd.vfio("VFIO_GROUP_SET_CONTAINER", detail: target, hint: { code in
+                switch code {
+                case EINVAL: "the group is already attached to a container"
+                case EBUSY: "another driver claimed DMA ownership of a device in the group (not viable)"
+                case EPERM: "the container's IOMMU model does not allow this group"
+                default: nil
                 }
+            }) {
+                kernel.ioctl($0, cvfio_VFIO_GROUP_SET_CONTAINER, &argument)
             }
         }
         self.container.withLock { $0 = container }
@@ -181,12 +177,7 @@ public final class Group: Sendable {
     /// Detaches the group from its container (VFIO_GROUP_UNSET_CONTAINER).
     public func unsetContainer() throws(VFIOError) {
         let kernel = kernel
-        let subject = "group \(number)"
-        try fd.withDescriptor("VFIO_GROUP_UNSET_CONTAINER") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_GROUP_UNSET_CONTAINER", on: subject) {
-                kernel.ioctl(raw, cvfio_VFIO_GROUP_UNSET_CONTAINER, value: 0)
-            }
-        }
+        try fd.vfio("VFIO_GROUP_UNSET_CONTAINER") { kernel.ioctl($0, cvfio_VFIO_GROUP_UNSET_CONTAINER, value: 0) }
         let previous = container.withLock { value in
             let old = value
             value = nil
@@ -200,27 +191,24 @@ public final class Group: Sendable {
     /// IOMMU model is set.
     public func openDevice(_ name: String) throws(VFIOError) -> Device {
         let kernel = kernel
-        let subject = "group \(number)"
         let groupNumber = number
-        let deviceFD = try fd.withDescriptor("VFIO_GROUP_GET_DEVICE_FD") { (raw) throws(VFIOError) -> Int in
-            try syscallRetrying("VFIO_GROUP_GET_DEVICE_FD", on: subject, detail: "device \(name)", hint: { code in
-                switch code {
-                case EINVAL: "attach the group to a container and set its IOMMU model first"
-                case ENODEV: "no device named \(name) in group \(groupNumber) (names look like 0000:01:00.0)"
-                case EBUSY: "the device is already open"
-                default: nil
-                }
-            }) {
-                name.withCString { kernel.ioctl(raw, cvfio_VFIO_GROUP_GET_DEVICE_FD, UnsafeMutableRawPointer(mutating: $0)) }
+        let deviceFD = try fd.vfio("VFIO_GROUP_GET_DEVICE_FD", detail: "device \(name)", hint: { code in
+            switch code {
+            case EINVAL: "attach the group to a container and set its IOMMU model first"
+            case ENODEV: "no device named \(name) in group \(groupNumber) (names look like 0000:01:00.0)"
+            case EBUSY: "the device is already open"
+            default: nil
             }
+        }) { raw in
+            name.withCString { kernel.ioctl(raw, cvfio_VFIO_GROUP_GET_DEVICE_FD, UnsafeMutableRawPointer(mutating: $0)) }
         }
-        let owned = OwnedFD(adopting: Int32(deviceFD), path: "device \(name)", kernel: kernel)
+        let owned = FileDescriptor(adopting: Int32(deviceFD), kernel: kernel, subject: "device \(name)")
         return Device(name: name, fd: owned, kernel: kernel, logger: logger)
     }
 
     deinit {
         // The kernel detaches a group from its container when its last
-        // descriptor closes (OwnedFD's deinit does that); keep the
+        // descriptor closes (FileDescriptor's deinit does that); keep the
         // container's bookkeeping in step.
         let number = number
         container.withLock { $0 }?.groupDetached(number)
@@ -235,6 +223,6 @@ public final class Group: Sendable {
         }
         // The kernel detaches the group from its container on last close.
         previous?.groupDetached(number)
-        try fd.close()
+        do { try fd.close() } catch { throw VFIOError(error) }
     }
 }

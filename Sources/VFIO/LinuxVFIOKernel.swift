@@ -1,20 +1,24 @@
+import CPosix
 import CVFIO
 import Glibc
+import Posix
 
-/// The real kernel, through the CVFIO shim. Stateless, so freely shared.
+/// The real kernel: ioctls through the CVFIO shim, everything else through
+/// the CPosix one. Stateless, so freely shared.
 ///
-/// The shim returns -errno itself, so nothing here reads the thread-local
-/// `errno` after the fact, except `directoryEntries`, which uses libc's
-/// directory stream and reads errno immediately after the failing call.
+/// Both shims return -errno themselves, so nothing here reads the
+/// thread-local `errno` after the fact, except `directoryEntries`, which uses
+/// libc's directory stream and reads errno immediately after the failing call.
 public struct LinuxVFIOKernel: VFIOKernel {
     public init() {}
 
     public func open(_ path: String, flags: Int32) -> Int32 {
-        cvfio_open(path, flags)
+        // No mode: VFIO never creates files.
+        cposix_open(path, flags, 0)
     }
 
     public func close(_ fd: Int32) -> Int32 {
-        cvfio_close(fd)
+        cposix_close(fd)
     }
 
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer) -> Int {
@@ -26,16 +30,16 @@ public struct LinuxVFIOKernel: VFIOKernel {
     }
 
     public func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
-        cvfio_pread(fd, buffer.baseAddress, buffer.count, offset)
+        cposix_pread(fd, buffer.baseAddress, buffer.count, offset)
     }
 
     public func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, at offset: Int64) -> Int {
-        cvfio_pwrite(fd, buffer.baseAddress, buffer.count, offset)
+        cposix_pwrite(fd, buffer.baseAddress, buffer.count, offset)
     }
 
     public func readLink(_ path: String, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return -Int(EINVAL) }
-        return cvfio_readlink(path, base.assumingMemoryBound(to: CChar.self), buffer.count)
+        return cposix_readlink(path, base.assumingMemoryBound(to: CChar.self), buffer.count)
     }
 
     public func directoryEntries(_ path: String, into names: inout [String]) -> Int {
@@ -57,8 +61,6 @@ public struct LinuxVFIOKernel: VFIOKernel {
     }
 
     public func memoryLockLimit() -> (soft: UInt64, hard: UInt64)? {
-        var soft: UInt64 = 0
-        var hard: UInt64 = 0
-        return cvfio_memlock_limit(&soft, &hard) == 0 ? (soft, hard) : nil
+        ResourceLimits.memoryLock()
     }
 }

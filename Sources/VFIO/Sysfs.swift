@@ -1,4 +1,5 @@
 import Glibc
+import Posix
 
 /// Small sysfs reads through a `VFIOKernel`, so that tests can fake them.
 struct Sysfs {
@@ -14,7 +15,7 @@ struct Sysfs {
             // typed error travels out in a Result.
             let length = try buffer.withUnsafeMutableBytes { raw in
                 Result { () throws(VFIOError) -> Int in
-                    try syscallRetrying("readlink", on: path) { kernel.readLink(path, into: raw) }
+                    try kernelCall("readlink", subject: path) { kernel.readLink(path, into: raw) }
                 }
             }.get()
             if length < capacity {
@@ -37,22 +38,22 @@ struct Sysfs {
     /// The sorted entries of a directory.
     func entries(_ path: String) throws(VFIOError) -> [String] {
         var names: [String] = []
-        try syscallRetrying("opendir", on: path) { kernel.directoryEntries(path, into: &names) }
+        try kernelCall("opendir", subject: path) { kernel.directoryEntries(path, into: &names) }
         return names
     }
 
     /// The first `limit` bytes of a small text file, trimmed of whitespace.
     func readText(_ path: String, limit: Int = 4096) throws(VFIOError) -> String {
-        let file = try OwnedFD.open(path, flags: O_RDONLY, kernel: kernel)
-        defer { try? file.close() }
+        let file = try FileDescriptor.open(path, flags: O_RDONLY, kernel: kernel)
         var buffer = [UInt8](repeating: 0, count: limit)
-        let count = try file.withDescriptor("pread") { (fd) throws(VFIOError) -> Int in
-            try buffer.withUnsafeMutableBytes { raw in
-                Result { () throws(VFIOError) -> Int in
-                    try syscallRetrying("pread", on: path) { kernel.pread(fd, into: raw, at: 0) }
-                }
-            }.get()
-        }
+        let kernel = kernel
+        let count = try buffer.withUnsafeMutableBytes { raw in
+            Result { () throws(VFIOError) -> Int in
+                try file.vfio("pread") { kernel.pread($0, into: raw, at: 0) }
+            }
+        }.get()
+        // A close error on a sysfs file we only read changes nothing read.
+        try? file.close()
         let text = String(decoding: buffer[..<count], as: UTF8.self)
         return String(text.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }

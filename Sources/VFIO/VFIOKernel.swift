@@ -4,8 +4,11 @@
 /// in the test targets.
 ///
 /// Every call follows one convention: it returns a non-negative result, or
-/// `-errno`. Implementations never retry EINTR and never throw; retrying and
-/// turning failures into `VFIOError` happen in `syscallRetrying` only.
+/// `-errno`. Implementations never retry EINTR and never throw; retrying
+/// happens in Posix's one helper (`retryingEINTR`), and turning failures into
+/// `VFIOError` in KernelCall.swift. Descriptors the kernel hands out are
+/// owned by Posix `FileDescriptor`s that close them through `close(_:)`, so
+/// a fake kernel sees every close.
 public protocol VFIOKernel: Sendable {
     /// open(2) without O_CREAT: the new descriptor, or -errno.
     func open(_ path: String, flags: Int32) -> Int32

@@ -31,6 +31,9 @@ public enum FaultReason: String, Sendable, CaseIterable, Codable, CustomStringCo
     case quotaExceeded = "quota-exceeded"
     /// The kernel refused a map or unmap (the error says why).
     case backendError = "backend-error"
+    /// A region of guest RAM became unreadable (its backing file shrank
+    /// under the daemon) and was dropped from the memory table.
+    case guestRAMLost = "guest-ram-lost"
 
     public var description: String { rawValue }
 }

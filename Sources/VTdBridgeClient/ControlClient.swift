@@ -1,4 +1,5 @@
 import Glibc
+import Posix
 import UnixIO
 import Wire
 
@@ -28,9 +29,9 @@ public final class ControlClient {
     deinit { connection.close() }
 
     /// Sends a command; returns its result object, or the daemon's error.
-    /// `fd` receives the descriptor that came with the reply, if any; the
-    /// caller owns it.
-    public func call(_ command: String, _ arguments: [String: JSONValue] = [:]) throws(Failure) -> (result: Result<JSONValue, ControlError>, fd: Int32?) {
+    /// `fd` is the descriptor that came with the reply, if any (attach's
+    /// device fd), owned: dropping it closes it.
+    public func call(_ command: String, _ arguments: [String: JSONValue] = [:]) throws(Failure) -> (result: Result<JSONValue, ControlError>, fd: FileDescriptor?) {
         let id = nextID
         nextID += 1
         let line = ControlCodec.requestLine(command: command, arguments: arguments, id: .int(id))
@@ -42,10 +43,10 @@ public final class ControlClient {
             let text = String(decoding: bytes, as: UTF8.self)
             switch ControlCodec.parseReply(text) {
             case let .failure(error):
-                for fd in fds { close(fd) }
                 throw Failure(description: "unreadable reply to \(command): \(error.message)")
             case let .success(reply):
-                for fd in fds.dropFirst() { close(fd) }
+                // A reply carries at most one descriptor; any other is
+                // closed as `fds` goes.
                 return (reply.result, fds.first)
             }
         } catch let error as Failure {
@@ -57,8 +58,7 @@ public final class ControlClient {
 
     /// `call`, with a daemon error turned into a thrown Failure.
     public func require(_ command: String, _ arguments: [String: JSONValue] = [:]) throws(Failure) -> JSONValue {
-        let (result, fd) = try call(command, arguments)
-        if let fd { close(fd) }
+        let (result, _) = try call(command, arguments)
         switch result {
         case let .success(value): return value
         case let .failure(error): throw Failure(description: "\(command): \(error.code): \(error.message)")

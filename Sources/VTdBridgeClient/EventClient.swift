@@ -1,4 +1,5 @@
 import Glibc
+import Posix
 import UnixIO
 import Wire
 
@@ -29,7 +30,7 @@ public final class EventClient {
     public func close() { connection.close() }
 
     /// Sends one request without waiting for its reply.
-    public func send(_ request: EventRequest, fds: [Int32] = []) throws(Failure) {
+    public func send(_ request: EventRequest, fds: [FileDescriptor] = []) throws(Failure) {
         let tag = nextTag
         nextTag += 1
         do {
@@ -95,14 +96,14 @@ public final class EventClient {
     }
 
     /// Sends one request and waits for its reply.
-    public func request(_ request: EventRequest, fds: [Int32] = []) throws(Failure) -> EventReply {
+    public func request(_ request: EventRequest, fds: [FileDescriptor] = []) throws(Failure) -> EventReply {
         try send(request, fds: fds)
         return try receive()
     }
 
     /// `request`, failing unless the status is OK.
     @discardableResult
-    public func require(_ request: EventRequest, fds: [Int32] = []) throws(Failure) -> EventReply {
+    public func require(_ request: EventRequest, fds: [FileDescriptor] = []) throws(Failure) -> EventReply {
         let reply = try self.request(request, fds: fds)
         guard reply.status == .ok else {
             throw Failure(description: "\(request.type.name) refused: \(reply.status.name): \(reply.message)")

@@ -11,13 +11,14 @@ import Wire
 ///   `line-too-long` and what stays buffered are what a reference split of
 ///   the whole stream says; a line is refused as not UTF-8 exactly when the
 ///   standard library's validation refuses it;
-/// - the JSON parser agrees with itself: parsing the raw bytes and parsing
-///   the line as a String give the same value or both fail; a parsed value
+/// - the JSON parser agrees with itself: parsing the raw bytes, parsing the
+///   line as a String, and parsing it with positions as the config file is
+///   (`JSONDocument`) give the same value or the same error; a parsed value
 ///   serializes to text that parses back to an equal value, and that text is
 ///   a fixed point;
-/// - a request that parses has a non-empty command and round-trips through
-///   `ControlCodec.requestLine`; every typed accessor either returns or
-///   throws an error with a known code;
+/// - a request that parses round-trips through `ControlCodec.requestLine`
+///   (its command and every error code are known by their types); every
+///   typed accessor either returns or throws an argument error;
 /// - a refused request yields an error line that a client parses back to the
 ///   same code, message and id;
 /// - a line that parses as a reply re-encodes to a reply that parses equal.
@@ -69,7 +70,7 @@ public enum ControlFuzzer {
         try check(decoder.isPoisoned == tooLong, "decoder poisoned: \(decoder.isPoisoned), reference: \(tooLong)")
         try check(decoder.bufferedByteCount == (tooLong ? 0 : tail), "decoder buffers \(decoder.bufferedByteCount) bytes, reference \(tail)")
         if tooLong {
-            guard case let .failure(error) = results.last!, error.code == ControlError.Code.lineTooLong else {
+            guard case let .failure(error) = results.last!, error.code == .lineTooLong else {
                 throw Violation("the line past the limit gave \(results.last!), not line-too-long")
             }
         }
@@ -85,7 +86,7 @@ public enum ControlFuzzer {
                 if fresh { try checkLine(text, bytes: line, index: i) }
             case let .failure(error):
                 try check(valid == nil, "line \(i) is valid UTF-8 but was refused: \(error)")
-                try check(error.code == ControlError.Code.parseError, "invalid UTF-8 refused with code \(error.code)")
+                try check(error.code == .parseError, "invalid UTF-8 refused with code \(error.code)")
                 if fresh { try checkParsesAsJSON(false, bytes: line, index: i) }
             }
         }
@@ -106,6 +107,19 @@ public enum ControlFuzzer {
         if case let .failure(error) = parsed {
             try check(error.offset >= 0 && error.offset <= bytes.count, "line \(i): parse error offset \(error.offset) outside the \(bytes.count)-byte text")
         }
+        try checkDocumentAgrees(with: parsed, bytes: bytes, index: i)
+    }
+
+    /// The config file's parse (values with positions) is the same parser:
+    /// the same value without positions, or the same error.
+    static func checkDocumentAgrees(with plain: Result<JSONValue, JSONParseError>, bytes: ArraySlice<UInt8>, index i: Int) throws(Violation) {
+        let document: Result<JSONValue, JSONParseError>
+        do throws(JSONParseError) {
+            document = .success(try JSONDocument.parse(utf8: Array(bytes)).root.value)
+        } catch {
+            document = .failure(error)
+        }
+        try check(document == plain, "line \(i): JSONDocument.parse gave \(document), JSONValue.parse \(plain)")
     }
 
     static func checkLine(_ text: String, bytes: ArraySlice<UInt8>, index i: Int) throws(Violation) {
@@ -115,6 +129,7 @@ public enum ControlFuzzer {
         let fromBytes: Result<JSONValue, JSONParseError>
         do throws(JSONParseError) { fromBytes = .success(try JSONValue.parse(utf8: Array(bytes))) } catch { fromBytes = .failure(error) }
         try check(fromString == fromBytes, "line \(i): parse(String) gave \(fromString), parse(utf8:) gave \(fromBytes)")
+        try checkDocumentAgrees(with: fromBytes, bytes: bytes, index: i)
         switch fromString {
         case let .success(value):
             try checkRoundTrip(value, index: i)
@@ -124,17 +139,15 @@ public enum ControlFuzzer {
 
         switch ControlCodec.parseRequest(text) {
         case let .success(request):
-            try check(!request.command.isEmpty, "line \(i): a request with an empty command was accepted")
             guard case .success(.object) = fromString else {
                 throw Violation("line \(i): a request was accepted from a line that is not a JSON object")
             }
-            let line = ControlCodec.requestLine(command: request.command, arguments: request.arguments, id: request.id)
+            let line = ControlCodec.requestLine(command: request.command.rawValue, arguments: request.arguments, id: request.id)
             try check(line.hasSuffix("\n") && !line.dropLast().contains("\n"), "line \(i): requestLine is not one line")
             let again = ControlCodec.parseRequest(line.dropLast())
             try check(again == .success(request), "line \(i): request \(request) round-trips to \(again)")
             try exerciseAccessors(request, index: i)
         case let .failure(failure):
-            try check(ControlError.Code.all.contains(failure.error.code), "line \(i): unknown error code \(failure.error.code)")
             let line = ControlCodec.errorLine(failure)
             try check(line.hasSuffix("\n") && !line.dropLast().contains("\n"), "line \(i): errorLine is not one line")
             let reply = ControlCodec.parseReply(line.dropLast())
@@ -173,14 +186,13 @@ public enum ControlFuzzer {
     /// Calls every typed accessor the daemon's commands use on every argument
     /// (and on two names when absent): each returns or throws a known code.
     static func exerciseAccessors(_ request: ControlRequest, index i: Int) throws(Violation) {
-        _ = request.knownCommand
         let names = Set(request.arguments.keys).union(absentNames)
         for name in names.sorted() {
             let present = request.arguments[name].map { !$0.isNull } ?? false
             func known(_ error: ControlError) throws(Violation) {
-                try check(error.code == ControlError.Code.invalidArgument || error.code == ControlError.Code.missingArgument,
+                try check(error.code == .invalidArgument || error.code == .missingArgument,
                           "line \(i): accessor for \"\(name)\" threw \(error.code)")
-                try check(present || error.code == ControlError.Code.missingArgument,
+                try check(present || error.code == .missingArgument,
                           "line \(i): accessor for absent \"\(name)\" threw \(error.code)")
             }
             do throws(ControlError) { _ = try request.string(name) } catch { try known(error) }
@@ -194,7 +206,7 @@ public enum ControlFuzzer {
         do throws(ControlError) {
             try request.allowOnly(["host", "group", "guest", "return-fd", "quota"])
         } catch {
-            try check(error.code == ControlError.Code.invalidArgument, "line \(i): allowOnly threw \(error.code)")
+            try check(error.code == .invalidArgument, "line \(i): allowOnly threw \(error.code)")
         }
     }
 }

@@ -47,14 +47,14 @@ public enum FrameFuzzer {
         // Bits 0-1: a small payload limit (00) or the protocol's; bit 2: which
         // frame gets a read's descriptors; bits 3-4: how often reads carry them.
         let maxPayload = config & 3 == 0 ? Int(config >> 5) * 24 : FrameHeader.maxPayload
-        let assignment: FrameDecoder.FDAssignment = config & 4 == 0 ? .frameOfLastByte : .frameOfFirstByte
+        let assignment: FDAssignment = config & 4 == 0 ? .frameOfLastByte : .frameOfFirstByte
         let fdEvery = Int((config >> 3) & 3)
         let stream = Array(input.rest())
 
-        var decoder = FrameDecoder(maxPayload: maxPayload, fdAssignment: assignment)
+        var decoder = FrameDecoder<Int32>(maxPayload: maxPayload, fdAssignment: assignment)
         var chunker = Chunker(selector: chunkSelector)
         var rng = SplitMix64(seed: UInt64(config) << 8 | UInt64(chunkSelector))
-        var frames: [FrameDecoder.Frame] = []
+        var frames: [FrameDecoder<Int32>.Frame] = []
         var failures: [WireError] = []
         // The reference: descriptor batches with the stream offset that decides their frame.
         var batches: [(position: Int, fds: [Int32])] = []
@@ -151,7 +151,7 @@ public enum FrameFuzzer {
     }
 
     /// Decodes one frame as a request and checks what follows from the result.
-    static func checkRequest(_ frame: FrameDecoder.Frame, index i: Int) throws(Violation) {
+    static func checkRequest(_ frame: FrameDecoder<Int32>.Frame, index i: Int) throws(Violation) {
         let header = frame.header
         let result = try withExactCopy(frame.payload) { payload throws(Violation) in
             EventCodec.decodeRequest(type: header.type, payload: payload, fdCount: frame.fds.count)
@@ -195,7 +195,7 @@ public enum FrameFuzzer {
 
     /// Decodes the payload as a reply to the frame's type (the client side):
     /// whatever decodes must re-encode to the same payload.
-    static func checkReply(_ frame: FrameDecoder.Frame, index i: Int) throws(Violation) {
+    static func checkReply(_ frame: FrameDecoder<Int32>.Frame, index i: Int) throws(Violation) {
         let requestType = frame.header.type & ~EventType.replyBit
         let decoded = try withExactCopy(frame.payload) { payload throws(Violation) in
             EventCodec.decodeReply(requestType: requestType, payload: payload)

@@ -167,7 +167,7 @@ final class SyncRun {
 
         do {
             bridge = try GuestIOMMU(caps: caps, walkBudget: walkBudget, logger: logger)
-            try bridge.setCapabilities(caps, notifierMode: state & 1 != 0)
+            try bridge.setCapabilities(caps, source: state & 1 != 0 ? .notifier : .tables)
         } catch {
             throw Violation("a bridge with caching mode was refused: \(error)")
         }
@@ -225,7 +225,7 @@ final class SyncRun {
                     words.append(composeDescriptor(kind: kind, did: did, addr: addr, am: am))
                 }
             }
-            guard !bridge.notifierMode else { return true } // the daemon refuses INVALIDATE in notifier mode
+            guard bridge.source == .tables else { return true } // the daemon refuses INVALIDATE in notifier mode
             let waits = words.count(where: { $0.low & 0xf == 5 })
             guard afford(multiplier: waits + 1) else { return false }
             if SyncFuzzer.trace {
@@ -292,9 +292,9 @@ final class SyncRun {
             guard afford(caps: caps) else { return false }
             // As the daemon takes a HELLO: new capabilities, and no sync until
             // READY (a resume, op 10) once the VMM has re-sent its state.
-            if bridge.notifierMode != (flags & 1 != 0) { model.clear() }
+            if (bridge.source == .notifier) != (flags & 1 != 0) { model.clear() }
             do {
-                try bridge.setCapabilities(caps, notifierMode: flags & 1 != 0)
+                try bridge.setCapabilities(caps, source: flags & 1 != 0 ? .notifier : .tables)
             } catch {
                 throw Violation("\(what): capabilities with caching mode refused: \(error)")
             }
@@ -331,7 +331,7 @@ final class SyncRun {
                 let permission = DMAPermission(rawValue: perm & DMAPermission.readWrite.rawValue)
                 events.append(NotifierEvent(sourceID: sid, iova: iova, gpa: gpa, size: mask &+ 1, permission: permission))
             }
-            guard bridge.notifierMode else { return true } // the daemon refuses NOTIFY in table mode
+            guard bridge.source == .notifier else { return true } // the daemon refuses NOTIFY in table mode
             if SyncFuzzer.trace {
                 for e in events { print("  notify \(e.sourceID) iova \(hex(e.iova)) gpa \(hex(e.gpa)) size \(hex(e.size)) perm \(e.permission.rawValue)") }
             }
@@ -400,7 +400,7 @@ final class SyncRun {
         let caps = caps ?? bridge.caps
         let root = root ?? bridge.rootTable
         let memory = memory ?? bridge.memory
-        guard let memory, !bridge.notifierMode else { return true }
+        guard let memory, bridge.source == .tables else { return true }
         var total = 0
         var targets = Array(backends.keys)
         if let extra { targets.append(extra) }
@@ -465,7 +465,7 @@ final class SyncRun {
         if let violation { throw Violation("\(what): \(violation)") }
         try check(Set(bridge.spaces.keys) == Set(backends.keys), "\(what): the bridge's devices \(bridge.spaces.keys.sorted()) are not those attached")
         let clean = failurePeriod == 0
-        let tableMode = !bridge.notifierMode
+        let tableMode = bridge.source == .tables
         // While suspended, state changes are recorded and not synced yet.
         let settled = !bridge.syncSuspended
         let blocked = settled && (bridge.memory == nil || (tableMode && (!bridge.translationEnabled || bridge.rootTable == nil)))
@@ -501,7 +501,7 @@ final class SyncRun {
     /// After a replay, a space holds exactly what a new bridge maps from the
     /// same state (when nothing was refused and no quota was reached).
     private func checkAgainstNewBridge(_ target: SourceID?, quotaFaultsBefore: [SourceID: UInt64], _ what: String) throws(Violation) {
-        guard failurePeriod == 0, !bridge.notifierMode, target != nil || !bridge.syncSuspended else { return }
+        guard failurePeriod == 0, bridge.source == .tables, target != nil || !bridge.syncSuspended else { return }
         let after = spacesQuotaFaults()
         for sid in target.map({ [$0] }) ?? Array(backends.keys) {
             guard after[sid] == quotaFaultsBefore[sid] else { continue }
@@ -532,7 +532,7 @@ extension SyncRun {
     /// lie in guest RAM and in the host's usable IOVA ranges (when nothing
     /// was refused, no quota was reached and syncing is not suspended).
     func checkNotifiedModel(_ what: String) throws(Violation) {
-        guard bridge.notifierMode, failurePeriod == 0, !bridge.syncSuspended, let memory = bridge.memory else { return }
+        guard bridge.source == .notifier, failurePeriod == 0, !bridge.syncSuspended, let memory = bridge.memory else { return }
         for (sid, backend) in backends {
             let space = bridge.spaces[sid]!
             guard (space.faults.counts[.quotaExceeded] ?? 0) == 0 else { continue }

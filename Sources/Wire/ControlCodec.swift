@@ -11,8 +11,9 @@ public enum ControlCodec {
     /// Not JSON, or not an object → `parse-error`; `execute` missing →
     /// `missing-argument`; `execute` not a non-empty string, `arguments` not
     /// an object (null included), or a member other than execute, arguments
-    /// and id → `invalid-argument` naming it. The id is recovered whenever
-    /// the line was a JSON object, so the error reply can echo it.
+    /// and id → `invalid-argument` naming it; a well-formed request for a
+    /// command that does not exist → `unknown-command`. The id is recovered
+    /// whenever the line was a JSON object, so the error reply can echo it.
     public static func parseRequest(_ line: some StringProtocol) -> Result<ControlRequest, ControlFailure> {
         func fail(_ id: JSONValue?, _ error: ControlError) -> Result<ControlRequest, ControlFailure> {
             .failure(ControlFailure(id: id, error: error))
@@ -49,7 +50,10 @@ public enum ControlCodec {
         if let extra = members.keys.filter({ !requestMembers.contains($0) }).sorted().first {
             return fail(id, .invalidArgument(extra, "is not a request member; a request has execute, arguments and id (command arguments go inside \"arguments\")"))
         }
-        return .success(ControlRequest(id: id, command: command, arguments: arguments))
+        guard let known = ControlCommand(rawValue: command) else {
+            return fail(id, .unknownCommand(command))
+        }
+        return .success(ControlRequest(id: id, command: known, arguments: arguments))
     }
 
     /// `{"id":…,"return":…}` and a newline; no id member when `id` is nil.
@@ -61,7 +65,7 @@ public enum ControlCodec {
 
     /// `{"error":{"code":…,"message":…},"id":…}` and a newline.
     public static func errorLine(id: JSONValue?, error: ControlError) -> String {
-        var reply: [String: JSONValue] = ["error": ["code": .string(error.code), "message": .string(error.message)]]
+        var reply: [String: JSONValue] = ["error": ["code": .string(error.code.rawValue), "message": .string(error.message)]]
         if let id { reply["id"] = id }
         return JSONValue.object(reply).serialized + "\n"
     }
@@ -81,11 +85,12 @@ public enum ControlCodec {
 
     /// Parses a reply line (client side). Strict: a JSON object with exactly
     /// one of `return` and `error`, an optional `id` and nothing else; an
-    /// `error` is an object of exactly a string `code` and a string `message`.
-    /// A reply that breaks these rules is a `parse-error`.
+    /// `error` is an object of exactly a string `code` of §2.2's list and a
+    /// string `message`. A reply that breaks these rules is a `parse-error`
+    /// (quoting an unknown code and its message, so that nothing is lost).
     public static func parseReply(_ line: some StringProtocol) -> Result<ControlReply, ControlError> {
         func fail(_ why: String) -> Result<ControlReply, ControlError> {
-            .failure(ControlError(code: ControlError.Code.parseError, message: "reply \(why) (PROTOCOL.md §2.2)"))
+            .failure(ControlError(code: .parseError, message: "reply \(why) (PROTOCOL.md §2.2)"))
         }
         let value: JSONValue
         do {
@@ -106,7 +111,10 @@ public enum ControlCodec {
             guard case .string(let code)? = fields["code"] else { return fail("error has no string \"code\"") }
             guard case .string(let message)? = fields["message"] else { return fail("error has no string \"message\"") }
             guard fields.count == 2 else { return fail("error has members other than \"code\" and \"message\"") }
-            return .success(ControlReply(id: id, result: .failure(ControlError(code: code, message: message))))
+            guard let known = ControlError.Code(rawValue: code) else {
+                return fail("has the error code \"\(code)\", which is not one of \(ControlError.Code.allCases.map(\.rawValue).joined(separator: ", ")) (its message: \(message))")
+            }
+            return .success(ControlReply(id: id, result: .failure(ControlError(code: known, message: message))))
         case (nil, nil):
             return fail("has neither \"return\" nor \"error\"")
         case (_?, _?):

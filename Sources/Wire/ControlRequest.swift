@@ -1,24 +1,23 @@
 /// A control-socket request (PROTOCOL.md §2.2) that has passed the envelope
-/// checks of `ControlCodec.parseRequest`: `command` is a non-empty string,
-/// `arguments` an object. Commands read their arguments through the typed
-/// accessors, which throw errors that name the argument.
+/// checks of `ControlCodec.parseRequest`: `command` is one of the known
+/// commands, `arguments` an object. Commands read their arguments through
+/// the typed accessors, which throw errors that name the argument.
 ///
 /// An argument given as JSON `null` counts as absent.
 public struct ControlRequest: Sendable, Equatable {
     /// Echoed in the reply; nil when the request had none (`.null` when it
     /// was an explicit null, which is echoed as null).
     public var id: JSONValue?
-    public var command: String
+    /// Known by construction: the daemon switches over it exhaustively, so a
+    /// command added to `ControlCommand` without a handler does not compile.
+    public var command: ControlCommand
     public var arguments: [String: JSONValue]
 
-    public init(id: JSONValue? = nil, command: String, arguments: [String: JSONValue] = [:]) {
+    public init(id: JSONValue? = nil, command: ControlCommand, arguments: [String: JSONValue] = [:]) {
         self.id = id
         self.command = command
         self.arguments = arguments
     }
-
-    /// `command` as a known command, or nil.
-    public var knownCommand: ControlCommand? { ControlCommand(rawValue: command) }
 
     private func present(_ name: String) -> JSONValue? {
         guard let value = arguments[name], !value.isNull else { return nil }
@@ -73,6 +72,6 @@ public struct ControlRequest: Sendable, Equatable {
         let unknown = arguments.keys.filter { !names.contains($0) }.sorted()
         guard let first = unknown.first else { return }
         let allowed = names.isEmpty ? "it takes no arguments" : "it takes \(names.sorted().joined(separator: ", "))"
-        throw .invalidArgument(first, "is not an argument of \(command); \(allowed)")
+        throw .invalidArgument(first, "is not an argument of \(command.rawValue); \(allowed)")
     }
 }

@@ -50,7 +50,7 @@ extension EventCodec {
     }
 
     /// `decodeRequest` for a whole frame: its header's type, its payload and fds.
-    public static func decodeRequest(_ frame: FrameDecoder.Frame) -> Result<EventRequest, WireError> {
+    public static func decodeRequest<FD>(_ frame: FrameDecoder<FD>.Frame) -> Result<EventRequest, WireError> {
         decodeRequest(type: frame.header.type, payload: frame.payload, fdCount: frame.fds.count)
     }
 

@@ -13,6 +13,7 @@ public enum EventStatus: UInt32, Sendable, CaseIterable, CustomStringConvertible
     case tooLarge = 10
     case `internal` = 11
     case shuttingDown = 12
+    case memoryLost = 13
 
     /// The name the protocol document uses (§1.7).
     public var name: String {
@@ -30,6 +31,7 @@ public enum EventStatus: UInt32, Sendable, CaseIterable, CustomStringConvertible
         case .tooLarge: "TOO_LARGE"
         case .internal: "INTERNAL"
         case .shuttingDown: "SHUTTING_DOWN"
+        case .memoryLost: "MEMORY_LOST"
         }
     }
 
@@ -37,6 +39,5 @@ public enum EventStatus: UInt32, Sendable, CaseIterable, CustomStringConvertible
     /// status (§1.7 "connection" column). `BAD_STATE` also closes when it
     /// answers a second VMM; that is the session's decision, not the code's.
     public var closesConnection: Bool { self == .tooLarge || self == .shuttingDown }
-
     public var description: String { name }
 }

@@ -16,48 +16,32 @@
 /// `.failure` (status `TOO_LARGE`) once and nil from then on: the stream
 /// cannot be resynchronised (§1.2). `rejectedHeader` then holds that header,
 /// so the reply can carry its type and tag. Descriptors stay in
-/// `pendingFDs` until the owner takes them to close.
-public struct FrameDecoder: Sendable {
-    /// A whole frame and the descriptors that came with it. The receiver owns
-    /// the descriptors: it closes them unless a request takes them over.
-    public struct Frame: Sendable, Equatable {
+/// `pendingFDs` until the owner takes them.
+///
+/// Generic over what a descriptor is: the decoder only decides which frame
+/// each one belongs to and moves it there, so Wire stays free of I/O. The
+/// daemon decodes owned descriptors (Posix's `FileDescriptor`: whatever no
+/// request takes is closed when its frame or the decoder goes); tests and
+/// the fuzzer decode plain numbers, which nothing closes.
+public struct FrameDecoder<FD> {
+    /// A whole frame and the descriptors that came with it.
+    public struct Frame {
         public var header: FrameHeader
         public var payload: [UInt8]
-        public var fds: [Int32]
+        public var fds: [FD]
 
-        public init(header: FrameHeader, payload: [UInt8], fds: [Int32] = []) {
+        public init(header: FrameHeader, payload: [UInt8], fds: [FD] = []) {
             self.header = header
             self.payload = payload
             self.fds = fds
         }
     }
 
-    /// Which frame receives the descriptors of one `recvmsg`.
-    ///
-    /// Linux (`unix_stream_read_generic`) hands descriptors to the `recvmsg`
-    /// that reads the first byte of the `sendmsg` that carried them, may put
-    /// bytes of *earlier* `sendmsg`s in front of those in the same call, and
-    /// never reads past the end of the descriptor-carrying `sendmsg` in that
-    /// call. So when a VMM pipelines `HELLO` and `SET_MEM_TABLE`, one
-    /// `recvmsg` can return both frames with the table's descriptors: the
-    /// bytes start in `HELLO` and end in `SET_MEM_TABLE`.
-    public enum FDAssignment: Sendable, Equatable {
-        /// The frame that holds the last byte of the `recvmsg`. Right whenever
-        /// the descriptors travel in a `sendmsg` that carries bytes of their
-        /// frame only (one `sendmsg` per frame, as vhost-user clients do),
-        /// however the daemon's reads split or join the stream.
-        case frameOfLastByte
-        /// The frame that holds the first byte of the `recvmsg`: the literal
-        /// wording of PROTOCOL.md §1.3. Right only when no read joins an
-        /// earlier frame's bytes in front of the descriptor-carrying ones.
-        case frameOfFirstByte
-    }
-
     /// Descriptors of one `recvmsg`, and the stream offset of the byte that
     /// decides their frame (see `FDAssignment`).
-    private struct FDBatch: Sendable {
+    fileprivate struct FDBatch {
         var position: Int
-        var fds: [Int32]
+        var fds: [FD]
     }
 
     /// Largest payload accepted; the protocol's limit unless a test sets less.
@@ -86,11 +70,11 @@ public struct FrameDecoder: Sendable {
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
     /// Descriptors received and not yet returned in a frame, oldest first.
-    public var pendingFDs: [Int32] { fdBatches.flatMap(\.fds) }
+    public var pendingFDs: [FD] { fdBatches.flatMap(\.fds) }
 
-    /// Removes and returns every pending descriptor, for the owner to close
-    /// (on disconnect mid-frame, §1.2, or after `TOO_LARGE`).
-    public mutating func takeAllFDs() -> [Int32] {
+    /// Removes and returns every pending descriptor (on disconnect
+    /// mid-frame, §1.2, or after `TOO_LARGE`).
+    public mutating func takeAllFDs() -> [FD] {
         let fds = pendingFDs
         fdBatches.removeAll()
         return fds
@@ -100,7 +84,7 @@ public struct FrameDecoder: Sendable {
     /// last (or, per `fdAssignment`, the first) byte of `bytes`; with no bytes,
     /// to the frame that holds the next byte. Once poisoned, bytes are dropped
     /// and descriptors are kept only so that `takeAllFDs` returns them.
-    public mutating func append(_ bytes: UnsafeRawBufferPointer, fds: [Int32] = []) {
+    public mutating func append(_ bytes: UnsafeRawBufferPointer, fds: [FD] = []) {
         if isPoisoned {
             if !fds.isEmpty { fdBatches.append(FDBatch(position: Int.max, fds: fds)) }
             return
@@ -115,7 +99,7 @@ public struct FrameDecoder: Sendable {
     }
 
     /// `append` for an array of bytes.
-    public mutating func append(_ bytes: [UInt8], fds: [Int32] = []) {
+    public mutating func append(_ bytes: [UInt8], fds: [FD] = []) {
         bytes.withUnsafeBytes { append($0, fds: fds) }
     }
 
@@ -142,7 +126,7 @@ public struct FrameDecoder: Sendable {
 
         let payloadStart = readIndex + FrameHeader.size
         let payload = length == 0 ? [] : Array(buffer[payloadStart ..< payloadStart + length])
-        var fds: [Int32] = []
+        var fds: [FD] = []
         if !fdBatches.isEmpty {
             // Batches whose deciding byte lies before this frame's end are its
             // own: earlier frames took theirs, and positions only grow.
@@ -173,4 +157,30 @@ public struct FrameDecoder: Sendable {
             readIndex = 0
         }
     }
+}
+
+extension FrameDecoder: Sendable where FD: Sendable {}
+extension FrameDecoder.FDBatch: Sendable where FD: Sendable {}
+extension FrameDecoder.Frame: Sendable where FD: Sendable {}
+extension FrameDecoder.Frame: Equatable where FD: Equatable {}
+
+/// Which frame receives the descriptors of one `recvmsg`.
+///
+/// Linux (`unix_stream_read_generic`) hands descriptors to the `recvmsg`
+/// that reads the first byte of the `sendmsg` that carried them, may put
+/// bytes of *earlier* `sendmsg`s in front of those in the same call, and
+/// never reads past the end of the descriptor-carrying `sendmsg` in that
+/// call. So when a VMM pipelines `HELLO` and `SET_MEM_TABLE`, one
+/// `recvmsg` can return both frames with the table's descriptors: the
+/// bytes start in `HELLO` and end in `SET_MEM_TABLE`.
+public enum FDAssignment: Sendable, Equatable {
+    /// The frame that holds the last byte of the `recvmsg`. Right whenever
+    /// the descriptors travel in a `sendmsg` that carries bytes of their
+    /// frame only (one `sendmsg` per frame, as vhost-user clients do),
+    /// however the daemon's reads split or join the stream.
+    case frameOfLastByte
+    /// The frame that holds the first byte of the `recvmsg`: the literal
+    /// wording of PROTOCOL.md §1.3. Right only when no read joins an
+    /// earlier frame's bytes in front of the descriptor-carrying ones.
+    case frameOfFirstByte
 }

@@ -61,7 +61,7 @@ public struct LineDecoder: Sendable {
         scanIndex = readIndex
         return buffer.withUnsafeBufferPointer { all in
             let line = UnsafeBufferPointer(rebasing: all[start ..< newline])
-            if let bad = UTF8Text.firstInvalidOffset(line) {
+            if let bad = UTF8Validation.firstInvalidOffset(line) {
                 return .failure(.parseError("request line is not valid UTF-8 (byte \(hex(line[bad])) at offset \(bad))"))
             }
             return .success(String(decoding: line, as: UTF8.self))
@@ -73,7 +73,7 @@ public struct LineDecoder: Sendable {
         buffer = []
         readIndex = 0
         scanIndex = 0
-        return .failure(maxLineBytes == Self.defaultMaxLineBytes ? .lineTooLong : .lineTooLong(limit: maxLineBytes))
+        return .failure(.lineTooLong(limit: maxLineBytes))
     }
 
     /// Drops the consumed prefix when everything was consumed, or once it is

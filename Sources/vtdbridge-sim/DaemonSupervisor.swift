@@ -1,4 +1,4 @@
-import CSocket
+import CPosix
 import Foundation
 import Glibc
 import UnixIO
@@ -35,7 +35,7 @@ final class DaemonSupervisor {
         defer { if log >= 0 { close(log) } }
         var cargs = args.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
-        let result = csocket_spawn_restricted(binary, &cargs, uid.map { Int($0) } ?? -1, uid.map { Int($0) } ?? -1,
+        let result = cposix_spawn_restricted(binary, &cargs, uid.map { Int($0) } ?? -1, uid.map { Int($0) } ?? -1,
                                               memlockBytes ?? UInt64.max, log)
         guard result > 0 else { throw SimError("starting \(binary): \(String(cString: strerror(-result)))") }
         pid = pid_t(result)

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Posix
 import VFIO
 
 /// QEMU's "edu" teaching device (PCI 1234:11e8), driven through a VFIO
@@ -19,7 +20,7 @@ final class EduDevice {
     static let buffer: UInt64 = 0x40000
     static let dmaLimit: UInt64 = 1 << 28
 
-    init(adopting fd: Int32, address: String) throws(VFIOError) {
+    init(adopting fd: FileDescriptor, address: String) throws(VFIOError) {
         self.address = address
         var quiet = Logger(label: "edu")
         quiet.logLevel = .critical

@@ -70,7 +70,6 @@ extension KillSoak {
                     runner.edus[sid] = try EduDevice(adopting: fd, address: host)
                     if value["already-attached"]?.boolValue == true { already += 1 }
                 case let .failure(error):
-                    if let fd { close(fd) }
                     attempts += 1
                     if attempts > 50 { throw SimError("attach \(host) as \(sid) after the restart: \(error.code): \(error.message) (50 attempts over 10 s)") }
                     usleep(200_000)

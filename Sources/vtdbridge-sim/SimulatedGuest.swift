@@ -1,6 +1,6 @@
 import Bridge
 import Glibc
-import UnixIO
+import Posix
 import VTd
 import VTdGuest
 
@@ -9,7 +9,7 @@ import VTdGuest
 /// of what the guest meant to map, which is what the daemon is checked
 /// against (not another walk of the same tables).
 final class SimulatedGuest {
-    let memfd: Int32
+    let memfd: FileDescriptor
     let ramSize: UInt64
     let memory: GuestRAM
     var writer: GuestTableWriter<GuestRAM>
@@ -30,12 +30,10 @@ final class SimulatedGuest {
     init(ramSize: UInt64, tableArea: UInt64 = 16 << 20, caps: IOMMUCapabilities) throws {
         self.ramSize = ramSize
         self.caps = caps
-        memfd = try makeMemFD(name: "vtdbridge-sim-guest-ram", size: ramSize)
+        memfd = try FileDescriptor.memoryFile(name: "vtdbridge-sim-guest-ram", size: ramSize)
         memory = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: ramSize, backing: .fileDescriptor(memfd, offset: 0))])
         writer = try GuestTableWriter(memory: memory, caps: caps, tableArea: (ramSize - tableArea)..<ramSize)
     }
-
-    deinit { close(memfd) }
 
     var rootTable: UInt64 { writer.rootTable }
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Bridge
-import CSocket
+import CPosix
 import Foundation
 import Glibc
 import Histogram
@@ -106,10 +106,10 @@ struct VMBench: ParsableCommand {
         unsetenv("VTDBRIDGE_EVENT_BUSY_POLL_US")
         defer { supervisor.stop() }
         if tuned {
-            _ = csocket_set_affinity(0, 0)
-            _ = csocket_set_affinity(supervisor.pid, 1)
+            _ = cposix_set_affinity(0, 0)
+            _ = cposix_set_affinity(supervisor.pid, 1)
         }
-        defer { if tuned { _ = csocket_set_affinity(0, -1) } }
+        defer { if tuned { _ = cposix_set_affinity(0, -1) } }
         let control = try ControlClient(path: supervisor.controlSocket)
         _ = try control.require("attach", ["host": .string(edu), "guest": "00:03.0"])
         let link = try VMMLink(eventPath: supervisor.eventSocket, guest: guest, transcript: Transcript(quiet: true))

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Bridge
-import CSocket
+import CPosix
 import Foundation
 import Glibc
 import VFIO
@@ -486,7 +486,7 @@ final class VMTestRunner {
         transcript.check("the daemon stays up; its shadow holds exactly the \(body.maps) accepted mappings")
         // The cause goes away (the operator raises the limit); a replay maps
         // the rest, and only the rest.
-        let raised = csocket_set_memlock(limited.pid, UInt64(64) << 20)
+        let raised = cposix_set_memlock(limited.pid, UInt64(64) << 20)
         try expect(raised == 0, "prlimit(RLIMIT_MEMLOCK) on the daemon failed: \(String(cString: strerror(-raised)))")
         let replay = try ctl.require("replay", ["guest": "00:05.0"])
         try expect(replay["maps"]?.intValue == 64 - Int(body.maps), "the replay made \(replay["maps"]?.intValue ?? -1) maps, expected \(64 - Int(body.maps))")

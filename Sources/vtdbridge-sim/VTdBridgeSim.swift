@@ -2,7 +2,7 @@ import ArgumentParser
 import Bridge
 import Foundation
 import Glibc
-import UnixIO
+import Posix
 import VTd
 import VTdBridgeClient
 import Wire

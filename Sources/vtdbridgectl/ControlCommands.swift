@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import UnixIO
+import Posix
 import VTdBridgeClient
 import Wire
 
@@ -23,8 +23,9 @@ struct ControlOptions: ParsableArguments {
         let result: Result<JSONValue, ControlError>
         do {
             let client = try ControlClient(path: path)
-            let (r, fd) = try client.call(command, arguments)
-            if let fd { close(fd) }
+            // A descriptor in the reply (attach's device fd) is of no use
+            // here; it closes as the tuple goes.
+            let (r, _) = try client.call(command, arguments)
             result = r
         } catch {
             FileHandleStderr.write("vtdbridgectl: \(error)\n")
@@ -35,7 +36,7 @@ struct ControlOptions: ParsableArguments {
             print(json ? value.serialized : render(value), terminator: json ? "\n" : "")
         case let .failure(error):
             if json {
-                print(JSONValue.object(["error": .object(["code": .string(error.code), "message": .string(error.message)])]).serialized)
+                print(ControlCodec.errorLine(id: nil, error: error), terminator: "")
             }
             FileHandleStderr.write("vtdbridgectl \(command): \(error.code): \(error.message)\n")
             throw ExitCode(1)

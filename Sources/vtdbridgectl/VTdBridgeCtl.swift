@@ -1,8 +1,9 @@
 import ArgumentParser
 import Bridge
 import Glibc
+import JSON
 import Logging
-import UnixIO
+import Posix
 import VTd
 import VTdBridgeClient
 
@@ -87,6 +88,6 @@ struct Walk: ParsableCommand {
             FileHandleStderr.write("vtdbridgectl walk: \(error)\n")
             throw ExitCode(1)
         }
-        print(json ? report.json : report.text, terminator: json ? "\n" : "")
+        print(json ? report.json.serialized : report.text, terminator: json ? "\n" : "")
     }
 }

@@ -4,6 +4,7 @@ import Dispatch
 import Glibc
 import Logging
 import Metrics
+import Posix
 import Prometheus
 import Synchronization
 import UnixIO

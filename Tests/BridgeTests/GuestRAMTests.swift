@@ -1,5 +1,6 @@
 import Bridge
 import Foundation
+import Posix
 import XCTest
 
 final class GuestRAMTests: XCTestCase {
@@ -42,22 +43,23 @@ final class GuestRAMTests: XCTestCase {
 
     func testSharedMappingSeesWritesThroughTheDescriptor() throws {
         // The VMM hands us its memfd: what the guest writes, we see.
-        let fd = shm_open("/vtd-ram-test-\(getpid())", O_RDWR | O_CREAT | O_EXCL, 0o600)
-        XCTAssertGreaterThanOrEqual(fd, 0)
+        let raw = shm_open("/vtd-ram-test-\(getpid())", O_RDWR | O_CREAT | O_EXCL, 0o600)
+        XCTAssertGreaterThanOrEqual(raw, 0)
         shm_unlink("/vtd-ram-test-\(getpid())")
-        defer { close(fd) }
-        XCTAssertEqual(ftruncate(fd, 8192), 0)
+        let fd = FileDescriptor(adopting: raw)
+        XCTAssertEqual(ftruncate(raw, 8192), 0)
         let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 8192, backing: .fileDescriptor(fd, offset: 0))])
-        XCTAssertEqual(pwrite(fd, [0x42], 1, 4100), 1)
+        XCTAssertTrue(fd.isOpen, "GuestRAM borrows the descriptor; its owner still has it")
+        XCTAssertEqual(pwrite(raw, [0x42], 1, 4100), 1)
         XCTAssertEqual(ram.read(gpa: 4100, count: 1), [0x42])
     }
 
     func testReSendingTheSameFileReusesItsMappingSoHostAddressesStay() throws {
         let name = "/vtd-ram-reuse-\(getpid())"
-        let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        let raw = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
         shm_unlink(name)
-        defer { close(fd) }
-        XCTAssertEqual(ftruncate(fd, 1 << 20), 0)
+        let fd = FileDescriptor(adopting: raw)
+        XCTAssertEqual(ftruncate(raw, 1 << 20), 0)
         let spec = GuestRAMRegionSpec(gpa: 0, size: 1 << 20, backing: .fileDescriptor(fd, offset: 0))
         let first = try GuestRAM([spec])
         let again = try GuestRAM([spec], reusing: first)

@@ -13,7 +13,7 @@ final class NotifierAndReconnectTests: SyncTestCase {
     }
 
     func notifierBridge() throws -> RecordingBackend {
-        try bridge.setCapabilities(guest.caps, notifierMode: true)
+        try bridge.setCapabilities(guest.caps, source: .notifier)
         let backend = RecordingBackend()
         try bridge.attach(sid, backend: backend)
         return backend
@@ -83,8 +83,22 @@ final class NotifierAndReconnectTests: SyncTestCase {
     }
 
     func testCapabilitiesWithoutCachingModeAreRefusedOnReconnect() throws {
-        XCTAssertThrowsError(try bridge.setCapabilities(.make(cachingMode: false), notifierMode: false)) {
+        XCTAssertThrowsError(try bridge.setCapabilities(.make(cachingMode: false), source: .tables)) {
             XCTAssertEqual(($0 as! BridgeError).code, .cachingModeRequired)
         }
+    }
+
+    /// One place accepts capabilities: a SAGAW with no 3-, 4- or 5-level
+    /// support is refused by the bridge itself, and a refused HELLO leaves
+    /// the source and the caps as they were.
+    func testCapabilitiesWithoutWalkableLevelsAreRefusedAndChangeNothing() throws {
+        XCTAssertEqual(bridge.source, .tables)
+        XCTAssertThrowsError(try bridge.setCapabilities(.make(levels: [2]), source: .notifier)) {
+            XCTAssertEqual(($0 as! BridgeError).code, .unsupportedLevels)
+            XCTAssertTrue(($0 as! BridgeError).message.contains("SAGAW"))
+        }
+        XCTAssertEqual(bridge.source, .tables)
+        XCTAssertNoThrow(try GuestIOMMU.check(.make(levels: [5])))
+        XCTAssertThrowsError(try GuestIOMMU.check(.make(levels: [])))
     }
 }

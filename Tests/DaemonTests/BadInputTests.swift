@@ -1,6 +1,7 @@
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import VTd
 import VTdBridgeClient
@@ -28,7 +29,7 @@ final class BadInputTests: XCTestCase {
     final class Raw {
         let connection: UnixConnection
         init(_ path: String) throws { connection = try UnixConnection.connect(path: path) }
-        func send(type: UInt32, tag: UInt64 = 1, payload: [UInt8] = [], length: UInt32? = nil, fds: [Int32] = []) throws {
+        func send(type: UInt32, tag: UInt64 = 1, payload: [UInt8] = [], length: UInt32? = nil, fds: [FileDescriptor] = []) throws {
             var bytes: [UInt8] = []
             FrameHeader(type: type, length: length ?? UInt32(payload.count), tag: tag).encode(into: &bytes)
             try connection.sendAll(bytes + payload, fds: fds)
@@ -53,7 +54,7 @@ final class BadInputTests: XCTestCase {
     }
 
     /// A guest with one page mapped for 00:03.0, connected and READY.
-    func connectGuest() throws -> (EventClient, GuestTableWriter<GuestRAM>, Int32) {
+    func connectGuest() throws -> (EventClient, GuestTableWriter<GuestRAM>, FileDescriptor) {
         try daemon.connectGuest(sid)
     }
 
@@ -65,7 +66,7 @@ final class BadInputTests: XCTestCase {
 
     func testMalformedFramesGetErrorRepliesAndTheConnectionStays() throws {
         let (client, _, fd) = try connectGuest()
-        defer { close(fd) }
+        defer { try? fd.close() }
         let before = try mappings()
         XCTAssertTrue(before.contains("0x1000"))
         client.close()
@@ -89,10 +90,12 @@ final class BadInputTests: XCTestCase {
         let pipeFDs = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
         defer { pipeFDs.deallocate() }
         XCTAssertEqual(pipe(pipeFDs), 0)
-        try raw.send(type: EventType.ping.rawValue, fds: [pipeFDs[0]])
+        let (readEnd, writeEnd) = (FileDescriptor(adopting: pipeFDs[0]), FileDescriptor(adopting: pipeFDs[1]))
+        try raw.send(type: EventType.ping.rawValue, fds: [readEnd])
         let fds = try XCTUnwrap(raw.reply(for: 9))
         XCTAssertEqual(fds.reply.status, .fds, fds.reply.message)
-        close(pipeFDs[0]); close(pipeFDs[1])
+        try readEnd.close()
+        try writeEnd.close()
 
         // A memory table without its descriptor.
         var table: [UInt8] = []
@@ -130,7 +133,7 @@ final class BadInputTests: XCTestCase {
 
     func testATruncatedFrameIsDroppedAndTheVMMCanReconnect() throws {
         let (client, writer, fd) = try connectGuest()
-        defer { close(fd) }
+        defer { try? fd.close() }
         let before = try mappings()
         // A second VMM is refused while the first is connected.
         let second = try Raw(daemon.eventSocket)
@@ -164,7 +167,7 @@ final class BadInputTests: XCTestCase {
 
     func testDescriptorsWithReservedBitsAreRejectedWhereHardwareWould() throws {
         var (client, writer, fd) = try connectGuest()
-        defer { close(fd) }
+        defer { try? fd.close() }
         let good = try writer.map(domain: 1, iova: 0x2000, gpa: 0x11000)[0].encoded
         let later = try writer.map(domain: 1, iova: 0x3000, gpa: 0x12000)[0].encoded
         let reply = try client.request(.invalidate([InvalidationWords(low: good.low, high: good.high),
@@ -180,11 +183,46 @@ final class BadInputTests: XCTestCase {
         XCTAssertFalse(held.contains("0x3000"), "nothing after the bad descriptor ran")
     }
 
+    /// Descriptors the daemon receives where none belong (a PING, a control
+    /// request) are owned from recvmsg on and closed by the daemon once the
+    /// frame or line is handled: with our own copy of a pipe's write end
+    /// closed as well, the read end sees end of file.
+    func testDescriptorsSentWhereNoneBelongAreClosedByTheDaemon() throws {
+        func pipeClosedByPeer(_ send: (FileDescriptor) throws -> Void, file: StaticString = #filePath, line: UInt = #line) throws {
+            var ends: [Int32] = [-1, -1]
+            XCTAssertEqual(pipe(&ends), 0)
+            let readEnd = FileDescriptor(adopting: ends[0])
+            do {
+                let writeEnd = FileDescriptor(adopting: ends[1])
+                try send(writeEnd)
+                try writeEnd.close()
+            }
+            let events = try readEnd.withRawValue("poll") { (fd) throws(SystemError) -> Int16 in
+                var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                return poll(&entry, 1, 5000) == 1 ? entry.revents : 0
+            }
+            XCTAssertNotEqual(Int32(events) & POLLHUP, 0, "the daemon still holds the write end", file: file, line: line)
+        }
+        let raw = try Raw(daemon.eventSocket)
+        try raw.send(type: 1, payload: hello())
+        XCTAssertEqual(try raw.reply(for: 1)?.reply.status, .ok)
+        try pipeClosedByPeer { writeEnd in
+            try raw.send(type: EventType.ping.rawValue, fds: [writeEnd])
+            XCTAssertEqual(try raw.reply(for: 9)?.reply.status, .fds)
+        }
+        let control = try UnixConnection.connect(path: daemon.controlSocket)
+        try pipeClosedByPeer { writeEnd in
+            try control.sendAll(Array(ControlCodec.requestLine(command: "status", id: 1).utf8), fds: [writeEnd])
+            let (reply, _) = try XCTUnwrap(control.receiveLine(max: 1 << 20))
+            XCTAssertNotNil(try JSONValue.parse(String(decoding: reply, as: UTF8.self))["return"])
+        }
+    }
+
     // MARK: control socket
 
     func testBadControlRequestsGetStructuredErrorsAndOthersAreServed() throws {
         let (client, _, fd) = try connectGuest()
-        defer { close(fd); client.close() }
+        defer { try? fd.close(); client.close() }
         let before = try mappings()
         let connection = try UnixConnection.connect(path: daemon.controlSocket)
         let other = try daemon.control()
@@ -222,7 +260,7 @@ final class BadInputTests: XCTestCase {
 
     func testAClientThatStopsReadingDoesNotBlockOthers() throws {
         let (client, _, fd) = try connectGuest()
-        defer { close(fd); client.close() }
+        defer { try? fd.close(); client.close() }
         // Pipeline many requests and never read the replies.
         let greedy = try UnixConnection.connect(path: daemon.controlSocket)
         let line = Array(#"{"execute":"status"}"#.utf8) + [10]

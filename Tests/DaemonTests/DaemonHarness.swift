@@ -1,6 +1,7 @@
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import VTd
 import VTdBridgeClient
@@ -123,10 +124,10 @@ extension DaemonHarness {
     /// A VMM in this process (uid 0) whose guest has one page mapped for
     /// `sid` (IOVA 0x1000 → GPA 0x10000), connected and READY: 64 MiB of RAM
     /// in a memfd, tables in its top 8 MiB. Returns the client, the guest's
-    /// table writer and the memfd (the caller closes it).
-    func connectGuest(_ sid: SourceID) throws -> (EventClient, GuestTableWriter<GuestRAM>, Int32) {
+    /// table writer and the memfd (closed when the caller lets it go).
+    func connectGuest(_ sid: SourceID) throws -> (EventClient, GuestTableWriter<GuestRAM>, FileDescriptor) {
         let caps = IOMMUCapabilities.make()
-        let fd = try makeMemFD(name: "test-guest-ram", size: 64 << 20)
+        let fd = try FileDescriptor.memoryFile(name: "test-guest-ram", size: 64 << 20)
         let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0, size: 64 << 20, backing: .fileDescriptor(fd, offset: 0))])
         var writer = try GuestTableWriter(memory: ram, caps: caps, tableArea: (56 << 20)..<(64 << 20))
         let client = try EventClient(path: eventSocket)

@@ -1,6 +1,7 @@
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import VTd
 import VTdBridgeClient
@@ -12,8 +13,8 @@ final class NotifierModeTests: XCTestCase {
     func testNotifyFramesMapAndUnmapThroughTheDaemon() throws {
         let daemon = try DaemonHarness()
         let caps = IOMMUCapabilities.make()
-        let fd = try makeMemFD(name: "notifier-ram", size: 16 << 20)
-        defer { close(fd) }
+        let fd = try FileDescriptor.memoryFile(name: "notifier-ram", size: 16 << 20)
+        defer { try? fd.close() }
         let client = try EventClient(path: daemon.eventSocket)
         try client.require(.hello(version: 1, flags: HelloFlags.notifierMode.rawValue, cap: caps.cap, ecap: caps.ecap))
         try client.require(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 16 << 20, offset: 0)]), fds: [fd])
@@ -58,7 +59,7 @@ final class NotifierModeTests: XCTestCase {
         let (result, fd) = try client.call("attach", ["host": "0000:09:00.0", "guest": "00:09.0", "return-fd": true])
         XCTAssertNil(fd)
         guard case let .failure(error) = result else { return XCTFail("attach with return-fd succeeded on dry-run") }
-        XCTAssertEqual(error.code, "invalid-argument")
+        XCTAssertEqual(error.code.rawValue, "invalid-argument")
         XCTAssertTrue(error.message.contains("dry-run"), error.message)
         let status = try client.require("status")
         XCTAssertFalse(status["devices"]!.arrayValue!.contains { $0["guest"]?.stringValue == "00:09.0" }, "a refused attach leaves nothing attached")

@@ -1,6 +1,7 @@
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import VTd
 import VTdBridgeClient
@@ -191,7 +192,7 @@ print(json.dumps(out))
     // MARK: a guest with one mapping
 
     /// A VMM (this process, uid 0) that has mapped IOVA 0x1000 for 00:03.0.
-    func connectGuest(_ daemon: DaemonHarness) throws -> (EventClient, GuestTableWriter<GuestRAM>, Int32) {
+    func connectGuest(_ daemon: DaemonHarness) throws -> (EventClient, GuestTableWriter<GuestRAM>, FileDescriptor) {
         try daemon.connectGuest(sid)
     }
 
@@ -241,7 +242,7 @@ print(json.dumps(out))
         let tools = try requireSecondUID()
         let daemon = try reachableDaemon()
         let (vmm, writer, fd) = try connectGuest(daemon)
-        defer { close(fd) }
+        defer { try? fd.close() }
         let before = try mappings(daemon)
         XCTAssertTrue(before.contains("0x1000"), before)
         // The VMM goes away (mappings stay): a refused peer must not be able to take its place.
@@ -361,8 +362,8 @@ print(json.dumps(out))
         XCTAssertEqual(daemon.terminate(), 0, daemon.log)
     }
 
-    /// access.gids lets a peer in by a supplementary group alone (read from
-    /// /proc/PID/status, since SO_PEERCRED has the primary gid only).
+    /// access.gids lets a peer in by a supplementary group alone (read with
+    /// SO_PEERGROUPS, since SO_PEERCRED has the primary gid only).
     func testASupplementaryGroupInAccessGidsIsAcceptedOnBothSockets() throws {
         let tools = try requireSecondUID()
         let group: gid_t = 4242
@@ -510,7 +511,7 @@ print(json.dumps(out))
     func testAVMMThatDisconnectsMidBatchLeavesAConsistentShadow() throws {
         let daemon = try DaemonHarness()
         var (client, writer, fd) = try connectGuest(daemon)
-        defer { close(fd) }
+        defer { try? fd.close() }
         client.close()
 
         let raw = try UnixConnection.connect(path: daemon.eventSocket)

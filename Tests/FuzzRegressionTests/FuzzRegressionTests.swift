@@ -63,7 +63,7 @@ final class FuzzRegressionTests: XCTestCase {
     func notifierBridge() throws -> (GuestIOMMU, RecordingBackend) {
         let guest = try GuestFixture(ramSize: 4 << 20, tableAreaSize: 1 << 20)
         let bridge = try GuestIOMMU(caps: guest.caps, logger: GuestFixture.quietLogger)
-        try bridge.setCapabilities(guest.caps, notifierMode: true)
+        try bridge.setCapabilities(guest.caps, source: .notifier)
         _ = bridge.setMemory(guest.memory)
         _ = bridge.setTranslationEnabled(true)
         let backend = RecordingBackend()

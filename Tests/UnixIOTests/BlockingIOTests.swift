@@ -1,4 +1,5 @@
 import Glibc
+import Posix
 import UnixIO
 import XCTest
 
@@ -34,7 +35,7 @@ final class BlockingIOTests: SocketTestCase {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
         try a.sendAll(bytes("\n"))
-        try a.sendAll(bytes("{\"device-fd\":true}\n"), fds: [writeEnd])
+        try a.sendAll(bytes("{\"device-fd\":true}\n"), fds: [owned(duplicateOf: writeEnd)])
 
         let empty = try XCTUnwrap(try b.receiveLine())
         XCTAssertEqual(empty.bytes, [])
@@ -42,7 +43,6 @@ final class BlockingIOTests: SocketTestCase {
         let reply = try XCTUnwrap(try b.receiveLine())
         XCTAssertEqual(String(decoding: reply.bytes, as: UTF8.self), "{\"device-fd\":true}")
         XCTAssertEqual(reply.fds.count, 1)
-        defer { reply.fds.forEach { close($0) } }
         XCTAssertEqual(descriptorStatus(reply.fds[0])?.st_ino, descriptorStatus(writeEnd)?.st_ino)
     }
 
@@ -90,13 +90,13 @@ final class BlockingIOTests: SocketTestCase {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
 
+        let attached = owned(duplicateOf: writeEnd)
         let worker = Worker {
-            try? a.sendAll(payload, fds: [writeEnd])
+            try? a.sendAll(payload, fds: [attached])
         }
         let received = try XCTUnwrap(try b.receiveExactly(count: payload.count))
         worker.join()
         XCTAssertEqual(received.bytes, payload)
         XCTAssertEqual(received.fds.count, 1, "sent once, with the first chunk")
-        received.fds.forEach { close($0) }
     }
 }

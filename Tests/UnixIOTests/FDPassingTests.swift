@@ -1,10 +1,12 @@
-import CSocket
+import CPosix
 import Glibc
+import Posix
 import UnixIO
 import XCTest
 
 /// SCM_RIGHTS over a real Unix socket: the descriptor that arrives is the
-/// same open file, close-on-exec, and none leak when too many are sent.
+/// same open file, close-on-exec, owned from the moment it arrives, and none
+/// leak when too many are sent.
 final class FDPassingTests: SocketTestCase {
     private var scratch: ScratchDirectory!
     private var listener: UnixListener!
@@ -31,33 +33,32 @@ final class FDPassingTests: SocketTestCase {
     func testPipeEndArrivesAsTheSameFile() throws {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd) }
-        try sendOnce(client, "F", fds: [writeEnd])
+        let sent = FileDescriptor(adopting: writeEnd)
+        try sendOnce(client, "F", fds: [sent])
         // Ours can go at once: the message holds its own reference.
-        close(writeEnd)
+        try sent.close()
 
         let (payload, fds) = try receiveOnce(server)
         XCTAssertEqual(payload, bytes("F"))
         XCTAssertEqual(fds.count, 1)
         let received = try XCTUnwrap(fds.first)
-        defer { close(received) }
-        XCTAssertEqual(csocket_is_cloexec(received), 1, "received with MSG_CMSG_CLOEXEC")
+        XCTAssertTrue(try received.isCloseOnExec(), "received with MSG_CMSG_CLOEXEC")
 
         let message = bytes("through the passed fd")
-        XCTAssertEqual(write(received, message, message.count), message.count)
+        XCTAssertEqual(try received.withRawValue("write") { (fd) throws(SystemError) in write(fd, message, message.count) },
+                       message.count)
         var buffer = [UInt8](repeating: 0, count: 64)
         XCTAssertEqual(read(readEnd, &buffer, 64), message.count)
         XCTAssertEqual(Array(buffer[..<message.count]), message)
     }
 
     func testMemFDAndPipeTogetherKeepTheirOrderAndIdentity() throws {
-        let memfd = try makeMemFD(name: "passing", size: 4096)
-        defer { close(memfd) }
+        let memfd = try FileDescriptor.memoryFile(name: "passing", size: 4096)
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
-        try sendOnce(server, "two", fds: [memfd, readEnd])
+        try sendOnce(server, "two", fds: [memfd, owned(duplicateOf: readEnd)])
 
         let (_, fds) = try receiveOnce(client)
-        defer { fds.forEach { close($0) } }
         XCTAssertEqual(fds.count, 2)
         let original = try XCTUnwrap(descriptorStatus(memfd))
         let arrived = try XCTUnwrap(descriptorStatus(fds[0]))
@@ -67,25 +68,28 @@ final class FDPassingTests: SocketTestCase {
 
         // Written through the received one, read through ours.
         let text = bytes("shared memory")
-        XCTAssertEqual(pwrite(fds[0], text, text.count, 100), text.count)
+        XCTAssertEqual(try text.withUnsafeBytes { buffer in
+            Result { () throws(SystemError) -> Int in try fds[0].write(at: 100, from: buffer) }
+        }.get(), text.count)
         var back = [UInt8](repeating: 0, count: text.count)
-        XCTAssertEqual(pread(memfd, &back, text.count, 100), text.count)
+        XCTAssertEqual(try back.withUnsafeMutableBytes { buffer in
+            Result { () throws(SystemError) -> Int in try memfd.read(at: 100, into: buffer) }
+        }.get(), text.count)
         XCTAssertEqual(back, text)
-        for fd in fds { XCTAssertEqual(csocket_is_cloexec(fd), 1) }
+        for fd in fds { XCTAssertTrue(try fd.isCloseOnExec()) }
     }
 
     func testDescriptorsArriveWithTheFirstByteOfTheirMessage() throws {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
         try sendOnce(client, "plain")
-        try sendOnce(client, "with-fd", fds: [writeEnd])
+        try sendOnce(client, "with-fd", fds: [owned(duplicateOf: writeEnd)])
         // A read ending inside the first message carries no descriptor...
         var buffer = [UInt8](repeating: 0, count: 3)
         let first = try buffer.withUnsafeMutableBytes { try server.receive(into: $0) }
         XCTAssertEqual(first, .data(count: 3, fds: []))
         // ...the one that reaches the second message's first byte does.
         let (rest, fds) = try receiveOnce(server)
-        defer { fds.forEach { close($0) } }
         XCTAssertEqual(rest, bytes("inwith-fd"))
         XCTAssertEqual(fds.count, 1)
     }
@@ -97,20 +101,20 @@ final class FDPassingTests: SocketTestCase {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
         let before = openDescriptorCount()
-        let copies = (0..<253).map { _ in dup(readEnd) }
-        XCTAssertTrue(copies.allSatisfy { $0 >= 0 })
-        try sendOnce(client, "x", fds: copies)
-        copies.forEach { close($0) }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        let result = try buffer.withUnsafeMutableBytes { try server.receive(into: $0) }
-        guard case let .data(count, fds) = result else { return XCTFail("\(result)") }
-        XCTAssertEqual(count, 1)
-        XCTAssertEqual(fds.count, 253)
-        fds.forEach { close($0) }
-        XCTAssertEqual(openDescriptorCount(), before)
+        do {
+            let copies = (0..<253).map { _ in owned(duplicateOf: readEnd) }
+            try sendOnce(client, "x", fds: copies)
+        }
+        do {
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let result = try buffer.withUnsafeMutableBytes { try server.receive(into: $0) }
+            guard case let .data(count, fds) = result else { return XCTFail("\(result)") }
+            XCTAssertEqual(count, 1)
+            XCTAssertEqual(fds.count, 253)
+        }
+        XCTAssertEqual(openDescriptorCount(), before, "every received descriptor was closed with its owner")
         // One more than the kernel allows is refused at the sender.
-        let more = (0..<254).map { _ in dup(readEnd) }
-        defer { more.forEach { close($0) } }
+        let more = (0..<254).map { _ in owned(duplicateOf: readEnd) }
         XCTAssertThrowsError(try sendOnce(client, "y", fds: more))
     }
 
@@ -120,7 +124,7 @@ final class FDPassingTests: SocketTestCase {
         let error = expectError { try bytes("x").withUnsafeBytes { try client.send($0) } }
         XCTAssertEqual(error?.call, "sendmsg")
         XCTAssertEqual(error?.errno, EPIPE)
-        XCTAssertEqual(error?.detail, listener.path)
+        XCTAssertEqual(error?.subject, listener.path)
     }
 
     func testReceiveReportsEndOfStream() throws {

@@ -257,7 +257,7 @@ final class ListenerTests: SocketTestCase {
         let error = expectError { try UnixConnection.connect(path: path) }
         XCTAssertEqual(error?.call, "connect")
         XCTAssertEqual(error?.errno, ENOENT)
-        XCTAssertEqual(error?.detail, path)
+        XCTAssertEqual(error?.subject, path)
     }
 
     func testConnectToAnAbstractName() throws {

@@ -1,5 +1,6 @@
-import CSocket
+import CPosix
 import Glibc
+import Posix
 import UnixIO
 import XCTest
 
@@ -15,16 +16,16 @@ final class OutboundQueueTests: SocketTestCase {
 
         let first = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 % 251) }
         let second = bytes("second chunk")
-        let memfd = try makeMemFD(name: "queued", size: 4096)
-        defer { close(memfd) }
+        let memfd = try FileDescriptor.memoryFile(name: "queued", size: 4096)
         let (pipeRead, pipeWrite) = makePipe()
         defer { close(pipeRead) }
-        let queuedMemfd = dup(memfd)
+        let queuedMemfd = try memfd.duplicate().take()
         let queuedPipe = pipeWrite
 
         var queue = OutboundQueue()
-        queue.enqueue(first, fds: [queuedMemfd])
-        queue.enqueue(second, fds: [queuedPipe])
+        // Handed to the queue alone: it holds the only owners.
+        queue.enqueue(first, fds: [FileDescriptor(adopting: queuedMemfd)])
+        queue.enqueue(second, fds: [FileDescriptor(adopting: queuedPipe)])
         XCTAssertEqual(queue.byteCount, first.count + second.count)
         XCTAssertEqual(queue.fdCount, 2)
 
@@ -37,7 +38,7 @@ final class OutboundQueueTests: SocketTestCase {
         XCTAssertFalse(try queue.flush(to: writer), "still full: nothing more fits yet")
 
         var received: [UInt8] = []
-        var arrivals: [(offset: Int, count: Int, fds: [Int32])] = []
+        var arrivals: [(offset: Int, count: Int, fds: [FileDescriptor])] = []
         var buffer = [UInt8](repeating: 0, count: 256 << 10)
         var flushed = false
         while !flushed || received.count < first.count + second.count {
@@ -58,7 +59,7 @@ final class OutboundQueueTests: SocketTestCase {
 
         let withFDs = arrivals.filter { !$0.fds.isEmpty }
         defer {
-            withFDs.flatMap(\.fds).forEach { close($0) }
+            withFDs.flatMap(\.fds).forEach { try? $0.close() }
             // Once the received write end is closed too, no writer is left:
             // the queue closed its own (its number may since have been
             // reused by a received descriptor, so this is checked by effect).
@@ -98,7 +99,7 @@ final class OutboundQueueTests: SocketTestCase {
         defer { close(readEnd) }
         do {
             var queue = OutboundQueue()
-            queue.enqueue(bytes("never sent"), fds: [writeEnd])
+            queue.enqueue(bytes("never sent"), fds: [FileDescriptor(adopting: writeEnd)])
             XCTAssertTrue(isOpen(writeEnd))
             XCTAssertEqual(queue.fdCount, 1)
         }
@@ -109,7 +110,7 @@ final class OutboundQueueTests: SocketTestCase {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd) }
         var queue = OutboundQueue()
-        queue.enqueue(bytes("dropped"), fds: [writeEnd])
+        queue.enqueue(bytes("dropped"), fds: [FileDescriptor(adopting: writeEnd)])
         queue.removeAll()
         XCTAssertTrue(queue.isEmpty)
         XCTAssertEqual(queue.byteCount, 0)
@@ -126,7 +127,7 @@ final class OutboundQueueTests: SocketTestCase {
         var queue = OutboundQueue()
         queue.enqueue(bytes("aaaa"))
         queue.enqueue(bytes("bbbb"))
-        queue.enqueue(bytes("cccc"), fds: [writeEnd])
+        queue.enqueue(bytes("cccc"), fds: [FileDescriptor(adopting: writeEnd)])
         queue.enqueue(bytes("dddd"))
         XCTAssertTrue(try queue.flush(to: writer))
         XCTAssertFalse(isOpen(writeEnd))
@@ -141,7 +142,6 @@ final class OutboundQueueTests: SocketTestCase {
         guard case .data(8, let fds) = second else { return XCTFail("\(second)") }
         XCTAssertEqual(buffer, bytes("ccccdddd"))
         XCTAssertEqual(fds.count, 1)
-        fds.forEach { close($0) }
     }
 
     func testFlushFailureKeepsTheQueueAndThrowsEPIPE() throws {

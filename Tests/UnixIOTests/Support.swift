@@ -1,6 +1,7 @@
-import CSocket
+import CPosix
 import Foundation
 import Glibc
+import Posix
 import UnixIO
 import XCTest
 
@@ -46,6 +47,11 @@ func descriptorStatus(_ fd: Int32) -> stat? {
     return fstat(fd, &info) == 0 ? info : nil
 }
 
+/// fstat(2) of an owned descriptor, through its scope.
+func descriptorStatus(_ descriptor: FileDescriptor) -> stat? {
+    try? descriptor.withRawValue("fstat") { (fd) throws(SystemError) in descriptorStatus(fd) }
+}
+
 /// Whether `fd` is an open descriptor in this process.
 func isOpen(_ fd: Int32) -> Bool {
     fcntl(fd, F_GETFD) >= 0
@@ -66,12 +72,20 @@ func makePipe() -> (read: Int32, write: Int32) {
     return (fds[0], fds[1])
 }
 
+/// A duplicate of `fd`, owned: for handing a test's raw descriptor to an API
+/// that takes owned ones while the test keeps its own number.
+func owned(duplicateOf fd: Int32) -> FileDescriptor {
+    let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+    precondition(copy >= 0, "dup failed")
+    return FileDescriptor(adopting: copy)
+}
+
 /// Binds a raw socket of `type` at `name` without listening, the way a
 /// crashed daemon leaves its socket file behind once its process is gone.
 func bindRawSocket(_ name: String, type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int32 {
-    let fd = csocket_socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue))
+    let fd = cposix_socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue))
     precondition(fd >= 0, "socket failed: \(-fd)")
-    let bound = csocket_bind_unix(fd, name)
+    let bound = cposix_bind_unix(fd, name)
     precondition(bound == 0, "bind \(name) failed: \(-bound)")
     return fd
 }
@@ -80,7 +94,7 @@ func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Receives once, blocking, and fails the test on anything but data.
 func receiveOnce(_ connection: UnixConnection, max: Int = 4096,
-                 file: StaticString = #filePath, line: UInt = #line) throws -> (bytes: [UInt8], fds: [Int32]) {
+                 file: StaticString = #filePath, line: UInt = #line) throws -> (bytes: [UInt8], fds: [FileDescriptor]) {
     var buffer = [UInt8](repeating: 0, count: max)
     let result = try buffer.withUnsafeMutableBytes { try connection.receive(into: $0) }
     guard case .data(let count, let fds) = result else {
@@ -91,7 +105,7 @@ func receiveOnce(_ connection: UnixConnection, max: Int = 4096,
 }
 
 /// Sends once and fails the test unless every byte went.
-func sendOnce(_ connection: UnixConnection, _ text: String, fds: [Int32] = [],
+func sendOnce(_ connection: UnixConnection, _ text: String, fds: [FileDescriptor] = [],
               file: StaticString = #filePath, line: UInt = #line) throws {
     let payload = bytes(text)
     let result = try payload.withUnsafeBytes { try connection.send($0, fds: fds) }

@@ -1,4 +1,4 @@
-import CSocket
+import CPosix
 import Glibc
 import UnixIO
 import XCTest

@@ -2,7 +2,7 @@
 import XCTest
 
 final class ControlRequestTests: XCTestCase {
-    let request = ControlRequest(command: "attach", arguments: [
+    let request = ControlRequest(command: .attach, arguments: [
         "guest": "00:03.0", "group": 12, "return-fd": true, "quota": -1, "huge": .uint(.max),
         "ratio": 1.0, "nothing": .null, "list": [1],
     ])
@@ -13,7 +13,7 @@ final class ControlRequestTests: XCTestCase {
             try body()
             XCTFail("no error", file: file, line: line)
         } catch {
-            XCTAssertEqual(error.code, code, error.message, file: file, line: line)
+            XCTAssertEqual(error.code.rawValue, code, error.message, file: file, line: line)
             XCTAssertTrue(error.message.contains(fragment), "\"\(error.message)\" lacks \"\(fragment)\"", file: file, line: line)
         }
     }
@@ -51,10 +51,10 @@ final class ControlRequestTests: XCTestCase {
     }
 
     func testAllowOnly() throws {
-        let detach = ControlRequest(command: "detach", arguments: ["guest": "00:03.0"])
+        let detach = ControlRequest(command: .detach, arguments: ["guest": "00:03.0"])
         try detach.allowOnly(["guest"])
         try detach.allowOnly(["guest", "all"])
-        let typo = ControlRequest(command: "detach", arguments: ["guest": "00:03.0", "gust": "x", "b": 1])
+        let typo = ControlRequest(command: .detach, arguments: ["guest": "00:03.0", "gust": "x", "b": 1])
         assertError({ () throws(ControlError) in try typo.allowOnly(["guest"]) }, "invalid-argument",
                     "argument \"b\" is not an argument of detach; it takes guest")
         assertError({ () throws(ControlError) in try detach.allowOnly([]) }, "invalid-argument", "it takes no arguments")

@@ -151,7 +151,7 @@ final class EventReplyTests: XCTestCase {
     func testDecodeReplyRefusals() {
         let okEmpty = le(UInt32(0)) + le(UInt32(0))
         assertMalformed(.ping, [0, 0, 0, 0], "shorter than its 8-byte")
-        assertMalformed(.ping, le(UInt32(13)) + le(UInt32(0)), "status 13")
+        assertMalformed(.ping, le(UInt32(14)) + le(UInt32(0)), "status 14")
         assertMalformed(.ping, le(UInt32(11)) + le(UInt32(4097)) + [UInt8](repeating: 0x61, count: 4097), "above the limit of 4096")
         assertMalformed(.ping, le(UInt32(11)) + le(UInt32(5)) + [0x61], "runs past the end")
         assertMalformed(.ping, le(UInt32(11)) + le(UInt32(2)) + [0xc3, 0x28], "not valid UTF-8")

@@ -169,7 +169,7 @@ final class EventRequestGoldenTests: XCTestCase {
         let frame = EventCodec.encodeRequest(.setRootTable(0x5000), tag: 1)
         let viaPointer = payload(of: frame).withUnsafeBytes { EventCodec.decodeRequest(type: 3, payload: $0, fdCount: 0) }
         XCTAssertEqual(try viaPointer.get(), .setRootTable(0x5000))
-        let decoded = FrameDecoder.Frame(header: FrameHeader.decode(frame[..<16]), payload: payload(of: frame))
+        let decoded = FrameDecoder<Int32>.Frame(header: FrameHeader.decode(frame[..<16]), payload: payload(of: frame))
         XCTAssertEqual(try EventCodec.decodeRequest(decoded).get(), .setRootTable(0x5000))
     }
 }

@@ -43,8 +43,8 @@ final class FrameDecoderTests: XCTestCase {
     /// Feeds `stream` in chunks whose boundaries are `cuts`, attaching each
     /// frame's fds to the chunk that holds the frame's last byte (what Linux
     /// does when each frame travels in its own sendmsg), and collects frames.
-    func feed(_ stream: Stream, cuts: [Int], decoder: inout FrameDecoder) -> [FrameDecoder.Frame] {
-        var out: [FrameDecoder.Frame] = []
+    func feed(_ stream: Stream, cuts: [Int], decoder: inout FrameDecoder<Int32>) -> [FrameDecoder<Int32>.Frame] {
+        var out: [FrameDecoder<Int32>.Frame] = []
         var fdFrames = stream.frames.filter { !$0.fds.isEmpty }[...]
         var start = 0
         for end in cuts + [stream.bytes.count] where end > start {
@@ -71,7 +71,7 @@ final class FrameDecoderTests: XCTestCase {
         return out
     }
 
-    func assertMatches(_ frames: [FrameDecoder.Frame], _ stream: Stream, file: StaticString = #filePath, line: UInt = #line) {
+    func assertMatches(_ frames: [FrameDecoder<Int32>.Frame], _ stream: Stream, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(frames.count, stream.requests.count, file: file, line: line)
         for (i, frame) in frames.enumerated() where i < stream.requests.count {
             XCTAssertEqual(try EventCodec.decodeRequest(frame).get(), stream.requests[i], "frame \(i)", file: file, line: line)
@@ -81,13 +81,13 @@ final class FrameDecoderTests: XCTestCase {
 
     func testWholeByteByByteAndRandomChunksAgree() {
         let stream = makeStream()
-        var whole = FrameDecoder()
+        var whole = FrameDecoder<Int32>()
         let reference = feed(stream, cuts: [], decoder: &whole)
         assertMatches(reference, stream)
         XCTAssertEqual(whole.bufferedByteCount, 0)
         XCTAssertEqual(whole.pendingFDs, [])
 
-        var byteByByte = FrameDecoder()
+        var byteByByte = FrameDecoder<Int32>()
         XCTAssertEqual(feed(stream, cuts: Array(1 ..< stream.bytes.count), decoder: &byteByByte), reference)
 
         for seed: UInt64 in 1 ... 8 {
@@ -99,23 +99,23 @@ final class FrameDecoderTests: XCTestCase {
                 if at >= stream.bytes.count { break }
                 cuts.append(at)
             }
-            var decoder = FrameDecoder()
+            var decoder = FrameDecoder<Int32>()
             XCTAssertEqual(feed(stream, cuts: cuts, decoder: &decoder), reference, "seed \(seed)")
         }
     }
 
     func testHeaderAndPayloadAreExact() throws {
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         decoder.append(EventCodec.encodeRequest(.setRootTable(0xabc000), tag: 77) + EventCodec.encodeRequest(.ping, tag: 78))
         let first = try XCTUnwrap(decoder.next()).get()
         XCTAssertEqual(first.header, FrameHeader(type: 3, length: 8, tag: 77))
         XCTAssertEqual(first.payload, le(UInt64(0xabc000)))
-        XCTAssertEqual(try XCTUnwrap(decoder.next()).get(), FrameDecoder.Frame(header: FrameHeader(type: 9, length: 0, tag: 78), payload: []))
+        XCTAssertEqual(try XCTUnwrap(decoder.next()).get(), FrameDecoder<Int32>.Frame(header: FrameHeader(type: 9, length: 0, tag: 78), payload: []))
         XCTAssertNil(decoder.next())
     }
 
     func testPartialFramesWaitAndAreCounted() {
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         let frame = EventCodec.encodeRequest(.setTranslation(true), tag: 1)
         decoder.append(Array(frame[..<10]))
         XCTAssertNil(decoder.next(), "half a header")
@@ -134,13 +134,13 @@ final class FrameDecoderTests: XCTestCase {
         // recvmsg, with the table's descriptors.
         let hello = EventCodec.encodeRequest(.hello(version: 1, flags: 0, cap: 0x80, ecap: 0), tag: 1)
         let table = EventCodec.encodeRequest(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 0x1000, offset: 0)]), tag: 2)
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         decoder.append(hello + table, fds: [7])
         XCTAssertEqual(try XCTUnwrap(decoder.next()).get().fds, [])
         XCTAssertEqual(try XCTUnwrap(decoder.next()).get().fds, [7])
 
         // The document's literal rule (§1.3): the frame in which the bytes start.
-        var literal = FrameDecoder(fdAssignment: .frameOfFirstByte)
+        var literal = FrameDecoder<Int32>(fdAssignment: .frameOfFirstByte)
         literal.append(hello + table, fds: [7])
         XCTAssertEqual(try XCTUnwrap(literal.next()).get().fds, [7])
         XCTAssertEqual(try XCTUnwrap(literal.next()).get().fds, [])
@@ -148,8 +148,8 @@ final class FrameDecoderTests: XCTestCase {
 
     func testFDsWithAChunkThatStartsAndEndsInsideOneFrame() throws {
         let table = EventCodec.encodeRequest(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 0x1000, offset: 0)]), tag: 2)
-        for policy in [FrameDecoder.FDAssignment.frameOfLastByte, .frameOfFirstByte] {
-            var decoder = FrameDecoder(fdAssignment: policy)
+        for policy in [FDAssignment.frameOfLastByte, .frameOfFirstByte] {
+            var decoder = FrameDecoder<Int32>(fdAssignment: policy)
             decoder.append(Array(table[..<5]))
             decoder.append(Array(table[5 ..< 20]), fds: [3, 4])
             XCTAssertNil(decoder.next())
@@ -167,8 +167,8 @@ final class FrameDecoderTests: XCTestCase {
         let b = EventCodec.encodeRequest(.ready, tag: 2)
         let c = EventCodec.encodeRequest(.reset, tag: 3)
         let stream = a + b + c
-        for (policy, owner) in [(FrameDecoder.FDAssignment.frameOfLastByte, 2), (.frameOfFirstByte, 0)] {
-            var decoder = FrameDecoder(fdAssignment: policy)
+        for (policy, owner) in [(FDAssignment.frameOfLastByte, 2), (.frameOfFirstByte, 0)] {
+            var decoder = FrameDecoder<Int32>(fdAssignment: policy)
             decoder.append(Array(stream[..<33]), fds: [9])
             decoder.append(Array(stream[33...]))
             let frames = try (0 ..< 3).map { _ in try XCTUnwrap(decoder.next()).get() }
@@ -177,7 +177,7 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testFDsOfAPartialFrameCanBeTakenForClosing() {
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         let table = EventCodec.encodeRequest(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 0x1000, offset: 0)]), tag: 2)
         decoder.append(Array(table[..<16]), fds: [10, 11])
         XCTAssertNil(decoder.next())
@@ -190,7 +190,7 @@ final class FrameDecoderTests: XCTestCase {
     // MARK: - Oversize
 
     func testOversizeLengthPoisons() throws {
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         decoder.append(EventCodec.encodeRequest(.ping, tag: 1))
         var header: [UInt8] = []
         FrameHeader(type: 7, length: 1_048_577, tag: 42).encode(into: &header)
@@ -213,7 +213,7 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testMaximumLengthIsAccepted() throws {
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         var header: [UInt8] = []
         FrameHeader(type: 7, length: 1_048_576, tag: 1).encode(into: &header)
         decoder.append(header)
@@ -225,7 +225,7 @@ final class FrameDecoderTests: XCTestCase {
 
     func testBufferIsCompactedWhileStreaming() {
         // Many frames through one decoder never accumulate consumed bytes.
-        var decoder = FrameDecoder()
+        var decoder = FrameDecoder<Int32>()
         let frame = EventCodec.encodeRequest(.invalidate([InvalidationWords(low: 0x75, high: 0)]), tag: 1)
         for _ in 0 ..< 20_000 {
             decoder.append(frame + Array(frame[..<7]))

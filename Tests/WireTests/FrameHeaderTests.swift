@@ -40,10 +40,10 @@ final class FrameHeaderTests: XCTestCase {
         XCTAssertEqual(EventType.setMemTable.name, "SET_MEM_TABLE")
         XCTAssertEqual(EventType.describe(0x8000_0001), "reply to HELLO")
         XCTAssertEqual(EventType.describe(42), "type 42")
-        XCTAssertEqual(EventStatus.allCases.map(\.rawValue), Array(0 ... 12))
+        XCTAssertEqual(EventStatus.allCases.map(\.rawValue), Array(0 ... 13))
         XCTAssertEqual(EventStatus.allCases.map(\.name), [
             "OK", "MALFORMED", "UNKNOWN_TYPE", "BAD_STATE", "VERSION", "CAPABILITY", "FDS", "MEMORY",
-            "PARTIAL", "DESCRIPTOR", "TOO_LARGE", "INTERNAL", "SHUTTING_DOWN",
+            "PARTIAL", "DESCRIPTOR", "TOO_LARGE", "INTERNAL", "SHUTTING_DOWN", "MEMORY_LOST",
         ])
         XCTAssertEqual(EventStatus.allCases.filter(\.closesConnection), [.tooLarge, .shuttingDown])
         XCTAssertEqual(WireError(status: .fds, message: "m").description, "FDS: m")

@@ -51,9 +51,9 @@ final class LineDecoderTests: XCTestCase {
         XCTAssertNil(decoder.next(), "exactly the limit, still waiting for the newline")
         decoder.append([0x20])
         let result = decoder.next()
-        XCTAssertEqual(result, .failure(.lineTooLong))
+        XCTAssertEqual(result, .failure(.lineTooLong(limit: 65_536)))
         if case .failure(let error)? = result {
-            XCTAssertEqual(error.code, "line-too-long")
+            XCTAssertEqual(error.code.rawValue, "line-too-long")
             XCTAssertTrue(error.message.contains("65536"))
         }
         // Poisoned: further input is ignored and nothing more comes out.
@@ -68,7 +68,7 @@ final class LineDecoderTests: XCTestCase {
         let out = lines(&decoder)
         XCTAssertEqual(out.count, 2)
         guard case .failure(let error) = out[0] else { return XCTFail("invalid UTF-8 accepted") }
-        XCTAssertEqual(error.code, "parse-error")
+        XCTAssertEqual(error.code.rawValue, "parse-error")
         XCTAssertTrue(error.message.contains("byte 0xff at offset 1"), error.message)
         XCTAssertEqual(out[1], .success("{\"execute\":\"status\"}"))
         XCTAssertFalse(decoder.isPoisoned)

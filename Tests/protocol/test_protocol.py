@@ -1073,6 +1073,42 @@ def test_peer_credentials(daemon):
 
 
 # ---------------------------------------------------------------------------
+# §2.2 no-vmm (its own daemon: no VMM may have sent anything yet)
+# ---------------------------------------------------------------------------
+
+def test_replay_before_any_vmm_is_no_vmm():
+    """PROTOCOL.md §2.2/§2.3: `no-vmm` when the command needs the guest IOMMU
+    state and no VMM has sent it; `replay` before the first SET_MEM_TABLE."""
+    with tempfile.TemporaryDirectory(prefix="vtdbridge-proto-nv-") as d:
+        dm = Daemon(d, [f"{HOST}={GUEST}"])
+        mem = GuestMemory(RAM)
+        try:
+            tables = VTdTables(mem, *TABLES)
+            tables.set_context(SID, DID)
+            with dm.ctl() as c:
+                for arguments in ({"all": True}, {"guest": GUEST}):
+                    err = c.raw({"execute": "replay", "arguments": arguments, "id": 1})
+                    assert err["id"] == 1 and err["error"]["code"] == "no-vmm", err
+                    assert err["error"]["message"]
+                err = c.raw({"execute": "replay", "arguments": {"guest": "00:1f.0"}})["error"]
+                assert err["code"] == "not-attached"                 # named before the VMM
+                assert c.call("mappings", guest=GUEST)["mappings"] == []   # needs no VMM
+                with EventChannel(dm.event) as ev:
+                    assert ev.hello(DEFAULT_CAP, DEFAULT_ECAP).status == OK
+                    err = c.raw({"execute": "replay", "arguments": {"all": True}})["error"]
+                    assert err["code"] == "no-vmm"                   # HELLO alone is no state
+                    assert ev.set_mem_table([mem.region()], [mem.fd]).status == OK
+                    assert c.call("replay", all=True) == {"maps": 0, "unmaps": 0, "faults": 0,
+                                                          "failures": []}
+                dm.wait_vmm_disconnected()
+                # what the VMM sent stays after it leaves: a replay walks it
+                assert c.call("replay", guest=GUEST)["failures"] == []
+        finally:
+            mem.close()
+            dm.stop()
+
+
+# ---------------------------------------------------------------------------
 # §2.3 shutdown (its own daemon)
 # ---------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@
 // - ioctl(2) is variadic, which Swift cannot call.
 // - Every wrapper returns the result or -errno (never -1 plus a global errno),
 //   so Swift does not have to read errno after the fact. None of them retries
-//   EINTR: that policy lives in exactly one Swift helper (syscallRetrying).
+//   EINTR: that policy lives in exactly one Swift helper (Posix's
+//   retryingEINTR). Calls that are not VFIO's (open, close, pread, readlink,
+//   getrlimit) are in the CPosix shim.
 //
 // Exported names carry a `cvfio_` prefix because Swift does import the
 // header's plain integer macros (VFIO_API_VERSION, VFIO_TYPE1_IOMMU, ...),
@@ -99,20 +101,6 @@ long cvfio_ioctl(int fd, unsigned long request, void *arg);
 /// ioctl(fd, request, value) for requests whose argument is an integer by
 /// value (VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU): the result, or -errno.
 long cvfio_ioctl_int(int fd, unsigned long request, unsigned long value);
-/// open(path, flags): the new descriptor, or -errno.
-int cvfio_open(const char *path, int flags);
-/// close(fd): 0, or -errno. On Linux the descriptor is released even when
-/// this reports an error, so the caller must never call it twice.
-int cvfio_close(int fd);
-/// pread(fd, buffer, count, offset): bytes read, or -errno.
-long cvfio_pread(int fd, void *buffer, size_t count, int64_t offset);
-/// pwrite(fd, buffer, count, offset): bytes written, or -errno.
-long cvfio_pwrite(int fd, const void *buffer, size_t count, int64_t offset);
-/// readlink(path, buffer, size): bytes stored (not NUL-terminated), or -errno.
-long cvfio_readlink(const char *path, char *buffer, size_t size);
-/// getrlimit(RLIMIT_MEMLOCK): 0 and the soft and hard limits in bytes
-/// (UINT64_MAX for RLIM_INFINITY), or -errno.
-int cvfio_memlock_limit(uint64_t *soft, uint64_t *hard);
 
 #ifdef __cplusplus
 }

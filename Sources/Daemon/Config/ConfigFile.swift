@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import JSON
 
 /// The config file, read and checked before swift-configuration reads its
 /// values: the file must exist, be JSON, hold only known keys, and give each
@@ -33,20 +34,32 @@ struct ConfigFile {
         lines[key].map { "\(path), line \($0)" } ?? path
     }
 
+    /// A config nests three levels at most; 32 (the limit of the reader the
+    /// shared parser replaced) leaves room and refuses a runaway file early.
+    static let maximumDepth = 32
+
     static func load(path: String) throws(ConfigError) -> ConfigFile {
-        let bytes = try readBytes(path)
-        let root: ConfigJSON.Node
-        do {
-            root = try ConfigJSON.parse(bytes)
-        } catch {
-            throw ConfigError(key: "", message: "not valid JSON at line \(error.line), column \(error.column): \(error.message)", source: path)
-        }
+        let document = try parse(try readBytes(path), path: path)
         var file = ConfigFile(path: path, lines: [:])
-        guard case .object(let members) = root.value else {
-            throw ConfigError(key: "", message: "the top level is \(root.value.errorDescription); expected a JSON object { \"key\": value, … } (see docs/CONFIG.md)", source: path)
+        guard case .object(let members) = document.root.content else {
+            throw ConfigError(key: "", message: "the top level is \(describe(document.root, in: document)); expected a JSON object { \"key\": value, … } (see docs/CONFIG.md)", source: path)
         }
-        try file.check(members, prefix: "")
+        try file.check(members, prefix: "", in: document)
         return file
+    }
+
+    /// The file's text through the one JSON parser (the control socket's),
+    /// which keeps every value's position for the messages below.
+    static func parse(_ bytes: [UInt8], path: String) throws(ConfigError) -> JSONDocument {
+        do {
+            return try JSONDocument.parse(utf8: bytes, maxDepth: maximumDepth)
+        } catch {
+            // "Empty text" would not say which text: here it is the file.
+            let text = bytes.starts(with: [0xef, 0xbb, 0xbf]) ? bytes.dropFirst(3) : bytes[...]
+            let blank = text.allSatisfy { [0x20, 0x09, 0x0a, 0x0d].contains($0) }
+            let message = blank ? "the file is empty; expected a JSON object" : error.message
+            throw ConfigError(key: "", message: "not valid JSON at line \(error.line), column \(error.column): \(message)", source: path)
+        }
     }
 
     /// Reads the whole file. A file that was named explicitly and is missing
@@ -90,27 +103,28 @@ struct ConfigFile {
         return bytes
     }
 
-    private mutating func check(_ members: [ConfigJSON.Member], prefix: String) throws(ConfigError) {
+    private mutating func check(_ members: [JSONMember], prefix: String, in document: JSONDocument) throws(ConfigError) {
         let known = DaemonConfig.keys.map(\.key)
         for member in members {
-            let key = prefix.isEmpty ? member.key : prefix + "." + member.key
-            let here = "\(path), line \(member.line)"
+            let key = prefix.isEmpty ? member.name : prefix + "." + member.name
+            let line = document.line(of: member.nameOffset)
+            let here = "\(path), line \(line)"
             if let info = DaemonConfig.keyInfo(key) {
                 // "log.level" may be written flat or nested; not both.
                 if let earlier = lines[key] {
                     throw ConfigError(key: key, message: "given twice (also on line \(earlier)); keep one", source: here)
                 }
-                lines[key] = member.line
-                try Self.checkKind(member.node, info: info, source: here)
+                lines[key] = line
+                try Self.checkKind(member.value, info: info, source: here, in: document)
                 continue
             }
             let children = known.filter { $0.hasPrefix(key + ".") }
             if !children.isEmpty {
-                guard case .object(let nested) = member.node.value else {
+                guard case .object(let nested) = member.value.content else {
                     let names = children.map { String($0.dropFirst(key.count + 1)) }
-                    throw ConfigError(key: key, message: "is \(member.node.value.errorDescription); expected an object with the keys \(names.joined(separator: ", "))", source: here)
+                    throw ConfigError(key: key, message: "is \(Self.describe(member.value, in: document)); expected an object with the keys \(names.joined(separator: ", "))", source: here)
                 }
-                try check(nested, prefix: key)
+                try check(nested, prefix: key, in: document)
                 continue
             }
             var message = "unknown key"
@@ -122,45 +136,65 @@ struct ConfigFile {
         }
     }
 
-    private static func checkKind(_ node: ConfigJSON.Node, info: ConfigKeyInfo, source: String) throws(ConfigError) {
+    private static func checkKind(_ node: JSONNode, info: ConfigKeyInfo, source: String, in document: JSONDocument) throws(ConfigError) {
         func fail(_ found: String) -> ConfigError {
             ConfigError(key: info.key, message: "is \(found); expected \(info.kind.expectation)", source: source)
         }
+        func describe(_ node: JSONNode) -> String { Self.describe(node, in: document) }
+        /// Whether the value is an integer that fits `Int` (64 bits), as the config's numbers are.
+        func isInteger(_ node: JSONNode) -> Bool {
+            if case .scalar(.int) = node.content { true } else { false }
+        }
         // null means "not set": the default applies (as swift-configuration reads it).
-        if case .null = node.value { return }
+        if case .scalar(.null) = node.content { return }
         switch info.kind {
         case .string:
-            guard case .string = node.value else { throw fail(node.value.errorDescription) }
+            guard case .scalar(.string) = node.content else { throw fail(describe(node)) }
         case .integer:
-            if case .number(_, let text) = node.value, !text.contains(where: { ".eE".contains($0) }) {
-                throw ConfigError(key: info.key, message: "\(text) is too large; expected \(info.kind.expectation) within 64 bits", source: source)
+            // Digits alone that are no Int: beyond 64 bits (or above Int64.max).
+            if case .scalar(let value) = node.content, value.doubleValue != nil, !isInteger(node),
+               !document.text(of: node).contains(where: { ".eE".contains($0) }) {
+                throw ConfigError(key: info.key, message: "\(document.text(of: node)) is too large; expected \(info.kind.expectation) within 64 bits", source: source)
             }
-            guard case .integer = node.value else { throw fail(node.value.errorDescription) }
+            guard isInteger(node) else { throw fail(describe(node)) }
         case .nameOrID:
-            switch node.value {
-            case .string, .integer: break
-            default: throw fail(node.value.errorDescription)
-            }
+            if case .scalar(.string) = node.content { return }
+            guard isInteger(node) else { throw fail(describe(node)) }
         case .stringList:
-            guard case .array(let elements) = node.value else { throw fail(node.value.errorDescription) }
+            guard case .array(let elements) = node.content else { throw fail(describe(node)) }
             for (i, element) in elements.enumerated() {
-                guard case .string = element.value else {
-                    throw fail("an array whose entry \(i + 1) (line \(element.line)) is \(element.value.errorDescription)")
+                guard case .scalar(.string) = element.content else {
+                    throw fail("an array whose entry \(i + 1) (line \(document.line(of: element.range.lowerBound))) is \(describe(element))")
                 }
             }
         case .nameOrIDList:
-            guard case .array(let elements) = node.value else { throw fail(node.value.errorDescription) }
+            guard case .array(let elements) = node.content else { throw fail(describe(node)) }
             var strings = 0, integers = 0
             for (i, element) in elements.enumerated() {
-                switch element.value {
-                case .string: strings += 1
-                case .integer: integers += 1
-                default: throw fail("an array whose entry \(i + 1) (line \(element.line)) is \(element.value.errorDescription)")
+                if case .scalar(.string) = element.content {
+                    strings += 1
+                } else if isInteger(element) {
+                    integers += 1
+                } else {
+                    throw fail("an array whose entry \(i + 1) (line \(document.line(of: element.range.lowerBound))) is \(describe(element))")
                 }
             }
             if strings > 0 && integers > 0 {
                 throw ConfigError(key: info.key, message: "mixes numbers and names; expected all numbers, or all strings (write numbers as strings to mix them, e.g. [\"0\", \"qemu\"])", source: source)
             }
+        }
+    }
+
+    /// How a value is named in an error: its JSON kind and, for scalars, the
+    /// value itself (a number as written).
+    static func describe(_ node: JSONNode, in document: JSONDocument) -> String {
+        switch node.content {
+        case .object: "an object"
+        case .array: "an array"
+        case .scalar(.string(let s)): "the string \"\(s)\""
+        case .scalar(.bool(let b)): "\(b)"
+        case .scalar(.null): "null"
+        case .scalar: "the number \(document.text(of: node))"
         }
     }
 }
