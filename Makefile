@@ -18,7 +18,7 @@ all: build
 help:
 	@echo "make demo       boot the test VM and show the daemon bridging a simulated guest's DMA to real edu devices"
 	@echo "make test       unit, protocol, real-device (VM) tests and 60 s of each fuzzer; ends with 'N passed, N failed'"
-	@echo "make build      debug build of every target"
+	@echo "make build      debug build of every target; fails on any warning (so do release and unit-test)"
 	@echo "make release    optimized build (static Swift stdlib)"
 	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
 	@echo "make vm-run CMD=script.sh   run a script in the test VM"
@@ -34,11 +34,13 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev linux-libc-dev; \
 	fi
 
+# No build may print a warning. Compiler warnings are errors already
+# (Package.swift); scripts/no-warnings fails on the linker's and SwiftPM's.
 build: deps
-	$(SWIFT) build $(SWIFT_FLAGS)
+	@set -o pipefail; $(SWIFT) build $(SWIFT_FLAGS) 2>&1 | scripts/no-warnings
 
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS)
+	@set -o pipefail; $(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS) 2>&1 | scripts/no-warnings
 
 # Unit and process-level tests on this host. XCTest only: the closing line
 # must count the tests that really ran.
@@ -46,6 +48,7 @@ unit-test: deps
 	@set -o pipefail; mkdir -p $(BUILD_DIR); \
 	$(SWIFT) test --disable-swift-testing $(SWIFT_FLAGS) 2>&1 | tee $(BUILD_DIR)/unit-test.log; \
 	status=$$?; \
+	scripts/no-warnings $(BUILD_DIR)/unit-test.log || status=1; \
 	scripts/test-summary $(BUILD_DIR)/unit-test.log unit > $(BUILD_DIR)/unit-test.summary || status=1; \
 	cat $(BUILD_DIR)/unit-test.summary; exit $$status
 

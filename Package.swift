@@ -35,12 +35,15 @@ let package = Package(
         // ioctl wrappers that return -errno.
         .target(name: "CVFIO"),
         // Containers, groups, devices and their errors: a thin layer over the
-        // kernel, on Posix descriptors and errors.
+        // kernel, on Posix descriptors and errors. VTd for DMAPermission only:
+        // MAP_DMA takes the same permission type the guest's tables produce.
         .target(name: "VFIO", dependencies: [
-            "CVFIO", "CPosix", "Posix",
+            "CVFIO", "CPosix", "Posix", "VTd",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Pure VT-d model: entries, the second-level walk, invalidation descriptors.
+        // Pure VT-d model: entries, the second-level walk, invalidation
+        // descriptors; and DMAPermission, the one read/write type every layer
+        // uses, down to VFIO's MAP_DMA flags. Depends on nothing.
         .target(name: "VTd"),
         // The guest side of VT-d: writes tables and invalidations the way a guest
         // driver does. Used by tests and by the simulator.
@@ -66,7 +69,8 @@ let package = Package(
         // is, so it never depends on Posix.
         .target(name: "Wire", dependencies: ["VTd", "JSON"]),
         // Blocking clients of both sockets, for the CLI, the simulator, tests,
-        // and VMM authors writing Swift.
+        // and VMM authors writing Swift; and the number syntax the CLI's and
+        // the simulator's options share.
         .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "Posix", "VTd"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
@@ -104,15 +108,16 @@ let package = Package(
 
         .testTarget(name: "PosixTests", dependencies: ["Posix", "CPosix"]),
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix", "VTdBridgeTestSupport"]),
-        .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest", "Bridge", "VTdBridgeTestSupport"]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix", "VTd", "VTdBridgeTestSupport"]),
+        .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport", "Posix"]),
-        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO", "Posix", "CPosix"]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", "Wire", "UnixIO", "Posix", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient",
+            "VFIO", "CVFIO", "VTdBridgeTestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -130,3 +135,18 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Zero warnings, kept so: in every target of this package a compiler warning
+// is an error, so no build (debug, release, tests, fuzz, sanitizers) can
+// succeed with one, and an unchanged file was compiled warning-free when it
+// was last compiled. Dependencies are not affected (SwiftPM applies warning
+// settings to the root package only). The Makefile checks what is left: the
+// linker's and SwiftPM's own warnings (scripts/no-warnings).
+let cTargets: Set = ["CPosix", "CVFIO", "CGuestRAMGuard"]
+for target in package.targets {
+    if cTargets.contains(target.name) {
+        target.cSettings = (target.cSettings ?? []) + [.treatAllWarnings(as: .error)]
+    } else {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+    }
+}

@@ -449,10 +449,3 @@ public final class AddressSpace {
 struct NotifierRefusal: Error {
     var reason: String
 }
-
-extension Duration {
-    /// Whole nanoseconds.
-    public var nanosecondCount: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
-    }
-}

@@ -1,13 +1,5 @@
 import VFIO
-
-/// Access rights of one DMA mapping, as VFIO_DMA_MAP_FLAG_READ/WRITE.
-public struct DMAPermission: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let read = DMAPermission(rawValue: 1)
-    public static let write = DMAPermission(rawValue: 2)
-    public static let readWrite: DMAPermission = [.read, .write]
-}
+import VTd
 
 /// The seam between the shadow sync and whatever holds the real mappings.
 ///

@@ -66,7 +66,7 @@ func planMapping(_ leaf: SecondLevelLeaf, memory: GuestRAM, limits: IOMMUInfo, f
     let size = leaf.size
     if let host = memory.hostAddress(gpa: leaf.gpa, size: size), limits.isUsable(iova: leaf.iova, size: size) {
         return ShadowEntry(iova: leaf.iova, size: size, hostAddress: host,
-                           permission: DMAPermission(rawValue: (leaf.read ? 1 : 0) | (leaf.write ? 2 : 0)))
+                           permission: leaf.permission)
     }
     if !faults.wantsDetail {
         faults.count(memory.hostAddress(gpa: leaf.gpa, size: size) == nil ? .leafOutsideRAM : .iovaNotUsable)
@@ -281,7 +281,7 @@ struct NotifiedMappings: DesiredMappings {
         while let n = cursor.current, n.iova < end {
             cursor.advance()
             let leaf = SecondLevelLeaf(iova: n.iova, gpa: n.gpa, sizeShift: UInt8(n.size.trailingZeroBitCount),
-                                       read: n.permission.contains(.read), write: n.permission.contains(.write))
+                                       permission: n.permission)
             if let entry = planMapping(leaf, memory: memory, limits: limits, faults: &faults) { return entry }
         }
         return nil

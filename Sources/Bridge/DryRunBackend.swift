@@ -1,5 +1,6 @@
 import Logging
 import VFIO
+import VTd
 
 /// A backend that accepts every map and unmap and touches no kernel state.
 ///

@@ -1,3 +1,5 @@
+import VTd
+
 /// One mapping a notifier-mode VMM sent (MAP notifications, PROTOCOL.md):
 /// the guest-physical address is kept, and the host address is resolved at
 /// each sync, so a new memory table moves it.

@@ -1,3 +1,5 @@
+import VTd
+
 /// One mapping the kernel holds for an address space: exactly what was passed
 /// to MAP_DMA (IOVA, size, host virtual address, access), so that the matching
 /// UNMAP_DMA can name it exactly and a replay can tell whether the kernel

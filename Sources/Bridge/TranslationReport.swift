@@ -84,8 +84,7 @@ public struct TranslationReport: Sendable, Equatable {
         if !mappings.isEmpty {
             out += pad("IOVA", 20) + pad("GPA", 20) + pad("SIZE", 12) + "PERM\n"
             for m in mappings {
-                let perm = (m.permission.contains(.read) ? "r" : "-") + (m.permission.contains(.write) ? "w" : "-")
-                out += pad(hex(m.iova), 20) + pad(m.gpa.map(hex) ?? "-", 20) + pad(sizeText(m.size), 12) + perm + "\n"
+                out += pad(hex(m.iova), 20) + pad(m.gpa.map(hex) ?? "-", 20) + pad(sizeText(m.size), 12) + m.permission.description + "\n"
             }
         }
         if !faults.isEmpty {
@@ -95,8 +94,6 @@ public struct TranslationReport: Sendable, Equatable {
         return out
     }
 }
-
-func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
 func pad(_ s: String, _ width: Int) -> String {
     s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)

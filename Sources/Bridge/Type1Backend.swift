@@ -1,4 +1,5 @@
 import VFIO
+import VTd
 
 /// The production `DMABackend`: a VFIO type1 container whose IOMMU model is
 /// already set (groups attached). Each call is one ioctl; when it returns,
@@ -21,10 +22,7 @@ public final class Type1Backend: DMABackend, Sendable {
     }
 
     public func map(iova: UInt64, size: UInt64, hostAddress: UInt64, permission: DMAPermission) throws(VFIOError) {
-        var access: DMAAccess = []
-        if permission.contains(.read) { access.insert(.read) }
-        if permission.contains(.write) { access.insert(.write) }
-        try container.map(iova: iova, size: size, hostAddress: hostAddress, permission: access)
+        try container.map(iova: iova, size: size, hostAddress: hostAddress, permission: permission)
     }
 
     public func unmap(iova: UInt64, size: UInt64) throws(VFIOError) {

@@ -235,11 +235,8 @@ extension Daemon {
             }
             metrics.notifierEntries.increment(by: entries.count)
             let events = entries.map { e in
-                var perm: DMAPermission = []
-                if e.permission & 1 != 0 { perm.insert(.read) }
-                if e.permission & 2 != 0 { perm.insert(.write) }
-                return NotifierEvent(sourceID: SourceID(rawValue: e.sourceID), iova: e.iova, gpa: e.translatedAddress,
-                                     size: e.addressMask &+ 1, permission: perm)
+                NotifierEvent(sourceID: SourceID(rawValue: e.sourceID), iova: e.iova, gpa: e.translatedAddress,
+                              size: e.addressMask &+ 1, permission: e.permission)
             }
             let start = ContinuousClock.now
             let result = bridge.notify(events)

@@ -305,10 +305,3 @@ public final class Daemon {
         return "\(devices.count) device(s), \(vmmText), \(devices.values.reduce(0) { $0 + (bridge.spaces[$1.spec.guest]?.shadow.count ?? 0) }) mapping(s)"
     }
 }
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-    }
-}

@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import Posix
 import Synchronization
+import VTd
 
 /// A VFIO container (/dev/vfio/vfio): one IOMMU address space shared by the
 /// groups attached to it, where MAP_DMA and UNMAP_DMA take effect.
@@ -186,18 +187,18 @@ public final class Container: Sendable {
     ///
     /// - Throws: `VFIOError` whose hint explains the usual causes: ENOMEM
     ///   (RLIMIT_MEMLOCK), ENOSPC (dma_entry_limit), EEXIST (overlap), EINVAL.
-    public func map(iova: UInt64, size: UInt64, hostAddress: UInt64, permission: DMAAccess) throws(VFIOError) {
+    public func map(iova: UInt64, size: UInt64, hostAddress: UInt64, permission: DMAPermission) throws(VFIOError) {
         try requireIOMMU("VFIO_IOMMU_MAP_DMA")
         var request = vfio_iommu_type1_dma_map()
         request.argsz = UInt32(cvfio_sizeof_vfio_iommu_type1_dma_map)
-        request.flags = permission.rawValue
+        request.flags = permission.mapDMAFlags
         request.vaddr = hostAddress
         request.iova = iova
         request.size = size
         let kernel = kernel
         // Built only when needed: formatting it on every call cost more
         // than the rest of the wrapper (make bench, in the VM).
-        func detail() -> String { "iova \(hex(iova)) size \(hex(size)) host \(hex(hostAddress)) \(describe(permission))" }
+        func detail() -> String { "iova \(hex(iova)) size \(hex(size)) host \(hex(hostAddress)) \(permission)" }
         do {
             try fd.vfio("VFIO_IOMMU_MAP_DMA", detail: detail()) { kernel.ioctl($0, cvfio_VFIO_IOMMU_MAP_DMA, &request) }
         } catch {
@@ -321,10 +322,4 @@ public final class Container: Sendable {
             return ErrorHints.map(code, memoryLock: nil, entryLimit: nil, lastKnownAvailable: nil)
         }
     }
-
-    private func describe(_ access: DMAAccess) -> String {
-        (access.contains(.read) ? "r" : "-") + (access.contains(.write) ? "w" : "-")
-    }
 }
-
-func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

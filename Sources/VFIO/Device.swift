@@ -2,6 +2,7 @@ import CVFIO
 import Glibc
 import Logging
 import Posix
+import VTd
 
 /// A device descriptor from VFIO_GROUP_GET_DEVICE_FD: info, regions, reset,
 /// and region access through pread/pwrite at the region's offset.

@@ -1,3 +1,5 @@
+import VTd
+
 /// A PCI function address in the kernel's sysfs spelling, "DDDD:BB:DD.F".
 public struct PCIAddress: Sendable, Hashable, CustomStringConvertible {
     public var domain: UInt16
@@ -41,12 +43,7 @@ public struct PCIAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        hex(UInt(domain), width: 4) + ":" + hex(UInt(bus), width: 2) + ":"
-            + hex(UInt(device), width: 2) + "." + String(function, radix: 16)
-    }
-
-    private func hex(_ value: UInt, width: Int) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        hexDigits(domain, width: 4) + ":" + hexDigits(bus, width: 2) + ":"
+            + hexDigits(device, width: 2) + "." + String(function, radix: 16)
     }
 }

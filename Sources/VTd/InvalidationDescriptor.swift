@@ -39,7 +39,7 @@ public enum InvalidationDescriptor: Sendable, Equatable {
         public var high: UInt64
         public var reason: String
         public var description: String {
-            "invalid descriptor 0x\(String(high, radix: 16).leftPadded(16))\(String(low, radix: 16).leftPadded(16)): \(reason)"
+            "invalid descriptor 0x\(hexDigits(high, width: 16))\(hexDigits(low, width: 16)): \(reason)"
         }
     }
 
@@ -160,11 +160,5 @@ public enum InvalidationDescriptor: Sendable, Equatable {
             if fence { low |= 1 << 6 }
             return (low, address & ~3)
         }
-    }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

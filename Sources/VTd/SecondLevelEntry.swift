@@ -8,8 +8,8 @@ public struct SecondLevelEntry: Sendable, Equatable {
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
-    public var read: Bool { rawValue & 1 != 0 }
-    public var write: Bool { rawValue & 2 != 0 }
+    /// R and W (bits 0 and 1) of this entry alone; a walk ANDs them over levels.
+    public var permission: DMAPermission { DMAPermission(rawValue: UInt8(truncatingIfNeeded: rawValue) & 3) }
     /// An entry with neither R nor W set is not present (spec 3.6); its other
     /// bits are ignored and not checked.
     public var isPresent: Bool { rawValue & 3 != 0 }
@@ -56,10 +56,8 @@ public struct SecondLevelEntry: Sendable, Equatable {
         SecondLevelEntry(rawValue: (gpa & ~0xfff) | 3)
     }
 
-    public static func leaf(_ gpa: UInt64, level: Int, read: Bool, write: Bool) -> SecondLevelEntry {
-        var v = gpa & ~0xfff
-        if read { v |= 1 }
-        if write { v |= 2 }
+    public static func leaf(_ gpa: UInt64, level: Int, permission: DMAPermission) -> SecondLevelEntry {
+        var v = gpa & ~0xfff | UInt64(permission.rawValue)
         if level > 1 { v |= 0x80 }
         return SecondLevelEntry(rawValue: v)
     }

@@ -285,7 +285,7 @@ public struct SecondLevelWalker<Memory: GuestMemoryReader> {
                     } else if isLeaf {
                         if allowed != 0 {
                             result = .leaf(SecondLevelLeaf(iova: entryBase, gpa: raw & addressMask, sizeShift: UInt8(shift),
-                                                           read: allowed & 1 != 0, write: allowed & 2 != 0))
+                                                           permission: DMAPermission(rawValue: UInt8(truncatingIfNeeded: allowed))))
                         }
                     } else if allowed == 0 {
                         // Nothing below can grant access; the hardware would

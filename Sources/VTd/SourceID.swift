@@ -39,11 +39,7 @@ public struct SourceID: Hashable, Comparable, Sendable, CustomStringConvertible 
     }
 
     public var description: String {
-        func hex(_ v: UInt8, _ width: Int) -> String {
-            let s = String(v, radix: 16)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        return "\(hex(bus, 2)):\(hex(device, 2)).\(function)"
+        "\(hexDigits(bus, width: 2)):\(hexDigits(device, width: 2)).\(function)"
     }
 
     public static func < (lhs: SourceID, rhs: SourceID) -> Bool { lhs.rawValue < rhs.rawValue }

@@ -1,3 +1,4 @@
+import VTd
 import VTdGuest
 
 // Shared pieces of the fuzz harnesses (docs/RELIABILITY.md, "Fuzzing"): the
@@ -71,16 +72,11 @@ struct FuzzReader {
     }
 }
 
-/// Chunk sizes and other choices that must depend only on the input come
-/// from SplitMix64 (VTdGuest), reduced by a plain modulo: the committed
-/// seeds were generated with exactly this.
-extension SplitMix64 {
-    mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
-}
-
 /// Cuts a byte stream into the pieces a socket's reads might return, chosen
 /// by one byte of the input: whole, one byte at a time, or pseudo-random
-/// sizes (mostly small, sometimes large, sometimes empty reads).
+/// sizes (mostly small, sometimes large, sometimes empty reads). The sizes
+/// come from SplitMix64's `below` (VTdGuest), which the committed seeds
+/// were generated with.
 struct Chunker {
     private var rng: SplitMix64
     private let mode: UInt8
@@ -114,8 +110,6 @@ func withExactCopy<R>(_ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferP
     _ = buffer.initializeMemory(as: UInt8.self, from: bytes)
     return try body(UnsafeRawBufferPointer(start: bytes.isEmpty ? nil : buffer.baseAddress, count: bytes.count))
 }
-
-func hex(_ value: some BinaryInteger) -> String { "0x" + String(value, radix: 16) }
 
 func hexBytes(_ bytes: some Sequence<UInt8>, limit: Int = 64) -> String {
     var out = ""

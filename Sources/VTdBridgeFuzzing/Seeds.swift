@@ -51,8 +51,8 @@ enum FrameSeeds {
             InvalidationWords(low: 0x0000_0000_0001_0032, high: 0x1000), // IOTLB page-selective, DID 1
             InvalidationWords(low: 0x0000_0001_0000_0065, high: 0x1000), // wait
         ])),
-        ("notify", .notify([NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: 0x18, permission: 3),
-                            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: 0x18, permission: 0)])),
+        ("notify", .notify([NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: 0x18, permission: .readWrite),
+                            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: 0x18, permission: [])])),
         ("ping", .ping),
     ]
 
@@ -76,7 +76,7 @@ enum FrameSeeds {
             ("hello-version-2", EventCodec.encodeRequest(.hello(version: 2, flags: 0, cap: 0, ecap: 0), tag: 9)),
             ("hello-short", EventCodec.frame(type: 1, tag: 1, payload: [1, 0, 0, 0])),
             ("invalidate-count-mismatch", EventCodec.frame(type: 7, tag: 2, payload: [2, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 16))),
-            ("notify-bad-mask", EventCodec.encodeRequest(.notify([NotifierEntry(iova: 0x1000, translatedAddress: 0, addressMask: 0x7ff, sourceID: 0, permission: 1)]), tag: 3)),
+            ("notify-bad-mask", EventCodec.encodeRequest(.notify([NotifierEntry(iova: 0x1000, translatedAddress: 0, addressMask: 0x7ff, sourceID: 0, permission: .read)]), tag: 3)),
             ("mem-table-overlap", EventCodec.encodeRequest(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: 0x2000, offset: 0),
                                                                          MemoryRegionDescriptor(gpa: 0x1000, size: 0x1000, offset: 0)]), tag: 4)),
             ("root-scalable", EventCodec.encodeRequest(.setRootTable(0x1400), tag: 5)),
@@ -286,7 +286,7 @@ enum SyncSeeds {
             let attach = try! w.attach(SourceID(rawValue: sid0), domain: 1, levels: levels)
             var maps: [InvalidationDescriptor] = []
             maps += try! w.map(domain: 1, iova: 0x1000, gpa: 0x3_0000)
-            maps += try! w.map(domain: 1, iova: 0x2000, gpa: pageB + 0x1000, write: false)
+            maps += try! w.map(domain: 1, iova: 0x2000, gpa: pageB + 0x1000, permission: .read)
             maps += try! w.map(domain: 1, iova: 0x7fff_f000, gpa: 0x3_1000)
             maps += try! w.map(domain: 1, iova: 0x4000_0000, gpa: pageB, sizeShift: 21)
             memory.flush(into: &p)
@@ -294,7 +294,7 @@ enum SyncSeeds {
             p.batch(maps + [wait])
             p.replay()
             let unmap = try! w.unmap(domain: 1, iova: 0x2000)
-            let remap = try! w.map(domain: 1, iova: 0x1000, gpa: 0x3_2000, write: false)
+            let remap = try! w.map(domain: 1, iova: 0x1000, gpa: 0x3_2000, permission: .read)
             memory.flush(into: &p)
             p.batch(unmap + remap + [wait])
             p.replay(0)

@@ -327,9 +327,8 @@ final class SyncRun {
                 let mask: UInt64 = bits >= 64 ? .max : (1 << UInt64(bits)) - 1
                 let iova = (UInt64(high) << 32 | UInt64(page) << 12) & ~mask
                 let gpa = SyncWorld.pageGPA(target) & ~mask
-                var permission: DMAPermission = []
-                if perm & 1 != 0 { permission.insert(.read) }
-                if perm & 2 != 0 { permission.insert(.write) }
+                // The two permission bits of the byte, as the codec admits them.
+                let permission = DMAPermission(rawValue: perm & DMAPermission.readWrite.rawValue)
                 events.append(NotifierEvent(sourceID: sid, iova: iova, gpa: gpa, size: mask &+ 1, permission: permission))
             }
             guard bridge.source == .notifier else { return true } // the daemon refuses NOTIFY in table mode

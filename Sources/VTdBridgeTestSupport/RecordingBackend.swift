@@ -1,6 +1,7 @@
 import Bridge
 import Glibc
 import VFIO
+import VTd
 
 /// A test double for the kernel: records every call, and holds mappings with
 /// VFIO type1v2 semantics so that tests catch what the kernel would refuse —

@@ -110,12 +110,12 @@ public struct GuestTableWriter<Memory: GuestMemoryWriter> {
     /// replaces whatever was at its slot (the replaced subtree is leaked, as the
     /// guest would free it later). Returns the page-selective invalidation.
     public mutating func map(domain did: UInt16, iova: UInt64, gpa: UInt64, sizeShift: Int = 12,
-                             read: Bool = true, write: Bool = true) throws -> [InvalidationDescriptor] {
+                             permission: DMAPermission = .readWrite) throws -> [InvalidationDescriptor] {
         let level = (sizeShift - 12) / 9 + 1
         precondition([12, 21, 30].contains(sizeShift), "leaf size must be 4K, 2M or 1G")
         precondition(iova & ((1 << UInt64(sizeShift)) - 1) == 0 && gpa & ((1 << UInt64(sizeShift)) - 1) == 0)
         let slot = try slotAddress(domain: did, iova: iova, level: level)
-        store(SecondLevelEntry.leaf(gpa, level: level, read: read, write: write).rawValue, at: slot)
+        store(SecondLevelEntry.leaf(gpa, level: level, permission: permission).rawValue, at: slot)
         return [pageInvalidation(domain: did, iova: iova, sizeShift: sizeShift)]
     }
 

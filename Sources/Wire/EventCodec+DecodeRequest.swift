@@ -1,3 +1,5 @@
+import VTd
+
 extension EventCodec {
     /// Decodes and checks a request payload (PROTOCOL.md §1.6) that arrived in
     /// a frame of raw type `type` with `fdCount` file descriptors (§1.3).
@@ -207,14 +209,15 @@ extension EventCodec {
         entries.reserveCapacity(count)
         for i in 0 ..< count {
             let at = 8 + NotifierEntry.wireSize * i
-            let entry = NotifierEntry(iova: r.u64(at), translatedAddress: r.u64(at + 8), addressMask: r.u64(at + 16),
-                                      sourceID: r.u16(at + 24), permission: r.u8(at + 26))
             func refuse(_ why: String) -> Result<EventRequest, WireError> {
                 .failure(.malformed("NOTIFY entry \(i) (payload offset \(at)): \(why) (PROTOCOL.md §1.6)"))
             }
-            guard entry.permission <= NotifierEntry.permissionReadWrite else {
-                return refuse("permission is \(entry.permission); it must be 0 (unmap), 1 (read), 2 (write) or 3 (read/write)")
+            let bits = r.u8(at + 26)
+            guard let permission = DMAPermission(exactly: bits) else {
+                return refuse("permission is \(bits); it must be 0 (unmap), 1 (read), 2 (write) or 3 (read/write)")
             }
+            let entry = NotifierEntry(iova: r.u64(at), translatedAddress: r.u64(at + 8), addressMask: r.u64(at + 16),
+                                      sourceID: r.u16(at + 24), permission: permission)
             // 5 reserved bytes at 35…39 of the entry (offsets 27…31 from its start).
             for k in 27 ..< 32 where r.u8(at + k) != 0 {
                 return refuse("reserved byte at entry offset \(k) is \(hex(r.u8(at + k))); bytes 27 to 31 of an entry must be 0")

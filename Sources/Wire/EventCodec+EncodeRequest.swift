@@ -43,7 +43,7 @@ extension EventCodec {
                 payload.appendLittleEndian(entry.translatedAddress)
                 payload.appendLittleEndian(entry.addressMask)
                 payload.appendLittleEndian(entry.sourceID)
-                payload.append(entry.permission)
+                payload.append(entry.permission.rawValue)
                 payload.appendZeros(5)
             }
         }

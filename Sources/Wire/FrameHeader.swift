@@ -1,3 +1,5 @@
+import VTd
+
 /// The 16-byte header in front of every event-channel frame (PROTOCOL.md §1.2):
 /// `type` (u32), `length` (u32, payload bytes), `tag` (u64, echoed in the reply).
 public struct FrameHeader: Sendable, Equatable, Hashable, CustomStringConvertible {

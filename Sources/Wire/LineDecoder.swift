@@ -1,3 +1,5 @@
+import VTd
+
 /// Splits the control socket's byte stream into lines (PROTOCOL.md §2.2):
 /// each request is one line terminated by `\n`, at most 65,536 bytes.
 ///

@@ -11,10 +11,11 @@ public struct NotifierEntry: Sendable, Equatable, Hashable {
     public var addressMask: UInt64
     /// The device (bus << 8 | device << 3 | function).
     public var sourceID: UInt16
-    /// 0 none (unmap), 1 read, 2 write, 3 read/write.
-    public var permission: UInt8
+    /// The permission byte: 1 read, 2 write, 3 both; empty (0) unmaps what
+    /// lies wholly inside the range. The decoder refuses any other bit.
+    public var permission: DMAPermission
 
-    public init(iova: UInt64, translatedAddress: UInt64, addressMask: UInt64, sourceID: UInt16, permission: UInt8) {
+    public init(iova: UInt64, translatedAddress: UInt64, addressMask: UInt64, sourceID: UInt16, permission: DMAPermission) {
         self.iova = iova
         self.translatedAddress = translatedAddress
         self.addressMask = addressMask
@@ -25,16 +26,8 @@ public struct NotifierEntry: Sendable, Equatable, Hashable {
     /// The source-id as the VT-d model types it.
     public var source: SourceID { SourceID(rawValue: sourceID) }
 
-    /// Permission bits (§1.6).
-    public static let permissionNone: UInt8 = 0
-    public static let permissionRead: UInt8 = 1
-    public static let permissionWrite: UInt8 = 2
-    public static let permissionReadWrite: UInt8 = 3
-
-    public var canRead: Bool { permission & Self.permissionRead != 0 }
-    public var canWrite: Bool { permission & Self.permissionWrite != 0 }
     /// Permission 0: unmap what lies wholly inside the range.
-    public var isUnmap: Bool { permission == Self.permissionNone }
+    public var isUnmap: Bool { permission.isEmpty }
 
     /// Bytes per entry on the wire.
     static let wireSize = 32

@@ -131,10 +131,10 @@ struct SyncBench {
                 // Tables are rewritten between rounds below; the walk each
                 // round sees the latest leaf, as a real guest's would.
                 var index = 0
-                let t = try seconds {
+                let t = seconds {
                     for _ in 0..<rounds {
                         let slot = writer.existingSlot(domain: 1, iova: iova, level: 1)!
-                        writer.store(SecondLevelEntry.leaf(UInt64(index % 2 + 1) * 4096, level: 1, read: true, write: true).rawValue, at: slot)
+                        writer.store(SecondLevelEntry.leaf(UInt64(index % 2 + 1) * 4096, level: 1, permission: .readWrite).rawValue, at: slot)
                         let r = b.process(descriptors[index])
                         precondition(r.report.maps == 1 && r.report.unmaps == 1)
                         index += 1

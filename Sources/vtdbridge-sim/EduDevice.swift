@@ -66,3 +66,17 @@ final class EduDevice {
         try dma(source: Self.buffer + offset, destination: iova, count: count, toRAM: true)
     }
 }
+
+extension EduDevice {
+    /// Starts one DMA transfer without waiting for it (see `dma`).
+    func start(source: UInt64, destination: UInt64, count: UInt64, toRAM: Bool) throws {
+        try device.write(source, to: bar0, at: 0x80)
+        try device.write(destination, to: bar0, at: 0x88)
+        try device.write(count, to: bar0, at: 0x90)
+        try device.write(UInt64(toRAM ? 3 : 1), to: bar0, at: 0x98)
+    }
+
+    var busy: Bool {
+        get throws { try device.read(UInt64.self, from: bar0, at: 0x98) & 1 != 0 }
+    }
+}

@@ -83,7 +83,7 @@ struct Scenarios {
         let sid = devices[0]
         var batch: [InvalidationDescriptor] = []
         for i in 1..<5 as Range<UInt64> {
-            batch += try guest.map(domain: domain(sid), iova: iova(i), gpa: dataPage(200 + i), read: true, write: i % 2 == 0)
+            batch += try guest.map(domain: domain(sid), iova: iova(i), gpa: dataPage(200 + i), permission: i % 2 == 0 ? .readWrite : .read)
         }
         transcript.guest("\(sid): point 4 IOVAs at other pages, two of them read-only")
         try deliver(batch, "4 page-selective invalidations")
@@ -177,7 +177,7 @@ struct Scenarios {
     // MARK: checks
 
     struct Held: Equatable {
-        var iova: UInt64, gpa: UInt64, size: UInt64, read: Bool, write: Bool
+        var iova: UInt64, gpa: UInt64, size: UInt64, permission: DMAPermission
     }
 
     func mappings(_ sid: SourceID) throws -> [Held] {
@@ -185,10 +185,10 @@ struct Scenarios {
         guard let list = object["mappings"]?.arrayValue else { throw SimError("mappings reply without a list: \(object.serialized)") }
         return try list.map { m in
             guard let iova = hexValue(m["iova"]), let gpa = hexValue(m["gpa"]), let size = hexValue(m["size"]),
-                  let r = m["read"]?.boolValue, let w = m["write"]?.boolValue else {
+                  let permission = permissionValue(m) else {
                 throw SimError("malformed mapping \(m.serialized)")
             }
-            return Held(iova: iova, gpa: gpa, size: size, read: r, write: w)
+            return Held(iova: iova, gpa: gpa, size: size, permission: permission)
         }
     }
 
@@ -206,7 +206,7 @@ struct Scenarios {
         for sid in devices {
             let held = try mappings(sid)
             let expected = guest.expected(sid).map {
-                Held(iova: $0.iova, gpa: $0.leaf.gpa, size: $0.leaf.size, read: $0.leaf.read, write: $0.leaf.write)
+                Held(iova: $0.iova, gpa: $0.leaf.gpa, size: $0.leaf.size, permission: $0.leaf.permission)
             }
             guard held == expected else {
                 throw SimError("\(sid): the daemon holds \(held.count) mapping(s) but the guest mapped \(expected.count); first difference: held \(held.first { !expected.contains($0) }.map { "\($0)" } ?? "-"), expected \(expected.first { !held.contains($0) }.map { "\($0)" } ?? "-")")
@@ -219,4 +219,14 @@ struct Scenarios {
 func hexValue(_ v: JSONValue?) -> UInt64? {
     guard let s = v?.stringValue, s.hasPrefix("0x") else { return nil }
     return UInt64(s.dropFirst(2), radix: 16)
+}
+
+/// The permission of a mapping record of the control protocol, which
+/// spells it as two booleans ("read", "write"); nil if either is missing.
+func permissionValue(_ m: JSONValue) -> DMAPermission? {
+    guard let read = m["read"]?.boolValue, let write = m["write"]?.boolValue else { return nil }
+    var permission: DMAPermission = []
+    if read { permission.insert(.read) }
+    if write { permission.insert(.write) }
+    return permission
 }

@@ -18,8 +18,7 @@ final class SimulatedGuest {
     struct Leaf: Equatable {
         var gpa: UInt64
         var size: UInt64
-        var read: Bool
-        var write: Bool
+        var permission: DMAPermission
     }
     /// Per domain: iova → leaf, as the guest wrote it.
     private(set) var domains: [UInt16: [UInt64: Leaf]] = [:]
@@ -58,7 +57,7 @@ final class SimulatedGuest {
         return try writer.detach(sid)
     }
 
-    func map(domain: UInt16, iova: UInt64, gpa: UInt64, sizeShift: Int = 12, read: Bool = true, write: Bool = true) throws -> [InvalidationDescriptor] {
+    func map(domain: UInt16, iova: UInt64, gpa: UInt64, sizeShift: Int = 12, permission: DMAPermission = .readWrite) throws -> [InvalidationDescriptor] {
         if domains[domain] == nil { _ = try writer.createDomain(domain); domains[domain] = [:] }
         // A leaf replaces whatever it covers, in the model as in the tables:
         // a larger leaf around it, or (for a large leaf) the leaves inside.
@@ -71,8 +70,8 @@ final class SimulatedGuest {
         if sizeShift > 12 {
             domains[domain] = domains[domain]!.filter { !($0.key < iova + size && iova < $0.key + $0.value.size) }
         }
-        domains[domain]![iova] = Leaf(gpa: gpa, size: size, read: read, write: write)
-        return try writer.map(domain: domain, iova: iova, gpa: gpa, sizeShift: sizeShift, read: read, write: write)
+        domains[domain]![iova] = Leaf(gpa: gpa, size: size, permission: permission)
+        return try writer.map(domain: domain, iova: iova, gpa: gpa, sizeShift: sizeShift, permission: permission)
     }
 
     func unmap(domain: UInt16, iova: UInt64, sizeShift: Int = 12) throws -> [InvalidationDescriptor] {

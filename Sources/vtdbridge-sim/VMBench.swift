@@ -136,7 +136,7 @@ struct VMBench: ParsableCommand {
             let slot = guest.writer.existingSlot(domain: 1, iova: iova, level: 1)!
             let page = guest.memory.mutableTablePage(at: slot & ~0xfff)!
             ptes.append(page + Int((slot & 0xfff) >> 3))
-            leaves.append(SecondLevelEntry.leaf(gpa, level: 1, read: true, write: true).rawValue.littleEndian)
+            leaves.append(SecondLevelEntry.leaf(gpa, level: 1, permission: .readWrite).rawValue.littleEndian)
             ptes[i].pointee = 0
             let (low, high) = guest.writer.pageInvalidation(domain: 1, iova: iova, sizeShift: 12).encoded
             pageWords.append(InvalidationWords(low: low, high: high))

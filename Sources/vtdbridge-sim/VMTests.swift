@@ -200,7 +200,7 @@ final class VMTestRunner {
                 var marker = Array("VTDBWALK".utf8)
                 withUnsafeBytes(of: l2gpa.littleEndian) { marker += $0 }
                 guest.memory.write(gpa: l2gpa, bytes: marker)
-                let perm = (m["read"]?.boolValue == true ? "r" : "-") + (m["write"]?.boolValue == true ? "w" : "-")
+                let perm = permissionValue(m) ?? []
                 print("WALK-CHECK device=\(host) iova=0x\(String(iova, radix: 16)) size=0x\(String(size, radix: 16)) perm=\(perm) marker=\(marker.map { String(format: "%02x", $0) }.joined())")
             }
         }
@@ -265,10 +265,10 @@ final class VMTestRunner {
     func verifyShadow() throws {
         for sid in devices {
             let held = try mappings(sid).map { m in
-                "\(m["iova"]?.stringValue ?? "")→\(m["gpa"]?.stringValue ?? "")/\(m["size"]?.stringValue ?? "")/\(m["read"]?.boolValue == true ? "r" : "-")\(m["write"]?.boolValue == true ? "w" : "-")"
+                "\(m["iova"]?.stringValue ?? "")→\(m["gpa"]?.stringValue ?? "")/\(m["size"]?.stringValue ?? "")/\(permissionValue(m) ?? [])"
             }
             let expected = guest.expected(sid).map {
-                "0x\(String($0.iova, radix: 16))→0x\(String($0.leaf.gpa, radix: 16))/0x\(String($0.leaf.size, radix: 16))/\($0.leaf.read ? "r" : "-")\($0.leaf.write ? "w" : "-")"
+                "0x\(String($0.iova, radix: 16))→0x\(String($0.leaf.gpa, radix: 16))/0x\(String($0.leaf.size, radix: 16))/\($0.leaf.permission)"
             }
             try expect(held == expected, "\(sid): the daemon holds \(held) but the guest mapped \(expected)")
         }

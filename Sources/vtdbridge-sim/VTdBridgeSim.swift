@@ -2,6 +2,7 @@ import ArgumentParser
 import Bridge
 import Foundation
 import Glibc
+import Posix
 import VTd
 import VTdBridgeClient
 import Wire
@@ -47,7 +48,7 @@ struct Connection: ParsableArguments {
     var controlPath: String { controlSocket ?? "/run/vtd-bridge/\(name)/control.sock" }
 
     func ramBytes() throws -> UInt64 {
-        guard let v = RegionArgument.number(ram), v >= 32 << 20, v & 0xfff == 0 else {
+        guard let v = CommandLineNumber.parse(ram), v >= 32 << 20, v & 0xfff == 0 else {
             throw ValidationError("--ram \(ram): expected a size of at least 32M, a multiple of 4K")
         }
         return v
@@ -179,12 +180,5 @@ struct Load: ParsableCommand {
             FileHandleStderr.write("vtdbridge-sim: FAILED: \(error)\n")
             throw ExitCode(1)
         }
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import Posix
 import VTdBridgeClient
 import Wire
 

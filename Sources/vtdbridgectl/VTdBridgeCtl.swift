@@ -3,7 +3,9 @@ import Bridge
 import Glibc
 import JSON
 import Logging
+import Posix
 import VTd
+import VTdBridgeClient
 
 @main
 struct VTdBridgeCtl: ParsableCommand {
@@ -62,7 +64,7 @@ struct Walk: ParsableCommand {
         guard !specs.isEmpty else {
             throw ValidationError("no guest RAM given: pass --memory PATH[@GPA] or --region GPA:SIZE@PATH[+OFFSET]")
         }
-        guard let root = RegionArgument.number(rootTable) else {
+        guard let root = CommandLineNumber.parse(rootTable) else {
             throw ValidationError("--root-table \(rootTable): not an address (e.g. 0x7f000)")
         }
         guard let sid = SourceID(device) else {
@@ -70,11 +72,11 @@ struct Walk: ParsableCommand {
         }
         var caps = IOMMUCapabilities.make()
         if let cap {
-            guard let v = RegionArgument.number(cap) else { throw ValidationError("--cap \(cap): not a number") }
+            guard let v = CommandLineNumber.parse(cap) else { throw ValidationError("--cap \(cap): not a number") }
             caps.cap = v
         }
         if let ecap {
-            guard let v = RegionArgument.number(ecap) else { throw ValidationError("--ecap \(ecap): not a number") }
+            guard let v = CommandLineNumber.parse(ecap) else { throw ValidationError("--ecap \(ecap): not a number") }
             caps.ecap = v
         }
         var logger = Logger(label: "vtdbridgectl")
@@ -87,12 +89,5 @@ struct Walk: ParsableCommand {
             throw ExitCode(1)
         }
         print(json ? report.json.serialized : report.text, terminator: json ? "\n" : "")
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -4,6 +4,7 @@ import Dispatch
 import Glibc
 import Logging
 import Metrics
+import Posix
 import Prometheus
 import Synchronization
 import UnixIO
@@ -166,12 +167,5 @@ struct SharedLevelLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         inner.log(event: event)
-    }
-}
-
-enum FileHandleStderr {
-    static func write(_ s: String) {
-        var s = s
-        s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

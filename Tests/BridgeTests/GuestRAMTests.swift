@@ -32,7 +32,7 @@ final class GuestRAMTests: XCTestCase {
         defer { unlink(path) }
         var bytes = [UInt8](repeating: 0, count: 16384)
         bytes[8192] = 0xab
-        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
         let ram = try GuestRAM([GuestRAMRegionSpec(gpa: 0x10000, size: 8192, backing: .path(path, offset: 8192))], writable: false)
         XCTAssertEqual(ram.read(gpa: 0x10000, count: 1), [0xab])
         XCTAssertNil(ram.mutableTablePage(at: 0x10000), "a read-only mapping hands out no writable pages")

@@ -20,7 +20,7 @@ final class InvalidationSyncTests: SyncTestCase {
         XCTAssertEqual(backend.calls, [map(0x1000, 0x10000)])
 
         backend.clearCalls()
-        deliver(try guest.writer.map(domain: 1, iova: 0x1000, gpa: 0x20000, write: false))
+        deliver(try guest.writer.map(domain: 1, iova: 0x1000, gpa: 0x20000, permission: .read))
         XCTAssertEqual(backend.calls, [.unmap(iova: 0x1000, size: 0x1000), map(0x1000, 0x20000, 4096, .read)])
 
         backend.clearCalls()

@@ -45,7 +45,7 @@ final class ShadowPropertyTests: SyncTestCase {
             switch UInt64.random(in: 0..<100, using: &rng) {
             case 0..<45:
                 batch += try guest.writer.map(domain: did, iova: iova(12), gpa: gpa(12),
-                                              read: Bool.random(using: &rng), write: true)
+                                              permission: Bool.random(using: &rng) ? .readWrite : .write)
             case 45..<55:
                 batch += try guest.writer.map(domain: did, iova: iova(21), gpa: gpa(21), sizeShift: 21)
             case 55..<85:

@@ -12,7 +12,7 @@ final class TranslationReportTests: SyncTestCase {
         try attach(sid, domain: 5)
         var batch: [InvalidationDescriptor] = []
         batch += try guest.writer.map(domain: 5, iova: 0x1000, gpa: 0x8000)
-        batch += try guest.writer.map(domain: 5, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, write: false)
+        batch += try guest.writer.map(domain: 5, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, permission: .read)
         batch += try guest.writer.map(domain: 5, iova: 0x3000, gpa: 0x1_0000_0000)  // beyond the 64 MiB of RAM
         _ = bridge.process(batch)
         let report = TranslationReport(space: space(sid), memory: guest.memory)

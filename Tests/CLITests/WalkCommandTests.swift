@@ -45,7 +45,7 @@ final class WalkCommandTests: XCTestCase {
         let sid = SourceID("00:03.0")!
         _ = try writer.attach(sid, domain: 5)
         _ = try writer.map(domain: 5, iova: 0x1000, gpa: 0x8000)
-        _ = try writer.map(domain: 5, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, write: false)
+        _ = try writer.map(domain: 5, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, permission: .read)
         _ = try writer.map(domain: 5, iova: 0x3000, gpa: 0x1_0000_0000)
         _ = try writer.map(domain: 5, iova: 0x4000, gpa: 0x9000)
         let slot = writer.existingSlot(domain: 5, iova: 0x4000, level: 1)!

@@ -148,7 +148,7 @@ final class BadInputTests: XCTestCase {
         try raw.send(type: 1, payload: hello())
         _ = try raw.reply(for: 1)
         try raw.connection.sendAll([7, 0, 0, 0, 40, 0], fds: [])
-        raw.connection.close()
+        XCTAssertNil(raw.connection.close())
         usleep(100_000)
         XCTAssertEqual(try mappings(), before)
 
@@ -276,6 +276,6 @@ final class BadInputTests: XCTestCase {
         for _ in 0..<20 { XCTAssertNoThrow(try daemon.control().require("status")) }
         XCTAssertNoThrow(try client.require(.ping))
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
-        greedy.close()
+        XCTAssertNil(greedy.close())
     }
 }

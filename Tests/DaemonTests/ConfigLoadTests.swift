@@ -263,7 +263,7 @@ final class ConfigLoadTests: XCTestCase {
         do {
             _ = try await DaemonConfig.load(file: nil, environment: ["VTDBRIDGE_EVENT_BUSY_POLL_US": "20000"], overrides: [:])
             XCTFail("20000 µs accepted")
-        } catch let error as ConfigError {
+        } catch {
             XCTAssertEqual(error.key, "event-busy-poll-us")
             XCTAssertTrue(error.message.contains("0 to 10000"), error.message)
         }

@@ -36,7 +36,7 @@ final class DaemonHarness {
         env.removeValue(forKey: "NOTIFY_SOCKET")
         for (k, v) in environment { env[k] = v }
         process.environment = env
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw HarnessError("cannot create \(logPath)") }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
@@ -102,8 +102,9 @@ struct HarnessError: Error, CustomStringConvertible {
 /// goes through files, so a chatty tool never blocks on a full pipe.
 func runTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let base = NSTemporaryDirectory() + "tool-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    for file in [base + ".out", base + ".err"] where !FileManager.default.createFile(atPath: file, contents: nil) {
+        throw HarnessError("cannot create \(file)")
+    }
     defer {
         unlink(base + ".out")
         unlink(base + ".err")

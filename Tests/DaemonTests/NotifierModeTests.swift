@@ -23,9 +23,9 @@ final class NotifierModeTests: XCTestCase {
         XCTAssertEqual(try client.request(.invalidate([InvalidationWords(low: 0x12, high: 0)])).status, .badState)
         let sid: UInt16 = 0x18  // 00:03.0
         let map = try client.request(.notify([
-            NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: sid, permission: 3),
-            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: sid, permission: 1),
-            NotifierEntry(iova: 0x3000, translatedAddress: 1 << 40, addressMask: 0xfff, sourceID: sid, permission: 3),
+            NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: sid, permission: .readWrite),
+            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: sid, permission: .read),
+            NotifierEntry(iova: 0x3000, translatedAddress: 1 << 40, addressMask: 0xfff, sourceID: sid, permission: .readWrite),
         ]))
         XCTAssertEqual(map.status, .ok, map.message)
         guard case let .batch(body) = map.body else { return XCTFail("no batch") }
@@ -34,10 +34,10 @@ final class NotifierModeTests: XCTestCase {
         let held = try daemon.control().require("mappings", ["guest": "00:03.0"])
         XCTAssertEqual(held["mappings"]?.arrayValue?.compactMap { $0["iova"]?.stringValue }, ["0x1000", "0x200000"])
         // An unmap that would cut the 2 MiB mapping in two is refused.
-        let bisect = try client.request(.notify([NotifierEntry(iova: 0x20_0000, translatedAddress: 0, addressMask: 0xfff, sourceID: sid, permission: 0)]))
+        let bisect = try client.request(.notify([NotifierEntry(iova: 0x20_0000, translatedAddress: 0, addressMask: 0xfff, sourceID: sid, permission: [])]))
         XCTAssertEqual(bisect.status, .descriptor)
         XCTAssertTrue(bisect.message.contains("in two"), bisect.message)
-        let unmap = try client.request(.notify([NotifierEntry(iova: 0, translatedAddress: 0, addressMask: 0x3f_ffff, sourceID: sid, permission: 0)]))
+        let unmap = try client.request(.notify([NotifierEntry(iova: 0, translatedAddress: 0, addressMask: 0x3f_ffff, sourceID: sid, permission: [])]))
         XCTAssertEqual(unmap.status, .ok, unmap.message)
         let after = try daemon.control().require("mappings", ["guest": "00:03.0"])
         XCTAssertEqual(after["mappings"]?.arrayValue?.count, 0)

@@ -1,6 +1,7 @@
 import CVFIO
 import Glibc
 import VFIO
+import VTd
 import VTdBridgeTestSupport
 import XCTest
 
@@ -176,6 +177,21 @@ final class ContainerTests: XCTestCase {
             .init(iova: 0x10_0000, size: 0x20_0000, vaddr: 0x7F00_0000_0000, flags: 1),
             .init(iova: 0x40_0000, size: 0x1000, vaddr: 0x7F00_1000_0000, flags: 3),
         ])
+    }
+
+    /// The one permission type reaches the kernel as exactly the MAP_DMA
+    /// flags of <linux/vfio.h>, which are also its own (VT-d) bits.
+    func testMapDMAFlagsOfEachPermission() throws {
+        let fixture = Fixture()
+        let (container, _) = try fixture.readyContainer()
+        let read = UInt32(cvfio_VFIO_DMA_MAP_FLAG_READ), write = UInt32(cvfio_VFIO_DMA_MAP_FLAG_WRITE)
+        let cases: [(DMAPermission, UInt32)] = [(.read, read), (.write, write), (.readWrite, read | write), ([], 0)]
+        for (i, (permission, flags)) in cases.enumerated() {
+            XCTAssertEqual(permission.mapDMAFlags, flags, "\(permission)")
+            XCTAssertEqual(UInt32(permission.rawValue), flags, "\(permission): the VT-d bits equal the VFIO flags")
+            try container.map(iova: UInt64(i) << 12, size: 0x1000, hostAddress: 0x1000, permission: permission)
+        }
+        XCTAssertEqual(fixture.kernel.with { $0.maps.map(\.flags) }, [1, 2, 3, 0])
     }
 
     func testMapRetriesEINTR() throws {

@@ -1,13 +1,12 @@
-import Bridge
 import VTd
-import VTdBridgeTestSupport
+import VTdGuest
 import XCTest
 
 final class ContextLookupTests: XCTestCase {
     let sid = SourceID("00:03.0")!
 
     func testAttachedDeviceTranslatesThroughItsDomain() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         _ = try g.writer.attach(sid, domain: 7, levels: 4)
         let state = ContextLookup.lookup(sourceID: sid, rootTable: g.writer.rootTable, memory: g.memory, caps: g.caps)
         XCTAssertEqual(state, .translated(domainID: 7, table: g.writer.domainTables[7]!.table, levels: 4))
@@ -22,7 +21,7 @@ final class ContextLookupTests: XCTestCase {
     }
 
     func testMalformedEntriesAreFaults() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         let root = g.writer.rootTable
         func lookup() -> ContextState { ContextLookup.lookup(sourceID: sid, rootTable: root, memory: g.memory, caps: g.caps) }
         // Root table outside RAM or unaligned.
@@ -62,7 +61,7 @@ final class ContextLookupTests: XCTestCase {
     }
 
     func testPassThroughNeedsECAPPT() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         _ = try g.writer.attachPassThrough(sid, domain: 2)
         XCTAssertEqual(ContextLookup.lookup(sourceID: sid, rootTable: g.writer.rootTable, memory: g.memory, caps: g.caps), .passThrough(domainID: 2))
         let noPT = IOMMUCapabilities.make(passThrough: false)

@@ -1,10 +1,9 @@
-import Bridge
 import VTd
-import VTdBridgeTestSupport
+import VTdGuest
 import XCTest
 
 final class SecondLevelWalkerTests: XCTestCase {
-    func collect(_ g: GuestFixture, did: UInt16 = 1, start: UInt64 = 0, end: UInt64 = .max,
+    func collect(_ g: InMemoryGuest, did: UInt16 = 1, start: UInt64 = 0, end: UInt64 = .max,
                  caps: IOMMUCapabilities? = nil) -> ([SecondLevelLeaf], [TranslationFault]) {
         let (table, levels) = g.writer.domainTables[did]!
         var leaves: [SecondLevelLeaf] = []
@@ -15,24 +14,24 @@ final class SecondLevelWalkerTests: XCTestCase {
     }
 
     func testLeavesOfEverySizeInIOVAOrder() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         try g.writer.createDomain(1, levels: 4)
         _ = try g.writer.map(domain: 1, iova: 0x4000_0000, gpa: 0x0, sizeShift: 30)           // 1 GiB
-        _ = try g.writer.map(domain: 1, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, write: false) // 2 MiB read-only
-        _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x5000, read: false)               // 4 KiB write-only
+        _ = try g.writer.map(domain: 1, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, permission: .read) // 2 MiB read-only
+        _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x5000, permission: .write)        // 4 KiB write-only
         _ = try g.writer.map(domain: 1, iova: 0x7fff_ffff_f000, gpa: 0x6000)                   // last page of 48 bits
         let (leaves, faults) = collect(g)
         XCTAssertEqual(faults, [])
         XCTAssertEqual(leaves, [
-            SecondLevelLeaf(iova: 0x1000, gpa: 0x5000, sizeShift: 12, read: false, write: true),
-            SecondLevelLeaf(iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, read: true, write: false),
-            SecondLevelLeaf(iova: 0x4000_0000, gpa: 0, sizeShift: 30, read: true, write: true),
-            SecondLevelLeaf(iova: 0x7fff_ffff_f000, gpa: 0x6000, sizeShift: 12, read: true, write: true),
+            SecondLevelLeaf(iova: 0x1000, gpa: 0x5000, sizeShift: 12, permission: .write),
+            SecondLevelLeaf(iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21, permission: .read),
+            SecondLevelLeaf(iova: 0x4000_0000, gpa: 0, sizeShift: 30, permission: .readWrite),
+            SecondLevelLeaf(iova: 0x7fff_ffff_f000, gpa: 0x6000, sizeShift: 12, permission: .readWrite),
         ])
     }
 
     func testRangeSelectsLeavesAndReportsLargeLeavesWhole() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         try g.writer.createDomain(1)
         _ = try g.writer.map(domain: 1, iova: 0x20_0000, gpa: 0x40_0000, sizeShift: 21)
         for i in 0..<8 as Range<UInt64> { _ = try g.writer.map(domain: 1, iova: 0x100_0000 + i * 0x1000, gpa: i * 0x1000) }
@@ -43,7 +42,7 @@ final class SecondLevelWalkerTests: XCTestCase {
 
     func testThreeAndFiveLevelTables() throws {
         let caps = IOMMUCapabilities.make(addressWidth: 57, levels: [3, 4, 5])
-        let g = try GuestFixture(caps: caps)
+        let g = try InMemoryGuest(caps: caps)
         try g.writer.createDomain(3, levels: 3)
         try g.writer.createDomain(5, levels: 5)
         _ = try g.writer.map(domain: 3, iova: 0x7f_ffff_f000, gpa: 0x1000)
@@ -55,20 +54,20 @@ final class SecondLevelWalkerTests: XCTestCase {
     }
 
     func testPermissionsAreTheANDOfAllLevels() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         try g.writer.createDomain(1)
         _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x1000)
         // Clear W in the level-2 entry above the page.
         let slot = g.writer.existingSlot(domain: 1, iova: 0x1000, level: 2)!
         g.writer.store(g.writer.load(slot) & ~2, at: slot)
-        XCTAssertEqual(collect(g).0, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, read: true, write: false)])
+        XCTAssertEqual(collect(g).0, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, permission: .read)])
         // With R also cleared the subtree is not present at all.
         g.writer.store(g.writer.load(slot) & ~3, at: slot)
         XCTAssertEqual(collect(g).0, [])
     }
 
     func testReservedBitsAtEveryLevelAreFaultsAndNothingBelowIsWalked() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         // (level, entry bits to add, leaf?) — mirrors spec 9.8's reserved fields.
         let cases: [(Int, UInt64, Bool)] = [
             (4, 0x80, false),          // PS at level 4
@@ -106,7 +105,7 @@ final class SecondLevelWalkerTests: XCTestCase {
 
     func testOptionalBitsAreAcceptedWhenAdvertised() throws {
         let caps = IOMMUCapabilities.make(deviceTLB: true, snoopControl: true)
-        let g = try GuestFixture(caps: caps)
+        let g = try InMemoryGuest(caps: caps)
         try g.writer.createDomain(1)
         _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x1000)
         let slot = g.writer.existingSlot(domain: 1, iova: 0x1000, level: 1)!
@@ -114,12 +113,12 @@ final class SecondLevelWalkerTests: XCTestCase {
         g.writer.store(g.writer.load(slot) | 1 << 11 | 1 << 62 | 1 << 63 | 1 << 55, at: slot)
         let (leaves, faults) = collect(g)
         XCTAssertEqual(faults, [])
-        XCTAssertEqual(leaves, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, read: true, write: true)])
+        XCTAssertEqual(leaves, [SecondLevelLeaf(iova: 0x1000, gpa: 0x1000, sizeShift: 12, permission: .readWrite)])
     }
 
     func testLargeLeavesWithoutSLLPSAreFaults() throws {
         let caps = IOMMUCapabilities.make(largePages2M: false, largePages1G: false)
-        let g = try GuestFixture(caps: caps)
+        let g = try InMemoryGuest(caps: caps)
         try g.writer.createDomain(1)
         _ = try g.writer.map(domain: 1, iova: 0x20_0000, gpa: 0x20_0000, sizeShift: 21)
         _ = try g.writer.map(domain: 1, iova: 0x4000_0000, gpa: 0, sizeShift: 30)
@@ -129,7 +128,7 @@ final class SecondLevelWalkerTests: XCTestCase {
     }
 
     func testTablesOutsideRAMAreFaults() throws {
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         try g.writer.createDomain(1)
         _ = try g.writer.map(domain: 1, iova: 0x1000, gpa: 0x1000)
         let slot = g.writer.existingSlot(domain: 1, iova: 0x1000, level: 2)!
@@ -143,7 +142,7 @@ final class SecondLevelWalkerTests: XCTestCase {
     func testSelfReferencingTablesAreBounded() throws {
         // Every entry of the top table points back at the top table: the walk
         // descends at most `levels` deep and still moves forward on each step.
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         let top = try g.writer.createDomain(1, levels: 3)
         for i in 0..<512 as Range<UInt64> { g.writer.store(top | 3, at: top + i * 8) }
         var count = 0

@@ -1,6 +1,5 @@
-import Bridge
 import VTd
-import VTdBridgeTestSupport
+import VTdGuest
 import XCTest
 
 /// The walk budget (SecondLevelWalker.budget) and the address-mask limits of
@@ -10,14 +9,14 @@ final class WalkBudgetTests: XCTestCase {
     /// A 3-level domain whose top table points at itself from every entry:
     /// a walk of [0, 1 GiB) reads 1 + 512 + 512·512 entries and reports
     /// 512·512 leaves, each mapping the table page.
-    func selfReferencingGuest() throws -> (GuestFixture, UInt64) {
-        let g = try GuestFixture()
+    func selfReferencingGuest() throws -> (InMemoryGuest, UInt64) {
+        let g = try InMemoryGuest()
         let top = try g.writer.createDomain(1, levels: 3)
         for i in 0..<512 as Range<UInt64> { g.writer.store(top | 3, at: top + i * 8) }
         return (g, top)
     }
 
-    func walk(_ g: GuestFixture, _ top: UInt64, budget: Int, end: UInt64 = 1 << 30)
+    func walk(_ g: InMemoryGuest, _ top: UInt64, budget: Int, end: UInt64 = 1 << 30)
         -> (leaves: Int, faults: [TranslationFault], stoppedAt: UInt64?, lastLeaf: UInt64?) {
         var leaves = 0
         var last: UInt64?
@@ -55,7 +54,7 @@ final class WalkBudgetTests: XCTestCase {
     func testAFullRangeWalkOfAliasedTablesIsCutByTheBudget() throws {
         // 4 levels, every entry of the top table pointing at itself: 512^4
         // entries over the 48-bit range without a budget.
-        let g = try GuestFixture()
+        let g = try InMemoryGuest()
         let top = try g.writer.createDomain(1, levels: 4)
         for i in 0..<512 as Range<UInt64> { g.writer.store(top | 3, at: top + i * 8) }
         var steps = SecondLevelWalker(memory: g.memory, caps: g.caps, budget: 100_000)

@@ -1,4 +1,5 @@
 @testable import Wire
+import VTd
 import VTdGuest
 import XCTest
 
@@ -85,8 +86,8 @@ final class EventRequestGoldenTests: XCTestCase {
 
     func testNotify() {
         let entries = [
-            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x1_4000_0000, addressMask: 0x1f_ffff, sourceID: 0x0018, permission: 3),
-            NotifierEntry(iova: 0x7000, translatedAddress: 0, addressMask: 0xfff, sourceID: 0x0100, permission: 0),
+            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x1_4000_0000, addressMask: 0x1f_ffff, sourceID: 0x0018, permission: .readWrite),
+            NotifierEntry(iova: 0x7000, translatedAddress: 0, addressMask: 0xfff, sourceID: 0x0100, permission: []),
         ]
         check(.notify(entries), tag: 9, [
             0x08, 0x00, 0x00, 0x00, 0x48, 0x00, 0x00, 0x00, // type 8, length 72
@@ -102,8 +103,30 @@ final class EventRequestGoldenTests: XCTestCase {
             0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // [1] source 01:00.0, unmap
         ])
         XCTAssertEqual(entries[0].source.description, "00:03.0")
-        XCTAssertTrue(entries[0].canRead && entries[0].canWrite && !entries[0].isUnmap)
+        XCTAssertTrue(entries[0].permission == .readWrite && !entries[0].isUnmap)
         XCTAssertTrue(entries[1].isUnmap)
+    }
+
+    /// The permission byte of a NOTIFY entry (PROTOCOL.md §1.6, entry offset
+    /// 26) is the one permission type's bits: 0 unmap, 1 read, 2 write, 3
+    /// both, which are also VT-d's R and W; any other byte is refused.
+    func testNotifyPermissionByteIsTheVTdBits() {
+        func frame(_ byte: UInt8) -> [UInt8] {
+            var bytes = EventCodec.encodeRequest(.notify([NotifierEntry(iova: 0x1000, translatedAddress: 0x2000, addressMask: 0xfff,
+                                                                        sourceID: 0x18, permission: .readWrite)]), tag: 1)
+            bytes[FrameHeader.size + 8 + 26] = byte
+            return bytes
+        }
+        let cases: [(DMAPermission, UInt8)] = [([], 0), (.read, 1), (.write, 2), (.readWrite, 3)]
+        for (permission, byte) in cases {
+            let entry = NotifierEntry(iova: 0x1000, translatedAddress: 0x2000, addressMask: 0xfff, sourceID: 0x18, permission: permission)
+            XCTAssertEqual(EventCodec.encodeRequest(.notify([entry]), tag: 1), frame(byte), "\(permission)")
+            XCTAssertEqual(try decodeFrame(frame(byte)).get(), .notify([entry]), "byte \(byte)")
+            XCTAssertEqual(SecondLevelEntry(rawValue: 0x5000 | UInt64(byte)).permission, permission, "R/W bits \(byte)")
+        }
+        for byte in UInt8(4) ... 255 {
+            guard case .failure = decodeFrame(frame(byte)) else { return XCTFail("permission byte \(byte) accepted") }
+        }
     }
 
     func testRandomRoundTrips() {
@@ -122,7 +145,7 @@ final class EventRequestGoldenTests: XCTestCase {
                 let shift = UInt64.random(in: 12 ... 40, using: &rng)
                 let mask = (UInt64(1) << shift) - 1
                 return NotifierEntry(iova: rng.next() & ~mask, translatedAddress: rng.next() & ~mask, addressMask: mask,
-                                     sourceID: UInt16.random(in: 0 ... .max, using: &rng), permission: UInt8.random(in: 0 ... 3, using: &rng))
+                                     sourceID: UInt16.random(in: 0 ... .max, using: &rng), permission: DMAPermission(rawValue: UInt8.random(in: 0 ... 3, using: &rng)))
             }
             let requests: [(EventRequest, Int)] = [
                 (.hello(version: 1, flags: UInt32.random(in: 0 ... 1, using: &rng), cap: rng.next(), ecap: rng.next()), 0),

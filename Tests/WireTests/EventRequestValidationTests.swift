@@ -1,4 +1,5 @@
 @testable import Wire
+import VTd
 import XCTest
 
 /// Every refusal of `EventCodec.decodeRequest`, with its status (PROTOCOL.md
@@ -72,7 +73,7 @@ final class EventRequestValidationTests: XCTestCase {
         case .reset: .reset
         case .ready: .ready
         case .invalidate: .invalidate([InvalidationWords(low: 0x75, high: 0)])
-        case .notify: .notify([NotifierEntry(iova: 0, translatedAddress: 0, addressMask: 0xfff, sourceID: 8, permission: 1)])
+        case .notify: .notify([NotifierEntry(iova: 0, translatedAddress: 0, addressMask: 0xfff, sourceID: 8, permission: .read)])
         case .ping: .ping
         }
     }
@@ -180,7 +181,7 @@ final class EventRequestValidationTests: XCTestCase {
 
     // MARK: - NOTIFY
 
-    let good = NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: 0x18, permission: 3)
+    let good = NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: 0x18, permission: .readWrite)
 
     func testNotifyCounts() {
         assertRefused(decode(.notify, le(UInt32(0)) + le(UInt32(0))), .malformed, "NOTIFY count is 0")
@@ -194,7 +195,7 @@ final class EventRequestValidationTests: XCTestCase {
             change(&bad)
             return notify([good, bad])
         }
-        assertRefused(decode(.notify, withEntry { $0.permission = 4 }), .malformed, "entry 1 (payload offset 40)", "permission is 4")
+        assertRefused(decode(.notify, withEntry { $0.permission = DMAPermission(rawValue: 4) }), .malformed, "entry 1 (payload offset 40)", "permission is 4")
         assertRefused(decode(.notify, withEntry { $0.addressMask = 0x2fff }), .malformed, "entry 1", "address_mask 0x2fff")
         assertRefused(decode(.notify, withEntry { $0.addressMask = 0x7ff; $0.iova = 0; $0.translatedAddress = 0 }), .malformed, "address_mask 0x7ff")
         assertRefused(decode(.notify, withEntry { $0.iova = 0x20_1000 }), .malformed, "entry 1", "iova 0x201000")
@@ -205,13 +206,13 @@ final class EventRequestValidationTests: XCTestCase {
             assertRefused(decode(.notify, bytes), .malformed, "entry 1", "reserved byte at entry offset \(k - 8)")
         }
         // The whole address space in one entry: mask all ones, addresses 0.
-        let all = NotifierEntry(iova: 0, translatedAddress: 0, addressMask: .max, sourceID: 1, permission: 0)
+        let all = NotifierEntry(iova: 0, translatedAddress: 0, addressMask: .max, sourceID: 1, permission: [])
         XCTAssertEqual(try decode(.notify, notify([all])).get(), .notify([all]))
     }
 
     func testFirstBadEntryIsNamed() {
         var bad = good
-        bad.permission = 9
+        bad.permission = DMAPermission(rawValue: 9)
         var entries = [NotifierEntry](repeating: good, count: 10)
         entries[6] = bad
         entries[8] = bad

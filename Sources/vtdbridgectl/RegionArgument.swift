@@ -1,43 +1,20 @@
+import Bridge
 import Glibc
+import VTdBridgeClient
 
-/// Parsing of the command-line forms of guest RAM regions and addresses.
-public enum RegionArgument {
-    public struct ParseError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
-    /// A number in hex ("0x…") or decimal, with an optional K/M/G/T suffix (powers of 1024).
-    public static func number(_ text: String) -> UInt64? {
-        var body = Substring(text.trimmingWhitespace())
-        var scale: UInt64 = 1
-        // K/M/G/T are not hex digits, so a suffix is never mistaken for one.
-        if let last = body.last, "KMGTkmgt".contains(last) {
-            switch last {
-            case "K", "k": scale = 1 << 10
-            case "M", "m": scale = 1 << 20
-            case "G", "g": scale = 1 << 30
-            case "T", "t": scale = 1 << 40
-            default: break
-            }
-            if scale != 1 { body = body.dropLast() }
-        }
-        let value: UInt64?
-        if body.hasPrefix("0x") || body.hasPrefix("0X") {
-            value = UInt64(body.dropFirst(2), radix: 16)
-        } else {
-            value = UInt64(body, radix: 10)
-        }
-        guard let value else { return nil }
-        let (product, overflow) = value.multipliedReportingOverflow(by: scale)
-        return overflow ? nil : product
+/// The guest RAM options of `vtdbridgectl walk`: --memory PATH[@GPA] and
+/// --region GPA:SIZE@PATH[+OFFSET].
+enum RegionArgument {
+    struct ParseError: Error, CustomStringConvertible {
+        var description: String
     }
 
     /// `PATH[@GPA]`: the whole file as one region at GPA (default 0).
-    public static func memory(_ text: String) throws(ParseError) -> GuestRAMRegionSpec {
+    static func memory(_ text: String) throws(ParseError) -> GuestRAMRegionSpec {
         var path = text
         var gpa: UInt64 = 0
         if let at = text.lastIndex(of: "@") {
-            guard let g = number(String(text[text.index(after: at)...])) else {
+            guard let g = CommandLineNumber.parse(String(text[text.index(after: at)...])) else {
                 throw ParseError(description: "--memory \(text): '\(text[text.index(after: at)...])' is not an address (use PATH@0x100000000)")
             }
             gpa = g
@@ -55,21 +32,21 @@ public enum RegionArgument {
     }
 
     /// `GPA:SIZE@PATH[+OFFSET]`.
-    public static func region(_ text: String) throws(ParseError) -> GuestRAMRegionSpec {
+    static func region(_ text: String) throws(ParseError) -> GuestRAMRegionSpec {
         let usage = "expected GPA:SIZE@PATH[+OFFSET], e.g. 0x100000000:2G@/dev/shm/vm-ram+0x80000000"
         guard let colon = text.firstIndex(of: ":"), let at = text.firstIndex(of: "@"), colon < at else {
             throw ParseError(description: "--region \(text): \(usage)")
         }
-        guard let gpa = number(String(text[..<colon])) else {
+        guard let gpa = CommandLineNumber.parse(String(text[..<colon])) else {
             throw ParseError(description: "--region \(text): GPA '\(text[..<colon])' is not a number; \(usage)")
         }
-        guard let size = number(String(text[text.index(after: colon)..<at])) else {
+        guard let size = CommandLineNumber.parse(String(text[text.index(after: colon)..<at])) else {
             throw ParseError(description: "--region \(text): SIZE '\(text[text.index(after: colon)..<at])' is not a number; \(usage)")
         }
         var path = String(text[text.index(after: at)...])
         var offset: UInt64 = 0
         if let plus = path.lastIndex(of: "+") {
-            guard let o = number(String(path[path.index(after: plus)...])) else {
+            guard let o = CommandLineNumber.parse(String(path[path.index(after: plus)...])) else {
                 throw ParseError(description: "--region \(text): OFFSET '\(path[path.index(after: plus)...])' is not a number; \(usage)")
             }
             offset = o
@@ -77,14 +54,5 @@ public enum RegionArgument {
         }
         guard !path.isEmpty else { throw ParseError(description: "--region \(text): the path is empty; \(usage)") }
         return GuestRAMRegionSpec(gpa: gpa, size: size, backing: .path(path, offset: offset))
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return String(s)
     }
 }
