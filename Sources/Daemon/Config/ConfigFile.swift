@@ -1,3 +1,4 @@
+import Configuration
 import Posix
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +17,12 @@ struct ConfigFile {
     var path: String
     /// Line of each key given in the file (dotted key → line).
     var lines: [String: Int]
+    /// Each key's value, checked against its kind (dotted key → value); a
+    /// null is absent, so the default applies. `ConfigSources` serves these
+    /// through an in-memory provider: the file is parsed once, by our one
+    /// parser, and swift-configuration's JSON trait (which needs all of
+    /// Foundation, ICU included) is not built.
+    var values: [String: ConfigContent] = [:]
 
     /// The section names ("control", "access", "log", "vfio").
     static let sections: [String] = {
@@ -109,6 +116,7 @@ struct ConfigFile {
                 }
                 lines[key] = line
                 try Self.checkKind(member.value, info: info, source: here, in: document)
+                if let content = Self.content(of: member.value) { values[key] = content }
                 continue
             }
             let children = known.filter { $0.hasPrefix(key + ".") }
@@ -175,6 +183,31 @@ struct ConfigFile {
             if strings > 0 && integers > 0 {
                 throw ConfigError(key: info.key, message: "mixes numbers and names; expected all numbers, or all strings (write numbers as strings to mix them, e.g. [\"0\", \"qemu\"])", source: source)
             }
+        }
+    }
+
+    /// The provider value of a checked node (nil for null). Arrays are all
+    /// strings or all integers by now; an empty one is a string array, which
+    /// every list lookup accepts.
+    private static func content(of node: JSONNode) -> ConfigContent? {
+        switch node.content {
+        case .scalar(.null): return nil
+        case .scalar(.string(let s)): return .string(s)
+        case .scalar(let value):
+            return value.int64Value.flatMap { Int(exactly: $0) }.map { .int($0) }
+        case .array(let elements):
+            var strings: [String] = []
+            var integers: [Int] = []
+            for element in elements {
+                switch element.content {
+                case .scalar(.string(let s)): strings.append(s)
+                case .scalar(let value): if let n = value.int64Value.flatMap({ Int(exactly: $0) }) { integers.append(n) }
+                default: break
+                }
+            }
+            return integers.isEmpty ? .stringArray(strings) : .intArray(integers)
+        case .object:
+            return nil
         }
     }
 

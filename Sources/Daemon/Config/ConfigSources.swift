@@ -7,7 +7,8 @@ import Synchronization
 /// 1. command-line flags: an InMemoryProvider built from `overrides`;
 /// 2. the environment: an EnvironmentVariablesProvider under the key prefix
 ///    "vtdbridge", so that key "log.level" is `VTDBRIDGE_LOG_LEVEL`;
-/// 3. the JSON config file: a FileProvider<JSONSnapshot>.
+/// 3. the JSON config file, parsed and checked by `ConfigFile` and served
+///    by an InMemoryProvider.
 ///
 /// The first provider that has a key decides its value; lists are never
 /// merged across sources. The reader's access reporter tells which provider
@@ -49,14 +50,9 @@ struct ConfigSources {
 
         if let file {
             let checked = try ConfigFile.load(path: file)
-            let provider: FileProvider<JSONSnapshot>
-            do {
-                provider = try await FileProvider<JSONSnapshot>(filePath: .init(file))
-            } catch {
-                // Only if the file changed between our check and this read.
-                throw ConfigError(key: "", message: "could not be read: \(error)", source: file)
-            }
-            providers.append(provider)
+            var values: [AbsoluteConfigKey: ConfigValue] = [:]
+            for (key, content) in checked.values { values[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: false) }
+            providers.append(InMemoryProvider(name: file, values: values))
             origins.append(.file(checked))
         }
 
