@@ -94,10 +94,13 @@ extension Daemon {
         let quota = bridge.spaces[session.server.guest]?.mappingQuota ?? Int(UInt32.max)
         // What we offer: descriptors per message for SET_IRQS (QEMU sends at
         // most its own max_msg_fds), the default transfer size, 4 KiB pages
-        // (type1 maps in host pages), the mapping quota, and no migration
-        // and no REGION_WRITE_MULTI, which this server does not handle.
+        // (type1 maps in host pages), no migration and no REGION_WRITE_MULTI,
+        // which this server does not handle, and as many DMA regions as the
+        // quota allows but no more than the client offered: QEMU 11.1 fails
+        // realize ("max_dma_maps too large") when the server's exceeds its own.
+        let maps = min(UInt32(clamping: quota), session.clientCapabilities.maxDMAMaps)
         let offer = VFIOUserCapabilities(maxMessageFDs: 16, maxDataTransferSize: UInt32(vfioUserLimits.maxDataTransfer),
-                                         pageSizes: 4096, maxDMAMaps: UInt32(clamping: quota), migration: nil, writeMultiple: false)
+                                         pageSizes: 4096, maxDMAMaps: maps, migration: nil, writeMultiple: false)
         return .success(.version(VFIOUserVersion(major: 0, minor: min(version.minor, 0), capabilities: offer)))
     }
 

@@ -219,6 +219,18 @@ final class VFIOUserServerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try daemon.counter("refused"), 6)
     }
 
+    func testVersionOffersNoMoreDMARegionsThanTheClientDoes() throws {
+        let client = try TestVFIOUserClient(path: daemon.vfioUserSocket)
+        let caps = VFIOUserCapabilities(maxMessageFDs: 16, maxDMAMaps: 1000)
+        let reply = try XCTUnwrap(client.send(.version(VFIOUserVersion(major: 0, minor: 0, capabilities: caps)))).0
+        guard case let .success(.version(version)) = reply.outcome else { return XCTFail("no VERSION reply: \(reply)") }
+        XCTAssertEqual(version.major, 0)
+        XCTAssertEqual(version.capabilities?.maxDMAMaps, 1000, "QEMU refuses a server offering more than it does")
+        XCTAssertEqual(version.capabilities?.pageSizes, 4096)
+        XCTAssertNil(version.capabilities?.migration)
+        XCTAssertEqual(version.capabilities?.writeMultiple, false)
+    }
+
     func testAMessageBeforeVersionIsRefused() throws {
         let client = try TestVFIOUserClient(path: daemon.vfioUserSocket)
         XCTAssertEqual(try XCTUnwrap(try client.send(.deviceGetInfo(VFIOUserDeviceInfo()))).0.errno, UInt32(EINVAL))
