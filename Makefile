@@ -21,7 +21,9 @@ help:
 	@echo "make build      debug build of every target; fails on any warning (so do release and unit-test)"
 	@echo "make release    optimized build (static Swift stdlib)"
 	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
-	@echo "make vm-run CMD=script.sh   run a script in the test VM"
+	@echo "make vm-run CMD=script.sh   run a script in the test VM (VM_QEMU=1: with QEMU 11.1 inside)"
+	@echo "make qemu-deps  cache QEMU 11.1 (vfio-user, qtest) for the test VM in \$$VTD_CACHE (/var/cache/vtd-bridge)"
+	@echo "make vm-qemu-smoke  boot the test VM with QEMU 11.1 inside and check it runs (qtest)"
 	@echo "make bench      benchmarks (host and VM); writes docs/BENCHMARKS.md"
 	@echo "make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-regress replays the corpus"
 	@echo "make check      unit tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan); not in make test"
@@ -172,13 +174,23 @@ verify-unit:
 #   make vm-run [CMD=script.sh]    boots the VM and runs script.sh in it (scripts/vm/run);
 #                                  CMD defaults to scripts/vm/smoke.sh. VM_EDU (3) edu
 #                                  devices, VM_TIMEOUT (600) seconds for the whole boot.
-#                                  Exits with the script's status; log in .cache/vm/last.log
+#                                  Exits with the script's status; log in .cache/vm/last.log.
+#                                  VM_QEMU=1 also puts QEMU 11.1 in the VM (run --qemu)
+#   make qemu-deps                 QEMU 11.1 from trixie-backports for inside the VM, as a
+#                                  cpio in ${VTD_CACHE:-/var/cache/vtd-bridge}/qemu-11.1/
+#                                  (scripts/vm/fetch-qemu; ~2-3 min and ~420 MB once,
+#                                  then nothing). Not part of vm-image, so that the other
+#                                  VM targets stay fast; vm-test and vm-qemu-smoke need it.
+#   make vm-qemu-smoke             boots the VM with QEMU inside (scripts/vm/qemu-smoke.sh)
 
 VM_EDU       ?= 3
 VM_TIMEOUT   ?= 600
+VM_QEMU      ?=
 CMD          ?= scripts/vm/smoke.sh
+# vm-run provisions QEMU only when asked (VM_QEMU set and not 0).
+VM_QEMU_DEPS := $(if $(filter-out 0,$(VM_QEMU)),qemu-deps)
 
-.PHONY: vm-deps vm-image vm-run
+.PHONY: vm-deps vm-image vm-run qemu-deps vm-qemu-smoke
 
 vm-deps:
 	@scripts/vm/deps
@@ -188,8 +200,15 @@ vm-image: vm-deps
 	@$(MAKE) --no-print-directory release
 	@scripts/vm/build-initramfs
 
-vm-run: vm-image
-	@scripts/vm/run --edu "$(VM_EDU)" --timeout "$(VM_TIMEOUT)" "$(CMD)"
+# fetch-qemu needs cpio (vm-deps), and its own apt-get waits for vm-deps'.
+qemu-deps: vm-deps
+	@scripts/vm/fetch-qemu
+
+vm-run: vm-image $(VM_QEMU_DEPS)
+	@scripts/vm/run --edu "$(VM_EDU)" --timeout "$(VM_TIMEOUT)" $(if $(VM_QEMU_DEPS),--qemu) "$(CMD)"
+
+vm-qemu-smoke: vm-image qemu-deps
+	@scripts/vm/run --qemu --edu 1 --timeout "$(VM_TIMEOUT)" scripts/vm/qemu-smoke.sh
 
 # ---------------------------------------------------------------------------
 # Real devices. `make vm-test` (part of `make test`) runs the real-device
@@ -198,15 +217,17 @@ vm-run: vm-image
 # intel-iommu driver wrote for the daemon's containers
 # (scripts/vm/check-linux-tables). `make demo` runs a short, readable subset.
 # A VM that cannot start is a failure with its reason, never a skip.
+# vm-test boots with QEMU 11.1 inside (run --qemu; make qemu-deps provisions
+# it on a fresh machine), for the scenarios that drive a real QEMU.
 
 VM_RAM_FILE ?= /dev/shm/vtd-bridge-vm-ram-$(shell id -u)
 
 .PHONY: vm-test demo
 
-vm-test: vm-image
+vm-test: vm-image qemu-deps
 	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-test.summary "$(VM_RAM_FILE)"
 	@set -o pipefail; status=0; \
-	VM_APPEND="iomem=relaxed" VM_RAM_FILE="$(VM_RAM_FILE)" scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" \
+	VM_APPEND="iomem=relaxed" VM_RAM_FILE="$(VM_RAM_FILE)" scripts/vm/run --qemu --edu 3 --timeout "$(VM_TIMEOUT)" \
 	  --log $(BUILD_DIR)/vm-test.log scripts/vm/real-devices.sh | tee $(BUILD_DIR)/vm-test.out || status=1; \
 	line=$$(grep -E "^vmtest: [0-9]+ passed, [0-9]+ failed$$" $(BUILD_DIR)/vm-test.out | tail -n 1); \
 	if [ -n "$$line" ]; then echo "vm: $${line#vmtest: }" >> $(BUILD_DIR)/vm-test.summary; \

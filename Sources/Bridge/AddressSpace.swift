@@ -31,6 +31,13 @@ public final class AddressSpace {
     /// sent them (GPA and permission; the host address is resolved at each
     /// sync, so a new memory table moves them). nil in table mode.
     public internal(set) var notified: NotifiedMap?
+    /// vfio-user only: the DMA regions the client asked for, resolved to
+    /// host addresses by the front-end. A space that has them follows them
+    /// alone: no table walk, invalidation or notifier event touches it.
+    /// nil for every other space.
+    public internal(set) var clientDMA: ClientDMAMap?
+    /// Whether this space is fed by a vfio-user client (`clientDMA`).
+    public var isClientFed: Bool { clientDMA != nil }
     /// Time spent applying a sync's difference: the backend calls (the
     /// ioctls) and the shadow edits after each; for the daemon's per-stage
     /// breakdown.
@@ -118,6 +125,13 @@ public final class AddressSpace {
             return
         }
         var source = NotifiedMappings(notified: notified, memory: memory, limits: limits)
+        reconcile(start: start, end: end, report: &report, source: &source)
+        record(source.faults, report: &report)
+    }
+
+    /// vfio-user: syncs [start, end) against the client's DMA regions.
+    func syncClient(start: UInt64, end: UInt64, report: inout SyncReport) {
+        var source = ClientDMAMappings(regions: clientDMA ?? ClientDMAMap(), limits: limits)
         reconcile(start: start, end: end, report: &report, source: &source)
         record(source.faults, report: &report)
     }

@@ -21,6 +21,8 @@ final class DryRunHostDevice: HostDevice {
     let address: HostDeviceAddress
     let groupNumber: Int?
     let dma: any DMABackend
+    /// No device is opened, so there is none to proxy.
+    var vfioDevice: Device? { nil }
 
     init(address: HostDeviceAddress, groupNumber: Int?, dma: any DMABackend) {
         self.address = address

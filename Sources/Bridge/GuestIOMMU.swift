@@ -191,6 +191,10 @@ public final class GuestIOMMU {
 
     private func fullSync(_ space: AddressSpace, report: inout SyncReport, counted: Bool = true) {
         if counted { space.syncs += 1 }
+        if space.isClientFed {
+            space.syncClient(start: 0, end: .max, report: &report)
+            return
+        }
         switch source {
         case .notifier:
             space.syncNotified(start: 0, end: .max, memory: memory, report: &report)
@@ -211,8 +215,10 @@ public final class GuestIOMMU {
     /// Creates the address space of `sourceID` over `backend` and syncs it from
     /// the guest tables.
     @discardableResult
+    /// With `clientFed`, the space follows the DMA regions of a vfio-user
+    /// client instead (`clientMap`, `clientUnmap`), starting with none.
     public func attach(_ sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil,
-                       faultLogCapacity: Int = 32) throws(BridgeError) -> SyncReport {
+                       faultLogCapacity: Int = 32, clientFed: Bool = false) throws(BridgeError) -> SyncReport {
         guard spaces[sourceID] == nil else {
             throw BridgeError(.alreadyAttached, "device \(sourceID) is already attached; detach it first")
         }
@@ -226,6 +232,7 @@ public final class GuestIOMMU {
         space.faults = FaultLog(recentCapacity: faultLogCapacity)
         space.readCheck = readCheck
         if source.keepsNotifiedMappings { space.notified = NotifiedMap() }
+        if clientFed { space.clientDMA = ClientDMAMap() }
         spaces[sourceID] = space
         return guardingRAM { if !syncSuspended { fullSync(space, report: &$0) } }
     }
@@ -301,7 +308,9 @@ public final class GuestIOMMU {
         var result = BatchResult()
         var ranges: [SourceID: [(UInt64, UInt64)]] = [:]
         for (index, event) in events.enumerated() {
-            guard let space = spaces[event.sourceID] else { continue }
+            // A device fed by its vfio-user client takes no notifier events
+            // either: its client walks the guest's tables for it.
+            guard let space = spaces[event.sourceID], !space.isClientFed else { continue }
             switch space.recordNotification(event) {
             case let .success(range):
                 ranges[event.sourceID, default: []].append(range)
@@ -341,7 +350,7 @@ public final class GuestIOMMU {
     private func collect(_ descriptor: InvalidationDescriptor, into pending: inout [SourceID: Pending]) {
         switch descriptor {
         case let .contextCache(scope):
-            for (sid, space) in spaces {
+            for (sid, space) in spaces where !space.isClientFed {
                 let hit: Bool
                 switch scope {
                 case .global:
@@ -360,7 +369,8 @@ public final class GuestIOMMU {
                 }
             }
         case let .iotlb(scope, _, _):
-            for (sid, space) in spaces {
+            // A vfio-user client's device: its client invalidates for it.
+            for (sid, space) in spaces where !space.isClientFed {
                 switch scope {
                 case .global:
                     pending[sid, default: Pending()].full = true

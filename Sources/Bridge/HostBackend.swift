@@ -44,6 +44,10 @@ public protocol HostDevice: AnyObject {
     var dma: any DMABackend { get }
     /// The VFIO group, when the backend has one (type1); nil otherwise.
     var groupNumber: Int? { get }
+    /// The VFIO device itself, for a front-end that proxies it (the
+    /// vfio-user server: regions, interrupts, reset); nil when the backend
+    /// opens no device (dry-run).
+    var vfioDevice: Device? { get }
     /// A new descriptor for the device, for the VMM: it drives regions and
     /// interrupts, while DMA mapping stays with the daemon. The caller owns it.
     func duplicateDeviceDescriptor() throws(VFIOError) -> FileDescriptor

@@ -41,6 +41,9 @@ public struct TranslationReport: Sendable, Equatable {
         case .invalid:
             mode = "invalid"
         }
+        // A vfio-user client's device: its client walks the tables, and the
+        // daemon knows host addresses in the files it sent, not GPAs.
+        if space.isClientFed { mode = "vfio-user" }
         mappings = space.shadow.entries.map { e in
             Mapping(iova: e.iova, gpa: memory?.gpa(hostAddress: e.hostAddress, size: e.size), size: e.size, permission: e.permission)
         }

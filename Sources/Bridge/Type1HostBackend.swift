@@ -74,6 +74,7 @@ final class Type1HostDevice: HostDevice {
     }
 
     var groupNumber: Int? { group.number }
+    var vfioDevice: Device? { device }
 
     func duplicateDeviceDescriptor() throws(VFIOError) -> FileDescriptor {
         try device.duplicateDescriptor()

@@ -18,6 +18,8 @@ const unsigned long cvfio_VFIO_GROUP_UNSET_CONTAINER = VFIO_GROUP_UNSET_CONTAINE
 const unsigned long cvfio_VFIO_GROUP_GET_DEVICE_FD = VFIO_GROUP_GET_DEVICE_FD;
 const unsigned long cvfio_VFIO_DEVICE_GET_INFO = VFIO_DEVICE_GET_INFO;
 const unsigned long cvfio_VFIO_DEVICE_GET_REGION_INFO = VFIO_DEVICE_GET_REGION_INFO;
+const unsigned long cvfio_VFIO_DEVICE_GET_IRQ_INFO = VFIO_DEVICE_GET_IRQ_INFO;
+const unsigned long cvfio_VFIO_DEVICE_SET_IRQS = VFIO_DEVICE_SET_IRQS;
 const unsigned long cvfio_VFIO_DEVICE_RESET = VFIO_DEVICE_RESET;
 const unsigned long cvfio_VFIO_IOMMU_GET_INFO = VFIO_IOMMU_GET_INFO;
 const unsigned long cvfio_VFIO_IOMMU_MAP_DMA = VFIO_IOMMU_MAP_DMA;
@@ -72,6 +74,7 @@ const unsigned long cvfio_VFIO_DEVICE_FLAGS_PCI = VFIO_DEVICE_FLAGS_PCI;
 const unsigned long cvfio_VFIO_REGION_INFO_FLAG_READ = VFIO_REGION_INFO_FLAG_READ;
 const unsigned long cvfio_VFIO_REGION_INFO_FLAG_WRITE = VFIO_REGION_INFO_FLAG_WRITE;
 const unsigned long cvfio_VFIO_REGION_INFO_FLAG_MMAP = VFIO_REGION_INFO_FLAG_MMAP;
+const unsigned long cvfio_VFIO_REGION_INFO_FLAG_CAPS = VFIO_REGION_INFO_FLAG_CAPS;
 const unsigned long cvfio_VFIO_PCI_BAR0_REGION_INDEX = VFIO_PCI_BAR0_REGION_INDEX;
 const unsigned long cvfio_VFIO_PCI_CONFIG_REGION_INDEX = VFIO_PCI_CONFIG_REGION_INDEX;
 
@@ -83,6 +86,8 @@ const unsigned long cvfio_sizeof_vfio_iommu_type1_info = sizeof(struct vfio_iomm
 const unsigned long cvfio_sizeof_vfio_group_status = sizeof(struct vfio_group_status);
 const unsigned long cvfio_sizeof_vfio_device_info = sizeof(struct vfio_device_info);
 const unsigned long cvfio_sizeof_vfio_region_info = sizeof(struct vfio_region_info);
+const unsigned long cvfio_sizeof_vfio_irq_info = sizeof(struct vfio_irq_info);
+const unsigned long cvfio_sizeof_vfio_irq_set = sizeof(struct vfio_irq_set);
 
 const unsigned long cvfio_offsetof_vfio_iommu_type1_info_flags =
     offsetof(struct vfio_iommu_type1_info, flags);

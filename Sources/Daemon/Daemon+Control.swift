@@ -150,7 +150,7 @@ extension Daemon {
     }
 
     private func attachCommand(_ request: ControlRequest) throws(ControlError) -> (Result<JSONValue, ControlError>, [FileDescriptor]) {
-        try request.allowOnly(["host", "group", "guest", "return-fd", "quota"])
+        try request.allowOnly(["host", "group", "guest", "return-fd", "quota", "vfio-user"])
         let guest = try guestArgument(request)
         let host: DeviceSpec.Host
         switch (try request.string("host"), try request.int("group")) {
@@ -175,11 +175,22 @@ extension Daemon {
             // Refused before anything is attached: an error reply leaves no state behind.
             throw ControlError.invalidArgument("return-fd", "the dry-run backend opens no device, so there is no device file descriptor to return")
         }
-        let spec = DeviceSpec(host: host, guest: guest, quota: quota)
+        var socket: String?
+        if let path = try request.string("vfio-user") {
+            do {
+                socket = try DeviceSpec.checkSocketPath(path) { ConfigError(key: "vfio-user", message: $0) }
+            } catch {
+                throw ControlError.invalidArgument("vfio-user", error.message)
+            }
+            if config.backend == .dryRun {
+                throw ControlError.invalidArgument("vfio-user", "the dry-run backend opens no device, so there is no device to serve to a vfio-user client")
+            }
+        }
+        let spec = DeviceSpec(host: host, guest: guest, quota: quota, vfioUserSocket: socket)
         let device: AttachedDevice
         var report = SyncReport()
         var already = false
-        if let existing = devices[guest], existing.spec.host == host {
+        if let existing = devices[guest], existing.spec.host == host, existing.spec.vfioUserSocket == socket {
             // Attaching what is already attached is not an error: a VMM that
             // reconnects after a daemon restart asks again for its device fd.
             device = existing
@@ -205,6 +216,7 @@ extension Daemon {
             "device-fd": .bool(!fds.isEmpty), "already-attached": .bool(already),
         ]
         result["group"] = device.groupNumber.map { .int(Int64($0)) } ?? .null
+        result["vfio-user"] = device.spec.vfioUserSocket.map { .string($0) } ?? .null
         if !report.failures.isEmpty { result["failures"] = failuresJSON(report) }
         return (.success(.object(result)), fds)
     }
@@ -311,6 +323,7 @@ extension Daemon {
                 "persistent": .bool(device.persistent),
             ]
             object["group"] = device.groupNumber.map { .int(Int64($0)) } ?? .null
+            object["vfio-user"] = vfioUserServers[sid].map { vfioUserStatus($0) } ?? .null
             object["dma-available"] = ((try? device.backend.limits())?.dmaAvailable).map { .int(Int64($0)) } ?? .null
             deviceList.append(.object(object))
         }

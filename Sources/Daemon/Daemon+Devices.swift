@@ -23,12 +23,26 @@ extension Daemon {
         } catch {
             throw .vfioError(error.description)
         }
+        if spec.vfioUserSocket != nil, device.host.vfioDevice == nil {
+            device.close(logger: logger)
+            throw ControlError(code: .vfioError, message: "the \(device.backendName) backend opens no device, so \(spec.guest) cannot be served over vfio-user")
+        }
         let report: SyncReport
         do {
-            report = try bridge.attach(spec.guest, backend: device.backend, mappingQuota: spec.quota ?? config.mappingQuota)
+            report = try bridge.attach(spec.guest, backend: device.backend, mappingQuota: spec.quota ?? config.mappingQuota,
+                                       clientFed: spec.vfioUserSocket != nil)
         } catch {
             device.close(logger: logger)
             throw ControlError(code: error.code == .alreadyAttached ? .alreadyAttached : .vfioError, message: error.message)
+        }
+        if let socket = spec.vfioUserSocket {
+            do {
+                try startVFIOUserServer(spec.guest, path: socket)
+            } catch {
+                _ = try? bridge.detach(spec.guest)
+                device.close(logger: logger)
+                throw error
+            }
         }
         devices[spec.guest] = device
         failedDevices.removeValue(forKey: spec.guest)
@@ -52,6 +66,7 @@ extension Daemon {
             return SyncReport()
         }
         guard let device = devices[guest] else { throw .notAttached(guest: guest.description) }
+        stopVFIOUserServer(guest)
         let unmapped = bridge.spaces[guest]?.shadow.count ?? 0
         var report: SyncReport
         do { report = try bridge.detach(guest) } catch { throw ControlError(code: .notAttached, message: error.message) }
@@ -71,7 +86,7 @@ extension Daemon {
         var specs = devices.values.filter(\.persistent).map(\.spec)
         specs += pendingDevices.values.filter { $0.persistent && devices[$0.spec.guest] == nil }.map(\.spec)
         let records = specs.sorted { $0.guest < $1.guest }.map {
-            StateStore.Record(host: $0.hostText, guest: $0.guest.description, quota: $0.quota)
+            StateStore.Record(host: $0.hostText, guest: $0.guest.description, quota: $0.quota, vfioUser: $0.vfioUserSocket)
         }
         do {
             try store.save(records)

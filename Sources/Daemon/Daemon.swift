@@ -48,6 +48,8 @@ public final class Daemon {
     var busyUntil: ContinuousClock.Instant?
     var busyPoll: Duration { .microseconds(config.busyPollMicroseconds) }
     var vmm: EventSession?
+    /// The vfio-user servers of devices that have a vfio-user socket.
+    var vfioUserServers: [SourceID: VFIOUserServer] = [:]
     var controls: [Int32: ControlSession] = [:]
     /// Control clients that were sent one error line and are refused
     /// (Daemon+Refusal.swift), kept open until they close or a short
@@ -210,7 +212,8 @@ public final class Daemon {
         }
         for record in records {
             do {
-                let spec = try DeviceSpec.parse("\(record.host)=\(record.guest)\(record.quota.map { ",quota=\($0)" } ?? "")")
+                let spec = try DeviceSpec.parse("\(record.host)=\(record.guest)\(record.quota.map { ",quota=\($0)" } ?? "")"
+                                               + (record.vfioUser.map { ",vfio-user=\($0)" } ?? ""))
                 guard devices[spec.guest] == nil else { continue }
                 do {
                     try attachDevice(spec, persistent: true)
@@ -263,6 +266,7 @@ public final class Daemon {
         if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
         for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
         for sid in devices.keys.sorted() {
+            stopVFIOUserServer(sid)
             let report = (try? bridge.detach(sid)) ?? SyncReport()
             for failure in report.failures {
                 logger.error("unmap at shutdown failed", metadata: ["failure": "\(failure)"])

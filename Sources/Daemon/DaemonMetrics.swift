@@ -16,6 +16,10 @@ struct DaemonMetrics {
     let batchDuration = Timer(label: "vtdbridge_batch_duration_seconds")
     let attachedDevices = Gauge(label: "vtdbridge_attached_devices")
     let guestRAMRegionsLost = Counter(label: "vtdbridge_guest_ram_regions_lost_total")
+    let vfioUserConnections = Counter(label: "vtdbridge_vfio_user_connections_total")
+    let vfioUserMessages = Counter(label: "vtdbridge_vfio_user_messages_total")
+    let vfioUserRefused = Counter(label: "vtdbridge_vfio_user_refused_total")
+    let vfioUserStraddledUnmaps = Counter(label: "vtdbridge_vfio_user_straddled_unmaps_total")
 
     func record(_ report: SyncReport) {
         if report.maps > 0 { maps.increment(by: report.maps) }

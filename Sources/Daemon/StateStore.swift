@@ -7,7 +7,7 @@ import Wire
 /// them. Devices from the config file are not recorded: the config brings
 /// them back by itself.
 ///
-/// The file is JSON, `{"attachments":[{"guest":…,"host":…,"quota":…}],
+/// The file is JSON, `{"attachments":[{"guest":…,"host":…,"quota":…,"vfio-user":…}],
 /// "version":1}`, written with Wire's serializer and read with its parser.
 /// It is replaced atomically (write to a temporary file, fsync, rename,
 /// fsync the directory), so a crash mid-write leaves the old list.
@@ -19,6 +19,8 @@ struct StateStore {
         var host: String
         var guest: String
         var quota: Int?
+        /// The device's vfio-user socket, if it has one.
+        var vfioUser: String? = nil
     }
 
     /// The file's layout version; written, and required (as an integer) on load.
@@ -91,6 +93,7 @@ struct StateStore {
             "attachments": .array(records.map { record in
                 var object: [String: JSONValue] = ["host": .string(record.host), "guest": .string(record.guest)]
                 if let quota = record.quota { object["quota"] = .int(Int64(quota)) }
+                if let socket = record.vfioUser { object["vfio-user"] = .string(socket) }
                 return .object(object)
             }),
         ])
@@ -124,7 +127,14 @@ struct StateStore {
                 }
                 quota = number
             }
-            records.append(Record(host: host, guest: guest, quota: quota))
+            var socket: String?
+            if let value = entry["vfio-user"], !value.isNull {
+                guard let path = value.stringValue else {
+                    throw DecodeError(message: "attachment \(index): \"vfio-user\" is \(value.kindDescription), not a string")
+                }
+                socket = path
+            }
+            records.append(Record(host: host, guest: guest, quota: quota, vfioUser: socket))
         }
         return records
     }

@@ -14,7 +14,7 @@ public final class Device: Sendable {
     public let name: String
 
     let fd: FileDescriptor
-    private let kernel: any VFIOKernel
+    let kernel: any VFIOKernel
     private let logger: Logger
 
     init(name: String, fd: FileDescriptor, kernel: any VFIOKernel, logger: Logger) {
@@ -46,10 +46,11 @@ public final class Device: Sendable {
     }
 
     /// VFIO_DEVICE_GET_REGION_INFO for region `index` (see `RegionInfo.pciConfig`,
-    /// `RegionInfo.pciBAR(_:)`). A region with capabilities (sparse mmap) gets
-    /// a larger argsz back, but its fixed fields are filled regardless, and
-    /// they are all we use.
-    public func regionInfo(_ index: UInt32) throws(VFIOError) -> RegionInfo {
+    /// `RegionInfo.pciBAR(_:)`). The fixed fields are filled whether or not
+    /// the region has capabilities (sparse mmap areas, a region type); with
+    /// `capabilities`, a region that has them is asked again with the argsz
+    /// the kernel wants, and its chain is returned raw.
+    public func regionInfo(_ index: UInt32, capabilities: Bool = false) throws(VFIOError) -> RegionInfo {
         var region = vfio_region_info()
         region.argsz = UInt32(cvfio_sizeof_vfio_region_info)
         region.index = index
@@ -59,7 +60,28 @@ public final class Device: Sendable {
         }) {
             kernel.ioctl($0, cvfio_VFIO_DEVICE_GET_REGION_INFO, &region)
         }
-        return RegionInfo(index: index, flags: region.flags, size: region.size, offset: region.offset)
+        let fixed = Int(cvfio_sizeof_vfio_region_info)
+        let wanted = Int(region.argsz)
+        guard capabilities, UInt(region.flags) & cvfio_VFIO_REGION_INFO_FLAG_CAPS != 0, wanted > fixed, wanted <= 1 << 16 else {
+            return RegionInfo(index: index, flags: region.flags, size: region.size, offset: region.offset)
+        }
+        // A second call with room for the chain (vfio.h: "the caller must
+        // re-call with at least argsz"). 64 KiB bounds what we allocate.
+        var bytes = [UInt8](repeating: 0, count: wanted)
+        try bytes.withUnsafeMutableBytes { buffer in Result { () throws(VFIOError) -> Void in
+            buffer.storeBytes(of: UInt32(wanted), toByteOffset: 0, as: UInt32.self)
+            buffer.storeBytes(of: index, toByteOffset: 8, as: UInt32.self)
+            try fd.vfio("VFIO_DEVICE_GET_REGION_INFO", detail: "region \(index), with capabilities") {
+                kernel.ioctl($0, cvfio_VFIO_DEVICE_GET_REGION_INFO, buffer.baseAddress!)
+            }
+        } }.get()
+        let full = bytes.withUnsafeBytes { $0.load(as: vfio_region_info.self) }
+        let chainEnd = min(Int(full.argsz), wanted)
+        guard full.cap_offset >= UInt32(fixed), Int(full.cap_offset) < chainEnd else {
+            return RegionInfo(index: index, flags: full.flags, size: full.size, offset: full.offset)
+        }
+        return RegionInfo(index: index, flags: full.flags, size: full.size, offset: full.offset,
+                          capabilities: Array(bytes[fixed..<chainEnd]), capabilityOffset: full.cap_offset)
     }
 
     /// VFIO_DEVICE_RESET. Fails without calling the kernel when the device

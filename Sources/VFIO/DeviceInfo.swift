@@ -32,12 +32,21 @@ public struct RegionInfo: Sendable, Equatable {
     public var size: UInt64
     /// Offset of the region in the device descriptor, for pread/pwrite/mmap.
     public var offset: UInt64
+    /// The capability chain after the fixed fields, raw (sparse mmap areas,
+    /// region types: Linux's vfio_info_cap_header chain), with
+    /// `capabilityOffset` counted from the start of vfio_region_info, as the
+    /// kernel counts it. Empty unless asked for and present.
+    public var capabilities: [UInt8]
+    public var capabilityOffset: UInt32
 
-    public init(index: UInt32, flags: UInt32, size: UInt64, offset: UInt64) {
+    public init(index: UInt32, flags: UInt32, size: UInt64, offset: UInt64,
+                capabilities: [UInt8] = [], capabilityOffset: UInt32 = 0) {
         self.index = index
         self.flags = flags
         self.size = size
         self.offset = offset
+        self.capabilities = capabilities
+        self.capabilityOffset = capabilityOffset
     }
 
     public var isReadable: Bool { UInt(flags) & cvfio_VFIO_REGION_INFO_FLAG_READ != 0 }

@@ -34,6 +34,10 @@ public enum FaultReason: String, Sendable, CaseIterable, Codable, CustomStringCo
     /// A region of guest RAM became unreadable (its backing file shrank
     /// under the daemon) and was dropped from the memory table.
     case guestRAMLost = "guest-ram-lost"
+    /// A vfio-user client sent a DMA_MAP without a file descriptor (QEMU does
+    /// for BIOS and ROM ranges and for BAR peer-to-peer windows): there is no
+    /// memory to map, so the device cannot reach that range.
+    case dmaMapWithoutFile = "dma-map-without-file"
 
     public var description: String { rawValue }
 }

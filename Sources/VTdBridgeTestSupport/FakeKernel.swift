@@ -50,11 +50,27 @@ public final class FakeKernel: VFIOKernel {
         public var size: UInt64
         public var offset: UInt64
         public var flags: UInt32
-        public init(size: UInt64, offset: UInt64, flags: UInt32) {
+        /// A capability chain (vfio_info_cap_header chain, offsets counted
+        /// from the start of vfio_region_info) returned after the fixed
+        /// fields when the caller's argsz has room; empty for none.
+        public var capabilities: [UInt8]
+        public init(size: UInt64, offset: UInt64, flags: UInt32, capabilities: [UInt8] = []) {
             self.size = size
             self.offset = offset
             self.flags = flags
+            self.capabilities = capabilities
         }
+    }
+
+    /// One VFIO_DEVICE_SET_IRQS as the kernel received it.
+    public struct IRQSet: Equatable, Sendable {
+        public var index: UInt32
+        public var start: UInt32
+        public var count: UInt32
+        public var flags: UInt32
+        /// The eventfd numbers (DATA_EVENTFD) or bool bytes (DATA_BOOL).
+        public var eventfds: [Int32]
+        public var bools: [UInt8]
     }
 
     public struct State: Sendable {
@@ -98,6 +114,15 @@ public final class FakeKernel: VFIOKernel {
         public var regions: [UInt32: Region] = [:]
         public var deviceMemory = [UInt8](repeating: 0, count: 0x2000)
         public var resets = 0
+        /// Interrupt indexes: flags and count; an absent index answers EINVAL
+        /// (as vfio-pci does for the error IRQ of a conventional PCI device).
+        public var irqs: [UInt32: (flags: UInt32, count: UInt32)] = [0: (0x7, 1), 1: (0x9, 1), 2: (0x9, 0), 4: (0x1, 1)]
+        public var irqSets: [IRQSet] = []
+        /// Device descriptors (GET_DEVICE_FD and their duplicates) are real
+        /// open files (/dev/null), so that they can be passed over SCM_RIGHTS
+        /// like the real device's; closed for real when closed.
+        public var realDeviceDescriptors = false
+        public var realDescriptors: Set<Int32> = []
         /// Largest transfer one pread/pwrite performs, to exercise short I/O.
         public var maximumTransfer = Int.max
 
@@ -157,8 +182,8 @@ public final class FakeKernel: VFIOKernel {
     public func duplicate(_ fd: Int32) -> Int32 {
         state.withLock { s in
             guard let handle = s.open[fd] else { return -EBADF }
-            let copy = s.nextFD
-            s.nextFD += 1
+            let real: Bool = if case .device = handle { s.realDeviceDescriptors } else { false }
+            let copy = Self.allocate(&s, real: real)
             s.open[copy] = handle
             s.duplicates.append((fd, copy))
             return copy
@@ -169,6 +194,7 @@ public final class FakeKernel: VFIOKernel {
         state.withLock { s in
             guard let handle = s.open.removeValue(forKey: fd) else { return -EBADF }
             s.closed.append(fd)
+            if s.realDescriptors.remove(fd) != nil { _ = Glibc.close(fd) }
             if case .group(let n) = handle, let container = s.groupContainer.removeValue(forKey: n),
                !s.groupContainer.values.contains(container) {
                 // Last group out: the kernel releases the container's IOMMU model.
@@ -257,8 +283,7 @@ public final class FakeKernel: VFIOKernel {
                 let name = String(cString: argument.assumingMemoryBound(to: CChar.self))
                 guard s.groupContainer[n] != nil, s.iommuSetTo != nil else { return -Int(EINVAL) }
                 guard s.groupDevices[n, default: []].contains(name) else { return -Int(ENODEV) }
-                let fd = s.nextFD
-                s.nextFD += 1
+                let fd = Self.allocate(&s, real: s.realDeviceDescriptors)
                 s.open[fd] = .device(name)
                 return Int(fd)
             case (.device, cvfio_VFIO_DEVICE_GET_INFO):
@@ -271,10 +296,40 @@ public final class FakeKernel: VFIOKernel {
             case (.device, cvfio_VFIO_DEVICE_GET_REGION_INFO):
                 var info = argument.load(as: vfio_region_info.self)
                 guard let region = s.regions[info.index] else { return -Int(EINVAL) }
+                let given = Int(info.argsz)
                 info.size = region.size
                 info.offset = region.offset
                 info.flags = region.flags
+                info.cap_offset = 0
+                if !region.capabilities.isEmpty {
+                    info.flags |= UInt32(cvfio_VFIO_REGION_INFO_FLAG_CAPS)
+                    let needed = 32 + region.capabilities.count
+                    if given >= needed {
+                        region.capabilities.withUnsafeBytes { (argument + 32).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        info.cap_offset = 32
+                    }
+                    info.argsz = UInt32(needed)
+                }
                 argument.storeBytes(of: info, as: vfio_region_info.self)
+                return 0
+            case (.device, cvfio_VFIO_DEVICE_GET_IRQ_INFO):
+                var info = argument.load(as: vfio_irq_info.self)
+                guard let irq = s.irqs[info.index] else { return -Int(EINVAL) }
+                info.flags = irq.flags
+                info.count = irq.count
+                argument.storeBytes(of: info, as: vfio_irq_info.self)
+                return 0
+            case (.device, cvfio_VFIO_DEVICE_SET_IRQS):
+                let set = argument.load(as: vfio_irq_set.self)
+                guard let irq = s.irqs[set.index], set.argsz >= 20 else { return -Int(EINVAL) }
+                guard set.count == 0 || UInt64(set.start) + UInt64(set.count) <= UInt64(irq.count) else { return -Int(EINVAL) }
+                var call = IRQSet(index: set.index, start: set.start, count: set.count, flags: set.flags, eventfds: [], bools: [])
+                if set.flags & UInt32(VFIO_IRQ_SET_DATA_EVENTFD) != 0 {
+                    for i in 0..<Int(set.count) { call.eventfds.append((argument + 20).load(fromByteOffset: i * 4, as: Int32.self)) }
+                } else if set.flags & UInt32(VFIO_IRQ_SET_DATA_BOOL) != 0 {
+                    for i in 0..<Int(set.count) { call.bools.append((argument + 20).load(fromByteOffset: i, as: UInt8.self)) }
+                }
+                s.irqSets.append(call)
                 return 0
             default:
                 return -Int(ENOTTY)
@@ -331,6 +386,19 @@ public final class FakeKernel: VFIOKernel {
 
     public func memoryLockLimit() -> (soft: UInt64, hard: UInt64)? {
         state.withLock { $0.memoryLock }
+    }
+
+    /// A new descriptor number: a real open file when `real`.
+    private static func allocate(_ s: inout State, real: Bool) -> Int32 {
+        if real {
+            let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+            precondition(fd >= 0, "FakeKernel: opening /dev/null failed")
+            s.realDescriptors.insert(fd)
+            return fd
+        }
+        let fd = s.nextFD
+        s.nextFD += 1
+        return fd
     }
 
     // MARK: GET_INFO, the way type1 answers it

@@ -76,6 +76,14 @@ struct Status: ParsableCommand {
                                  d["dma-available"]?.intValue.map(String.init) ?? "-", faults])
                 }
                 out += table(rows)
+                for d in devices {
+                    guard let vu = d["vfio-user"], vu.objectValue != nil else { continue }
+                    out += "\(d["guest"]?.stringValue ?? "?") vfio-user \(vu["socket"]?.stringValue ?? "?"): "
+                    out += vu["connected"]?.boolValue == true ? "client pid \(vu["pid"]?.intValue ?? 0)" : "no client"
+                    out += ", \(vu["dma-maps"]?.intValue ?? 0) DMA_MAP, \(vu["dma-unmaps"]?.intValue ?? 0) DMA_UNMAP"
+                    out += " (\(vu["straddled-regions"]?.intValue ?? 0) cut at an edge, \(vu["empty-unmaps"]?.intValue ?? 0) of nothing)"
+                    out += ", \(vu["maps-without-file"]?.intValue ?? 0) without a file, \(vu["refused"]?.intValue ?? 0) refused\n"
+                }
             }
             for f in s["failed-devices"]?.arrayValue ?? [] {
                 out += "not attached: \(f["guest"]?.stringValue ?? "?"): \(f["error"]?.stringValue ?? "?")\n"
@@ -123,6 +131,9 @@ struct Attach: ParsableCommand {
     @Argument(help: ArgumentHelp("The host device: a PCI address, or group:N.", valueName: "HOST")) var host: String
     @Argument(help: ArgumentHelp("The guest source-id.", valueName: "BB:DD.F")) var guest: String
     @Option(help: "Most mappings for this device.") var quota: Int?
+    @Option(name: .customLong("vfio-user"),
+            help: ArgumentHelp("Serve the device to a vfio-user client (QEMU's vfio-user-pci) at this absolute socket path; its DMA_MAP/DMA_UNMAP then feed the device's mappings.", valueName: "PATH"))
+    var vfioUser: String?
 
     func run() throws {
         var args: [String: JSONValue] = ["guest": .string(guest)]
@@ -133,8 +144,10 @@ struct Attach: ParsableCommand {
             args["host"] = .string(host)
         }
         if let quota { args["quota"] = .int(Int64(quota)) }
+        if let vfioUser { args["vfio-user"] = .string(vfioUser) }
         try options.run("attach", args) { r in
-            "attached \(r["host"]?.stringValue ?? host) as guest \(r["guest"]?.stringValue ?? guest) (\(r["backend"]?.stringValue ?? "?") backend, \(r["mappings"]?.intValue ?? 0) mapping(s))\n"
+            "attached \(r["host"]?.stringValue ?? host) as guest \(r["guest"]?.stringValue ?? guest) (\(r["backend"]?.stringValue ?? "?") backend, \(r["mappings"]?.intValue ?? 0) mapping(s))"
+                + (r["vfio-user"]?.stringValue.map { ", vfio-user at \($0)" } ?? "") + "\n"
         }
     }
 }

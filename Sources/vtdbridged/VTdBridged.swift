@@ -51,7 +51,7 @@ struct VTdBridged: ParsableCommand {
     @Option(name: .customLong("state-directory"), help: ArgumentHelp("Where runtime attachments are kept (config key state-directory).", valueName: "PATH"))
     var stateDirectory: String?
 
-    @Option(name: .customLong("device"), help: ArgumentHelp("A device to attach at start (config key devices); repeatable.", valueName: "HOST=GUEST[,quota=N]"))
+    @Option(name: .customLong("device"), help: ArgumentHelp("A device to attach at start (config key devices); repeatable.", valueName: "HOST=GUEST[,quota=N][,vfio-user=PATH]"))
     var devices: [String] = []
 
     func run() throws {

@@ -16,6 +16,8 @@ final class GoldenConstantsTests: XCTestCase {
         XCTAssertEqual(cvfio_VFIO_GROUP_GET_DEVICE_FD, 0x3B6A)
         XCTAssertEqual(cvfio_VFIO_DEVICE_GET_INFO, 0x3B6B)
         XCTAssertEqual(cvfio_VFIO_DEVICE_GET_REGION_INFO, 0x3B6C)
+        XCTAssertEqual(cvfio_VFIO_DEVICE_GET_IRQ_INFO, 0x3B6D)
+        XCTAssertEqual(cvfio_VFIO_DEVICE_SET_IRQS, 0x3B6E)
         XCTAssertEqual(cvfio_VFIO_DEVICE_RESET, 0x3B6F)
         XCTAssertEqual(cvfio_VFIO_IOMMU_GET_INFO, 0x3B70)
         XCTAssertEqual(cvfio_VFIO_IOMMU_MAP_DMA, 0x3B71)
@@ -64,6 +66,8 @@ final class GoldenConstantsTests: XCTestCase {
         XCTAssertEqual(cvfio_sizeof_vfio_group_status, 8)
         XCTAssertEqual(cvfio_sizeof_vfio_device_info, 20)
         XCTAssertEqual(cvfio_sizeof_vfio_region_info, 32)
+        XCTAssertEqual(cvfio_sizeof_vfio_irq_info, 16)
+        XCTAssertEqual(cvfio_sizeof_vfio_irq_set, 20)
     }
 
     func testSwiftSeesTheSameStructLayoutsAsC() {

@@ -37,6 +37,35 @@ final class ConfigDeviceSpecTests: XCTestCase {
         XCTAssertEqual(spec.quota, 4096)
     }
 
+    func testVFIOUserSocket() throws {
+        let spec = try parse("01:00.0=00:03.0,vfio-user=/run/vtd-bridge/vm0/dev0.sock,quota=8")
+        XCTAssertEqual(spec.vfioUserSocket, "/run/vtd-bridge/vm0/dev0.sock")
+        XCTAssertEqual(spec.quota, 8)
+        XCTAssertEqual(try parse(spec.description), spec, "the text form reads back")
+        XCTAssertTrue(parseError("01:00.0=00:03.0,vfio-user=dev.sock")?.message.contains("not an absolute path") ?? false)
+        XCTAssertTrue(parseError("01:00.0=00:03.0,vfio-user=")?.message.contains("has no value") ?? false)
+        XCTAssertTrue(parseError("01:00.0=00:03.0,vfio-user=/a,vfio-user=/b")?.message.contains("given twice") ?? false)
+        let long = "/" + String(repeating: "s", count: 120)
+        XCTAssertTrue(parseError("01:00.0=00:03.0,vfio-user=\(long)")?.message.contains("at most 107") ?? false)
+    }
+
+    func testVFIOUserNeedsARealDeviceAndItsOwnSocket() async throws {
+        do {
+            _ = try await DaemonConfig.load(file: nil, environment: [:], overrides: [
+                "backend": "dry-run", "devices": "01:00.0=00:03.0,vfio-user=/run/x.sock"])
+            XCTFail("dry-run with a vfio-user device was accepted")
+        } catch {
+            XCTAssertTrue(error.message.contains("dry-run backend opens no device"), error.message)
+        }
+        do {
+            _ = try await DaemonConfig.load(file: nil, environment: [:], overrides: [
+                "devices": "01:00.0=00:03.0,vfio-user=/run/x.sock 02:00.0=00:04.0,vfio-user=/run/x.sock"])
+            XCTFail("two devices on one vfio-user socket were accepted")
+        } catch {
+            XCTAssertTrue(error.message.contains("one socket per device"), error.message)
+        }
+    }
+
     func testGroup() throws {
         let spec = try parse("group:12=00:04.0")
         XCTAssertEqual(spec.host, .group(12))
@@ -76,7 +105,7 @@ final class ConfigDeviceSpecTests: XCTestCase {
             ("01:00.0=00:03.0,quota=", "quota \"\" is not a positive whole number"),
             ("01:00.0=00:03.0,quota", "quota has no value"),
             ("01:00.0=00:03.0,quota=1,quota=2", "quota is given twice"),
-            ("01:00.0=00:03.0,rom=off", "unknown option \"rom\"; the only option is quota=N"),
+            ("01:00.0=00:03.0,rom=off", "unknown option \"rom\"; the options are quota=N and vfio-user=PATH"),
             ("01:00.0=00:03.0,", "empty option after \",\""),
         ]
         for (text, expected) in cases {

@@ -39,6 +39,8 @@ extern const unsigned long cvfio_VFIO_GROUP_GET_DEVICE_FD;
 extern const unsigned long cvfio_VFIO_DEVICE_GET_INFO;
 extern const unsigned long cvfio_VFIO_DEVICE_GET_REGION_INFO;
 extern const unsigned long cvfio_VFIO_DEVICE_RESET;
+extern const unsigned long cvfio_VFIO_DEVICE_GET_IRQ_INFO;
+extern const unsigned long cvfio_VFIO_DEVICE_SET_IRQS;
 extern const unsigned long cvfio_VFIO_IOMMU_GET_INFO;
 extern const unsigned long cvfio_VFIO_IOMMU_MAP_DMA;
 extern const unsigned long cvfio_VFIO_IOMMU_UNMAP_DMA;
@@ -68,6 +70,7 @@ extern const unsigned long cvfio_VFIO_DEVICE_FLAGS_PCI;
 extern const unsigned long cvfio_VFIO_REGION_INFO_FLAG_READ;
 extern const unsigned long cvfio_VFIO_REGION_INFO_FLAG_WRITE;
 extern const unsigned long cvfio_VFIO_REGION_INFO_FLAG_MMAP;
+extern const unsigned long cvfio_VFIO_REGION_INFO_FLAG_CAPS;
 extern const unsigned long cvfio_VFIO_PCI_BAR0_REGION_INDEX;
 extern const unsigned long cvfio_VFIO_PCI_CONFIG_REGION_INDEX;
 
@@ -79,6 +82,8 @@ extern const unsigned long cvfio_sizeof_vfio_iommu_type1_info;
 extern const unsigned long cvfio_sizeof_vfio_group_status;
 extern const unsigned long cvfio_sizeof_vfio_device_info;
 extern const unsigned long cvfio_sizeof_vfio_region_info;
+extern const unsigned long cvfio_sizeof_vfio_irq_info;
+extern const unsigned long cvfio_sizeof_vfio_irq_set;
 
 // Layout of the VFIO_IOMMU_GET_INFO reply and its capability chain. The chain
 // is parsed in Swift from raw bytes; these say where each field lives.

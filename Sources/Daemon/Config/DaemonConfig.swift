@@ -173,6 +173,10 @@ struct ConfigResolver {
         } ?? .vfio
 
         config.devices = try devices()
+        if config.backend == .dryRun, let served = config.devices.first(where: { $0.vfioUserSocket != nil }) {
+            throw ConfigError(key: "devices", message:
+                "\"\(served)\" serves the device over vfio-user, but the dry-run backend opens no device to serve; use backend vfio, or drop vfio-user=")
+        }
 
         if let found = try integer("mapping-quota") {
             let (value, source) = found
@@ -347,6 +351,10 @@ struct ConfigResolver {
             if let earlier = specs.firstIndex(where: { $0.host == spec.host }) {
                 throw fail(info, found.source,
                            "entry \(index + 1) \"\(entry)\" attaches host \(spec.host), already attached by entry \(earlier + 1) \"\(specs[earlier])\"; expected each host device once")
+            }
+            if let socket = spec.vfioUserSocket, let earlier = specs.firstIndex(where: { $0.vfioUserSocket == socket }) {
+                throw fail(info, found.source,
+                           "entry \(index + 1) \"\(entry)\" serves vfio-user at \(socket), already used by entry \(earlier + 1) \"\(specs[earlier])\"; expected one socket per device")
             }
             specs.append(spec)
         }
