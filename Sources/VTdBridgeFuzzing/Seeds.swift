@@ -448,8 +448,10 @@ enum SyncSeeds {
 
 enum VFIOUserSeeds {
     /// Config byte 1: the default limits; 0x20: small ones (a transfer of
-    /// 64 bytes, VERSION data of 128), see `VFIOUserFuzzer.limits`.
-    static func input(config: UInt8 = 1, _ stream: [UInt8]) -> [UInt8] { [config] + stream }
+    /// 64 bytes, VERSION data of 128), see `VFIOUserFuzzer.limits`. Chunking
+    /// byte: read sizes (bits 0-2: 0 whole, 1 bytewise, 2-7 pseudo-random)
+    /// and descriptors on reads (bits 3-4: never, every, every 2nd, every 4th).
+    static func input(config: UInt8 = 1, chunks: UInt8 = 0, _ stream: [UInt8]) -> [UInt8] { [config, chunks] + stream }
 
     static func header(id: UInt16, command: UInt16, size: Int, flags: UInt32 = 0, error: UInt32 = 0) -> [UInt8] {
         var bytes: [UInt8] = []
@@ -594,21 +596,28 @@ enum VFIOUserSeeds {
             ("dma-unmap-guest-ram", 34), ("region-write-posted", 46), ("dma-map-2m-leaf", 55),
             ("dma-unmap-2-39", 78), ("dma-unmap-to-2-64", 90),
         ]
-        for (name, id) in singles { seeds.append(("qemu-\(name)", input(qemu(id ... id)))) }
+        // QEMU sent an fd with each map of guest RAM and each eventfd SET_IRQS:
+        // a descriptor rides on the one read (chunking 0x08).
+        let withFD: Set<UInt16> = [1, 20, 55]
+        for (name, id) in singles { seeds.append(("qemu-\(name)", input(chunks: withFD.contains(id) ? 0x08 : 0, qemu(id ... id)))) }
         // The real-device run (README of the observations): the BAR0 window
         // mapped without an fd, and INTx unmasked after each trapped access.
         seeds.append(("qemu-dma-map-bar0-without-fd", input(VFIOUserCodec.encodeCommand(
             .dmaMap(VFIOUserDMAMap(flags: 3, offset: 0, iova: 0xfe00_0000, size: 0x10_0000)), messageID: 96))))
-        seeds.append(("qemu-set-irqs-none-unmask-0x11", input(VFIOUserCodec.encodeCommand(
+        seeds.append(("qemu-set-irqs-none-unmask-0x11", input(chunks: 0x02, VFIOUserCodec.encodeCommand(
             .deviceSetIRQs(VFIOUserIRQSet(flags: 0x11, index: 0, start: 0, count: 1)), messageID: 97))))
         // QEMU's sessions, phase by phase (each under libFuzzer's 4096-byte max_len).
-        seeds.append(("session-qemu-realize", input(qemu(0 ... 21))))
-        seeds.append(("session-qemu-reset", input(qemu(22 ... 33))))
-        seeds.append(("session-qemu-translation-on", input(qemu(34 ... 67))))
-        seeds.append(("session-qemu-translation-off", input(qemu(68 ... 95))))
+        // QEMU's sessions, phase by phase (each under libFuzzer's 4096-byte
+        // max_len), read whole, byte by byte, and in pseudo-random pieces
+        // with descriptors on every read, every 2nd or every 4th.
+        seeds.append(("session-qemu-realize", input(chunks: 0x00, qemu(0 ... 21))))
+        seeds.append(("session-qemu-realize-random-fds", input(chunks: 0x0e, qemu(0 ... 21))))
+        seeds.append(("session-qemu-reset-bytewise", input(chunks: 0x01, qemu(22 ... 33))))
+        seeds.append(("session-qemu-translation-on-random-fds", input(chunks: 0x14, qemu(34 ... 67))))
+        seeds.append(("session-qemu-translation-off-random-fds", input(chunks: 0x1d, qemu(68 ... 95))))
         // QEMU's realize under small limits: its VERSION data (194 bytes) is
         // above 128, and REGION_READ of 256 bytes above 64.
-        seeds.append(("session-qemu-small-limits", input(config: 0x20, qemu(1 ... 21) + qemu(0 ... 0))))
+        seeds.append(("session-qemu-small-limits", input(config: 0x20, chunks: 0x0b, qemu(1 ... 21) + qemu(0 ... 0))))
 
         // The codec tests' golden commands that QEMU did not send.
         let serializerJSON = #"{"capabilities":{"max_data_xfer_size":1048576,"max_dma_maps":65535,"max_msg_fds":1,"pgsizes":4096,"write_multiple":false}}"#
@@ -634,7 +643,7 @@ enum VFIOUserSeeds {
         let replyStream = replies.flatMap { VFIOUserCodec.encodeReply($0.1, messageID: $0.0) }
             + VFIOUserCodec.encodeErrorReply(messageID: 11, command: 7, errno: 22)
             + VFIOUserCodec.encodeErrorReply(messageID: 12, command: 14, errno: 95)
-        seeds.append(("replies", input(replyStream)))
+        seeds.append(("replies", input(chunks: 0x03, replyStream)))
 
         // Refusals (the codec tests' cases), each followed by a good message
         // so that the stream goes on past it.
@@ -674,9 +683,9 @@ enum VFIOUserSeeds {
         // Framing: a size below the header, a size above the limit (both end
         // the stream), a message cut short at the end, a few stray bytes.
         seeds.append(("framing-size-15", input(header(id: 1, command: 13, size: 15) + reset)))
-        seeds.append(("framing-size-above-limit", input(config: 0x20, header(id: 3, command: 10, size: 16 + 16 + 65) + le64(0) + le32(0) + le32(65))))
+        seeds.append(("framing-size-above-limit", input(config: 0x20, chunks: 0x19, header(id: 3, command: 10, size: 16 + 16 + 65) + le64(0) + le32(0) + le32(65))))
         seeds.append(("framing-size-4g", input(header(id: 3, command: 10, size: 0xffff_ffff) + reset)))
-        seeds.append(("framing-cut-short", input(reset + header(id: 1, command: 2, size: 48) + map.dropLast(8))))
+        seeds.append(("framing-cut-short", input(chunks: 0x0c, reset + header(id: 1, command: 2, size: 48) + map.dropLast(8))))
         seeds.append(("framing-stray-bytes", input(reset + [1, 0, 2])))
         return seeds
     }

@@ -1,21 +1,28 @@
 import VTd
+import VTdGuest
 import Wire
 
-/// Fuzz target 4: the vfio-user codec (`VFIOUserCodec`: `checkAnnouncedSize`,
-/// `decodeCommand`, `decodeReply`, the encoders and the error reply) as a
-/// stream server drives it.
+/// Fuzz target 4: the vfio-user stream decoder and codec
+/// (`VFIOUserStreamDecoder`; `VFIOUserCodec`: `checkAnnouncedSize`,
+/// `decodeCommand`, `decodeReply`, the encoders and the error reply), as the
+/// daemon's vfio-user server drives them.
 ///
-/// Input: one configuration byte, then the bytes a vfio-user client sent.
-/// The stream is cut the way a server reading a Unix stream socket cuts it:
-/// 16 header bytes, `checkAnnouncedSize` before anything else is read (a
-/// refusal there ends the connection, since the next message's start is
-/// unknown), then exactly the message size the header announces, which goes
-/// to `decodeCommand` (and, for the client side, to `decodeReply`). Each
-/// message is decoded from an allocation of exactly its size, so that
-/// AddressSanitizer sees a read past it. Invariants:
+/// Input: one configuration byte (the limits), one chunking byte, then the
+/// bytes a vfio-user client sent. The stream is fed to a
+/// `VFIOUserStreamDecoder` in the pieces a socket's reads might return, with
+/// made-up descriptor numbers riding on some reads; every message it returns
+/// goes to `decodeCommand` (and, for the client side, to `decodeReply`) from
+/// an allocation of exactly its size, so that AddressSanitizer sees a read
+/// past it. Invariants:
 ///
-/// - the size check agrees with the limits (`16 ... maxMessageSize`) and with
-///   the decoder, which refuses the same header with the same error;
+/// - framing does not depend on chunking: the messages, their descriptors,
+///   the one refusal of a size that cannot be framed (after which nothing
+///   more comes out) and the bytes left buffered are what a plain reference
+///   parse of the whole stream gives; no descriptor is lost or duplicated
+///   (messages' descriptors plus `takeAllFDs` are every one appended, in
+///   order);
+/// - the size check agrees with the limits (`16 ... maxMessageSize`), and
+///   `decodeCommand` refuses such a header with the same error;
 /// - a refusal has a non-empty message and the header of the message it
 ///   refused; its error reply (`encodeErrorReply(for:)`) exists exactly when
 ///   the command asked for a reply, is 16 bytes with the error flag, the
@@ -33,7 +40,7 @@ import Wire
 ///   from vfio-user.rst's tables accepts it;
 /// - what decodes as a reply re-encodes (`encodeReply`) the same way, and no
 ///   bytes decode both as a command and as a reply;
-/// - the framing is exact: the same message with one byte more is refused
+/// - the codec's framing is exact: a message with one byte more is refused
 ///   as trailing bytes, with one byte less (or anything under 16 bytes left
 ///   at the end of the stream) as truncated.
 public enum VFIOUserFuzzer {
@@ -55,43 +62,123 @@ public enum VFIOUserFuzzer {
         return VFIOUserLimits(maxDataTransfer: Int(config >> 2) * 8, maxVersionData: Int(config >> 2) * 16)
     }
 
+    /// First descriptor number handed out; never a real descriptor (nothing
+    /// here closes them).
+    static let firstFakeFD: Int32 = 1_000_000
+
+    /// A message of the reference parse: where it lies in the stream.
+    struct ReferenceMessage {
+        var header: VFIOUserHeader
+        var range: Range<Int>
+        var fds: [Int32]
+    }
+
     static func runChecked(_ data: UnsafeRawBufferPointer) throws(Violation) {
         var input = FuzzReader(data)
         let limits = limits(input.u8(or: 1))
+        // Chunking byte: bits 0-2 the read sizes (`Chunker`), bits 3-4 how
+        // often a read carries descriptors (never, every read, every 2nd, every 4th).
+        let chunkSelector = input.u8(or: 0)
+        let fdEvery = Int((chunkSelector >> 3) & 3)
         let stream = Array(input.rest())
+
+        // What the server does: append each read, take every message out.
+        var decoder = VFIOUserStreamDecoder<Int32>(limits: limits)
+        var chunker = Chunker(selector: chunkSelector)
+        var rng = SplitMix64(seed: UInt64(chunkSelector) | 0x5646_494f_0000)
+        var results: [Result<VFIOUserStreamDecoder<Int32>.Message, VFIOUserWireError>] = []
+        var batches: [(position: Int, fds: [Int32])] = []
+        var allFDs: [Int32] = []
+        var nextFD = firstFakeFD
+        var offset = 0
+        var reads = 0
+        while offset < stream.count {
+            let size = chunker.next(remaining: stream.count - offset)
+            reads += 1
+            var fds: [Int32] = []
+            if fdEvery != 0, reads % (1 << (fdEvery - 1)) == 0 || size == 0 {
+                for _ in 0 ... (rng.below(4) == 0 ? rng.below(3) : 0) {
+                    fds.append(nextFD)
+                    nextFD += 1
+                }
+            }
+            if size == 0 && fds.isEmpty { continue }
+            // Linux hands a read's descriptors over with its bytes; the
+            // decoder gives them to the message holding the read's last byte.
+            if !fds.isEmpty {
+                batches.append((offset + max(0, size - 1), fds))
+                allFDs += fds
+            }
+            stream[offset ..< offset + size].withUnsafeBytes { decoder.append($0, fds: fds) }
+            offset += size
+            while let result = decoder.next() { results.append(result) }
+        }
+
+        // The reference parse of the whole stream.
+        var expected: [ReferenceMessage] = []
+        var refusal: (header: VFIOUserHeader, error: VFIOUserWireError, at: Int)?
         var at = 0
-        var index = 0
+        var taken = 0
         while stream.count - at >= VFIOUserHeader.size {
             let header = VFIOUserHeader.decode(stream[at ..< at + VFIOUserHeader.size])
             let size = Int(header.messageSize)
-            let refusal = VFIOUserCodec.checkAnnouncedSize(header, limits: limits)
-            try check((refusal == nil) == (VFIOUserHeader.size ... limits.maxMessageSize).contains(size),
-                      "message \(index): checkAnnouncedSize says \(refusal.map(\.description) ?? "fine") for size \(size), the limit is \(limits.maxMessageSize)")
-            if let refusal {
-                try checkRefusal(refusal, of: header, index: index)
-                // The decoder checks the header the same way before anything else.
-                let decoded = try decodeCommand(stream[at...], limits)
-                try check(decoded == .failure(refusal),
-                          "message \(index): refused by checkAnnouncedSize with \(refusal) but decodeCommand gave \(decoded)")
-                return
+            let sizeError = VFIOUserCodec.checkAnnouncedSize(header, limits: limits)
+            try check((sizeError == nil) == (VFIOUserHeader.size ... limits.maxMessageSize).contains(size),
+                      "message \(expected.count): checkAnnouncedSize says \(sizeError.map(\.description) ?? "fine") for size \(size), the limit is \(limits.maxMessageSize)")
+            if let sizeError {
+                refusal = (header, sizeError, at)
+                break
             }
-            guard stream.count - at >= size else {
-                // The peer hung up in the middle of a message.
-                try expectRefusal(.truncated, of: stream[at...], limits, "message \(index) cut short by the end of the stream")
-                return
+            guard stream.count - at >= size else { break }
+            var fds: [Int32] = []
+            while taken < batches.count, batches[taken].position < at + size {
+                fds += batches[taken].fds
+                taken += 1
             }
-            try checkMessage(stream[at ..< at + size], limits: limits, index: index)
-            // What a framing layer off by one byte would hand over.
-            if at + size < stream.count {
-                try expectRefusal(.trailingBytes, of: stream[at ... at + size], limits, "message \(index) with the next byte")
-            }
-            try expectRefusal(.truncated, of: stream[at ..< at + size - 1], limits, "message \(index) without its last byte")
+            expected.append(ReferenceMessage(header: header, range: at ..< at + size, fds: fds))
             at += size
-            index += 1
         }
-        if at < stream.count {
-            try expectRefusal(.truncated, of: stream[at...], limits, "the \(stream.count - at) bytes after the last message")
+
+        try check(results.count == expected.count + (refusal == nil ? 0 : 1),
+                  "the stream decoder gave \(results.count) results, the reference parse \(expected.count) messages\(refusal == nil ? "" : " and a refusal") (chunking \(chunkSelector & 7), \(stream.count) bytes)")
+        var given: [Int32] = []
+        for (i, reference) in expected.enumerated() {
+            guard case let .success(message) = results[i] else {
+                throw Violation("message \(i): the stream decoder gave \(results[i]), the reference parse a \(reference.range.count)-byte message")
+            }
+            try check(message.header == reference.header && message.bytes.elementsEqual(stream[reference.range]),
+                      "message \(i): the stream decoder gave \(message.header) with \(hexBytes(message.bytes)), the reference \(reference.header) at \(reference.range)")
+            try check(message.fds == reference.fds, "message \(i): came with descriptors \(message.fds), the reference gives it \(reference.fds)")
+            given += message.fds
+            try checkMessage(stream[reference.range], limits: limits, index: i)
+            // What a framing layer off by one byte would hand over.
+            if reference.range.upperBound < stream.count {
+                try expectRefusal(.trailingBytes, of: stream[reference.range.lowerBound ... reference.range.upperBound], limits, "message \(i) with the next byte")
+            }
+            try expectRefusal(.truncated, of: stream[reference.range.dropLast()], limits, "message \(i) without its last byte")
         }
+        if let refusal {
+            guard case let .failure(error) = results.last! else {
+                throw Violation("the stream decoder framed \(refusal.header), whose size checkAnnouncedSize refuses: \(refusal.error)")
+            }
+            try check(error.reason == refusal.error.reason && error.message.hasPrefix(refusal.error.message),
+                      "the stream decoder refused \(refusal.header) with \(error), checkAnnouncedSize with \(refusal.error)")
+            try check(decoder.isPoisoned && decoder.bufferedByteCount == 0, "the stream goes on after a size that cannot be framed")
+            try checkRefusal(error, of: refusal.header, index: expected.count)
+            // The codec checks the header the same way before anything else.
+            let decoded = try decodeCommand(stream[refusal.at...], limits)
+            try check(decoded == .failure(refusal.error),
+                      "message \(expected.count): refused by checkAnnouncedSize with \(refusal.error) but decodeCommand gave \(decoded)")
+        } else {
+            try check(!decoder.isPoisoned && decoder.bufferedByteCount == stream.count - at,
+                      "the stream decoder buffers \(decoder.bufferedByteCount) bytes\(decoder.isPoisoned ? " and is poisoned" : ""), the reference \(stream.count - at)")
+            if at < stream.count {
+                try expectRefusal(.truncated, of: stream[at...], limits, "the \(stream.count - at) bytes after the last whole message")
+            }
+        }
+        given += decoder.takeAllFDs()
+        try check(given == allFDs, "descriptors given out \(given), appended \(allFDs)")
+        try check(decoder.takeAllFDs().isEmpty, "takeAllFDs left descriptors behind")
     }
 
     static func decodeCommand(_ bytes: ArraySlice<UInt8>, _ limits: VFIOUserLimits) throws(Violation) -> Result<VFIOUserCommandMessage, VFIOUserWireError> {
