@@ -245,8 +245,9 @@ demo: vm-image
 # ---------------------------------------------------------------------------
 # Fuzzing with libFuzzer and AddressSanitizer (docs/RELIABILITY.md, "Fuzzing"):
 # FuzzFrames (event-channel framing and codec), FuzzControl (control-socket
-# lines, JSON, requests), FuzzSync (VT-d walk and shadow sync). The runtimes
-# ship with the Swift toolchain; scripts/fuzz does the work.
+# lines, JSON, requests), FuzzSync (VT-d walk and shadow sync), FuzzVFIOUser
+# (vfio-user framing and codec). The runtimes ship with the Swift toolchain;
+# scripts/fuzz does the work.
 #
 #   make fuzz [FUZZ_SECONDS=60]   build, then run each target FUZZ_SECONDS (part of `make test`);
 #                                 fails on a crash, hang or OOM and prints the saved input
@@ -257,7 +258,7 @@ demo: vm-image
 
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   ?= .build-fuzz
-FUZZ_TARGETS ?= FuzzFrames FuzzControl FuzzSync
+FUZZ_TARGETS ?= FuzzFrames FuzzControl FuzzSync FuzzVFIOUser
 FUZZ_ENV      = SWIFT="$(SWIFT)" FUZZ_BUILD="$(FUZZ_BUILD)" FUZZ_TARGETS="$(FUZZ_TARGETS)"
 
 .PHONY: fuzz fuzz-regress fuzz-seeds

@@ -133,6 +133,7 @@ let package = Package(
         .executableTarget(name: "FuzzFrames", dependencies: ["VTdBridgeFuzzing"]),
         .executableTarget(name: "FuzzControl", dependencies: ["VTdBridgeFuzzing"]),
         .executableTarget(name: "FuzzSync", dependencies: ["VTdBridgeFuzzing"]),
+        .executableTarget(name: "FuzzVFIOUser", dependencies: ["VTdBridgeFuzzing"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["VTdBridgeFuzzing", "Bridge", "VTd", "VTdBridgeTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -33,6 +33,7 @@ final class FuzzRegressionTests: XCTestCase {
     func testFramesCorpusAndRegressions() { replay(.frames) }
     func testControlCorpusAndRegressions() { replay(.control) }
     func testSyncCorpusAndRegressions() { replay(.sync) }
+    func testVFIOUserCorpusAndRegressions() { replay(.vfioUser) }
 
     /// The committed seeds are what the generator writes today, so a change
     /// of an input format cannot leave stale seeds behind
