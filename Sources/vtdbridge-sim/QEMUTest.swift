@@ -49,6 +49,13 @@ struct QEMUTest: ParsableCommand {
             help: ArgumentHelp("An extra QEMU argument, appended as given (repeatable; e.g. --qemu-arg=-trace --qemu-arg='vtd_*').", valueName: "ARG"))
     var qemuArgs: [String] = []
 
+    @Option(name: .customLong("control-socket"),
+            help: ArgumentHelp("vfio-user mode: the daemon's control socket, for the daemon checks (without it they are reported as skipped).", valueName: "PATH"))
+    var controlSocket: String?
+
+    @Option(name: .customLong("daemon-device"), help: ArgumentHelp("vfio-user mode: the device's guest source-id in the daemon.", valueName: "BB:DD.F"))
+    var daemonDevice = "00:03.0"
+
     @Argument(help: "Scenarios to run (default: all).")
     var only: [String] = []
 
@@ -81,9 +88,14 @@ struct QEMUTest: ParsableCommand {
                                           device: kind, qtestSocket: qtestSocket ?? directory + "/qtest.sock",
                                           firmware: firmware, extra: qemuArgs)
         let witness: QEMUFaultWitness = kind.isEmulated ? EmulatedDMARFaults() : KernelLogDMARFaults()
-        let daemon = NoDaemonChecks(reason: kind.isEmulated
-            ? "daemon checks are not part of the edu mode: no daemon is involved"
-            : "daemon checks of the vfio-user mode are not wired in yet")
+        let daemon: QEMUDaemonChecks
+        if kind.isEmulated {
+            daemon = NoDaemonChecks(reason: "daemon checks are not part of the edu mode: no daemon is involved")
+        } else if let controlSocket {
+            daemon = VFIOUserDaemonChecks(controlSocket: controlSocket, device: daemonDevice)
+        } else {
+            daemon = NoDaemonChecks(reason: "no --control-socket was given")
+        }
         let runner: QEMUTestRunner
         do {
             runner = try QEMUTestRunner(template: commandLine, directory: directory, witness: witness, daemon: daemon)
