@@ -68,15 +68,19 @@ extension Daemon {
             if header.noReply { return (nil, []) }
             return (VFIOUserCodec.encodeReply(reply, messageID: header.messageID), replyFDs)
         case let .failure(refusal):
-            return refuseVFIOUser(session, header, errno: refusal.errno, refusal.message)
+            return refuseVFIOUser(session, header, errno: refusal.errno, refusal.message, expected: refusal.expected)
         }
     }
 
     /// Logs a refusal and builds its error reply (none for a posted write).
-    func refuseVFIOUser(_ session: VFIOUserSession, _ header: VFIOUserHeader?, errno: Int32, _ message: String) -> VFIOUserOutcome {
+    func refuseVFIOUser(_ session: VFIOUserSession, _ header: VFIOUserHeader?, errno: Int32, _ message: String,
+                        expected: Bool = false) -> VFIOUserOutcome {
         session.server.counters.refused += 1
         metrics.vfioUserRefused.increment()
-        logger.warning("vfio-user: request refused", metadata: [
+        // A question QEMU asks of every device and expects to be refused by
+        // some (the error IRQ of a conventional PCI device) is not worth a
+        // warning at each start.
+        logger.log(level: expected ? .debug : .warning, "vfio-user: request refused", metadata: [
             "guest": "\(session.server.guest)", "errno": "\(errno) (\(String(cString: strerror(errno))))", "error": "\(message)",
         ])
         guard let header, !header.noReply, !header.isReply else { return (nil, []) }
@@ -219,8 +223,11 @@ extension Daemon {
 struct VFIOUserRefusal: Error {
     var errno: Int32
     var message: String
-    init(errno: Int32, _ message: String) {
+    /// The client asks this of every device and expects some to refuse.
+    var expected = false
+    init(errno: Int32, _ message: String, expected: Bool = false) {
         self.errno = errno
         self.message = message
+        self.expected = expected
     }
 }

@@ -56,7 +56,15 @@ struct VFIOUserDeviceProxy {
                 guard asked.index < count else {
                     throw VFIOUserRefusal(errno: EINVAL, "\(header): interrupt index \(asked.index) is out of range; the device has \(count)")
                 }
-                let info = try kernel { () throws(VFIOError) in try device.irqInfo(asked.index) }
+                let info: IRQInfo
+                do {
+                    info = try kernel { () throws(VFIOError) in try device.irqInfo(asked.index) }
+                } catch where error.errno == EINVAL {
+                    // vfio-pci's answer for an index the device lacks (the
+                    // error IRQ of a conventional PCI device); QEMU asks
+                    // at every start and carries on.
+                    throw VFIOUserRefusal(errno: EINVAL, error.message, expected: true)
+                }
                 return .success((.deviceGetIRQInfo(VFIOUserIRQInfo(flags: info.flags, index: info.index, count: info.count)), []))
             case let .deviceSetIRQs(set):
                 try setIRQs(set, header: header, fds: fds, session: session)

@@ -6,6 +6,9 @@ import Glibc
 /// to 10 per 5 s, so a missing line proves nothing but a present one does.
 final class KernelLog {
     private let fd: Int32
+    /// "DMAR: DRHD: handling fault status reg N" lines read so far: the
+    /// driver prints one per fault interrupt, before the records it finds.
+    private(set) var faultInterrupts = 0
     init() {
         fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         if fd >= 0 { lseek(fd, 0, SEEK_END) }
@@ -31,6 +34,7 @@ final class KernelLog {
             }
             if n == 0 { break }
             let line = String(decoding: buffer[0..<n], as: UTF8.self)
+            if line.contains("DMAR: DRHD: handling fault status reg") { faultInterrupts += 1 }
             guard line.contains("DMAR"), let addr = line.range(of: "fault addr 0x"),
                   let dev = line.range(of: "Request device [") else { continue }
             let hex = line[addr.upperBound...].prefix { $0.isHexDigit }

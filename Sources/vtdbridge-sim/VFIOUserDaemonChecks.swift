@@ -39,6 +39,10 @@ struct VFIOUserDaemonChecks: QEMUDaemonChecks {
         }
     }
 
+    private static func size(_ bytes: UInt64) -> String {
+        bytes % (1 << 20) == 0 ? "\(bytes >> 20)M" : bytes % 1024 == 0 ? "\(bytes >> 10)K" : "\(bytes)"
+    }
+
     private static func number(_ value: JSONValue?) -> UInt64 {
         guard let text = value?.stringValue, text.hasPrefix("0x") else { return .max }
         return UInt64(text.dropFirst(2), radix: 16) ?? .max
@@ -74,7 +78,8 @@ struct VFIOUserDaemonChecks: QEMUDaemonChecks {
         guard held == want else {
             throw Mismatch(description: "\(what): the daemon holds \(held) but the guest's tables map \(want)")
         }
-        return .passed("daemon holds exactly the guest's \(want.count) mapping(s) \(what)")
+        let list = held.isEmpty ? "nothing" : held.map { "\(hex($0.iova))+\(Self.size($0.size)) \($0.permission)" }.joined(separator: ", ")
+        return .passed("the daemon's container holds \(list): exactly the guest's tables")
     }
 
     func qemuGone(_ view: QEMUGuestView) throws -> QEMUCheckOutcome {
