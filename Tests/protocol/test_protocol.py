@@ -947,7 +947,7 @@ def test_attach_detach_quota(daemon, vmm, guest):
                    "arguments": {"host": "0000:02:00.0", "guest": g, "quota": 1}})
         assert a == {"id": 1, "return": {"guest": g, "host": "0000:02:00.0", "group": None,
                                          "backend": "dry-run", "mappings": 0,
-                                         "device-fd": False, "already-attached": False}}
+                                         "device-fd": False, "already-attached": False, "vfio-user": None}}
         try:
             assert vmm.hello(DEFAULT_CAP, DEFAULT_ECAP).hello().devices == 2
             assert vmm.set_mem_table([mem.region()], [mem.fd]).status == OK
