@@ -196,6 +196,36 @@ final class VFIOUserServerTests: XCTestCase {
         XCTAssertTrue(try map(first, iova: 0x10000, size: 0x1000, offset: 0).succeeded)
     }
 
+    func testAPeerTheAccessPolicyRefusesIsClosedWithoutAReplyAndNeverBecomesTheClient() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root to run a client as uid \(SocketSecurityTests.otherUID)") }
+        let setpriv = try XCTUnwrap(SocketSecurityTests.setpriv, "setpriv (util-linux) is needed")
+        let python = try XCTUnwrap(SocketSecurityTests.python, "a python3 that uid 65534 can run is needed")
+        // Reachable by file mode, so that only the daemon's policy decides.
+        XCTAssertEqual(chmod(daemon.directory, 0o711), 0)
+        XCTAssertEqual(chmod(daemon.vfioUserSocket, 0o666), 0)
+        let version = VFIOUserCodec.encodeCommand(.version(VFIOUserVersion(major: 0, minor: 0, capabilities: nil)), messageID: 1)
+        let script = """
+        import socket, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(sys.argv[1])
+        try:
+            s.sendall(bytes.fromhex(sys.argv[2]))
+            data = s.recv(4096)
+            print("eof" if data == b"" else "reply")
+        except (BrokenPipeError, ConnectionResetError):
+            print("reset")
+        """
+        let hexMessage = version.map { String(format: "%02x", $0) }.joined()
+        let run = try SocketSecurityTests.runAs(setpriv: setpriv, uid: SocketSecurityTests.otherUID, gid: SocketSecurityTests.otherUID,
+                                                groups: [], python, ["-I", "-c", script, daemon.vfioUserSocket, hexMessage])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(["eof", "reset"].contains(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "a refused peer gets no reply: \(run.stdout)")
+        XCTAssertEqual(try daemon.counter("connections"), 0, "the refused peer never became the client")
+        let client = try connect()
+        XCTAssertTrue(try map(client, iova: 0x10000, size: 0x1000, offset: 0).succeeded)
+    }
+
     // MARK: bad input
 
     func testBadMessagesGetClearErrorsAndTheSessionGoesOn() throws {
@@ -207,6 +237,15 @@ final class VFIOUserServerTests: XCTestCase {
         // A descriptor on a message that takes none: refused, and closed.
         let stray = try ramFD()
         XCTAssertEqual(try XCTUnwrap(try client.send(.deviceGetInfo(VFIOUserDeviceInfo()), fds: [stray])).0.errno, UInt32(EINVAL))
+        // A payload shorter than DMA_MAP's 32-byte layout (the header says 40 bytes).
+        var short = VFIOUserCodec.encodeCommand(.dmaMap(VFIOUserDMAMap(flags: 3, offset: 0, iova: 0x1000, size: 0x1000)), messageID: 51)
+        short.removeLast(8)
+        short[4] = UInt8(short.count)
+        XCTAssertEqual(try XCTUnwrap(try client.sendRaw(short)).0.errno, UInt32(EINVAL))
+        // A write announcing more than max_data_xfer_size: refused on its count.
+        var big = VFIOUserCodec.encodeCommand(.regionWrite(VFIOUserRegionAccess(offset: 0, region: 7, count: 4), data: [1, 2, 3, 4]), messageID: 52)
+        big.replaceSubrange(28..<32, with: [0, 0, 0x20, 0]) // count 2 MiB, 4 bytes sent
+        XCTAssertEqual(try XCTUnwrap(try client.sendRaw(big)).0.errno, UInt32(E2BIG))
         // A region index out of range.
         XCTAssertEqual(try XCTUnwrap(try client.send(.deviceGetRegionInfo(VFIOUserRegionInfo(index: 40)))).0.errno, UInt32(EINVAL))
         XCTAssertEqual(try XCTUnwrap(try client.send(.regionRead(VFIOUserRegionAccess(offset: 0, region: 40, count: 4)))).0.errno, UInt32(EINVAL))
@@ -216,7 +255,9 @@ final class VFIOUserServerTests: XCTestCase {
         // Still serving.
         let good = try XCTUnwrap(try client.send(.deviceGetInfo(VFIOUserDeviceInfo())))
         XCTAssertTrue(good.0.succeeded)
-        XCTAssertGreaterThanOrEqual(try daemon.counter("refused"), 6)
+        XCTAssertGreaterThanOrEqual(try daemon.counter("refused"), 8)
+        XCTAssertEqual(daemon.kernel.with { $0.deviceMemory[0x1000] }, 0, "no refused write reached the device")
+        XCTAssertTrue(maps.isEmpty, "no refused message reached the kernel")
     }
 
     func testVersionOffersNoMoreDMARegionsThanTheClientDoes() throws {
