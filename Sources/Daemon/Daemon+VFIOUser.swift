@@ -149,7 +149,6 @@ extension Daemon {
             }
         }
         session.memory.releaseAll()
-        if let space = bridge.spaces[server.guest] { metrics.recordDevice(space) }
         logger.info("vfio-user client disconnected; its mappings are removed",
                     metadata: ["guest": "\(server.guest)", "why": "\(why)", "unmapped": "\(unmapped)"])
         notify("STATUS=\(statusLine)")

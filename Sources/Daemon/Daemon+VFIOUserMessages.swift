@@ -154,7 +154,6 @@ extension Daemon {
         case let .success(report):
             server.counters.dmaMaps += 1
             metrics.record(report)
-            if let space = bridge.spaces[server.guest] { metrics.recordDevice(space) }
             return .success(.dmaMap)
         case let .failure(error):
             metrics.record(error.report)
@@ -207,7 +206,6 @@ extension Daemon {
                 logger.warning("vfio-user: DMA_UNMAP cut regions at its edges; each was unmapped whole and its parts outside the range mapped again", metadata: [
                     "guest": "\(server.guest)", "iova": "\(hex(unmap.iova))", "size": "\(hex(unmap.size))", "regions": "\(done.straddled)"])
             }
-            if let space = bridge.spaces[server.guest] { metrics.recordDevice(space) }
             return .success(.dmaUnmap(unmap))
         case let .failure(error):
             metrics.record(error.report)
