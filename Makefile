@@ -345,12 +345,14 @@ $(CHECK_SANITIZERS:%=check-%): check-%: deps
 # Benchmarks (not tests: nothing here asserts a time). Prints one table and
 # writes it, with date and machine, to docs/BENCHMARKS.md. The VM part
 # (scripts/vm/bench.sh) runs first; its BENCH-ROW lines join the host figures.
+# The VM boots with QEMU 11.1 inside (qemu-deps): the vfio-user figures drive
+# a real QEMU's vfio-user-pci.
 
 .PHONY: bench
 
-bench: vm-image
+bench: vm-image qemu-deps
 	@mkdir -p $(BUILD_DIR)
-	@scripts/vm/run --edu 2 --timeout 1200 --log $(BUILD_DIR)/vm-bench.log scripts/vm/bench.sh | grep -E "^(BENCH-ROW|vm-run)"
+	@scripts/vm/run --qemu --edu 2 --timeout 1200 --log $(BUILD_DIR)/vm-bench.log scripts/vm/bench.sh | grep -E "^(BENCH-ROW|vm-run)"
 	@bin="$$($(SWIFT) build -c release --show-bin-path)"; \
 	"$$bin/vtdbridge-bench" --bin "$$bin" --vm-results $(BUILD_DIR)/vm-bench.log --markdown docs/BENCHMARKS.md.table
 	@scripts/bench-report docs/BENCHMARKS.md.table docs/BENCHMARKS.md && rm -f docs/BENCHMARKS.md.table

@@ -18,7 +18,8 @@ struct VTdBridgeSim: ParsableCommand {
         channel as a VMM, and issues invalidations exactly as a correct guest driver does. \
         It checks the daemon's shadow (over the control socket) against what the guest meant.
         """,
-        subcommands: [Scenario.self, Load.self, VMTest.self, VMBench.self, QEMUTest.self, EduDMA.self]
+        subcommands: [Scenario.self, Load.self, VMTest.self, VMBench.self, QEMUTest.self, EduDMA.self,
+                      VFIOUserBench.self, VFIOUserStub.self, SocketEcho.self]
     )
 }
 
