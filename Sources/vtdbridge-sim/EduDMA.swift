@@ -40,6 +40,11 @@ struct EduDMA: ParsableCommand {
         defer { munmap(memory, 2 * page) }
         let source: UInt64 = 0x100000, destination: UInt64 = 0x101000
         let host = UInt64(UInt(bitPattern: memory))
+        // Touch both pages first: MAP_DMA pins what backs them now, and a
+        // private page never written is the shared zero page. Pinned
+        // read-only, it would stay the device's view after our first write
+        // gave us a copy (found here: the DMA read zeros).
+        memset(memory, 0xff, 2 * page)
         let started = ContinuousClock.now
         try container.map(iova: source, size: UInt64(page), hostAddress: host, permission: .read)
         try container.map(iova: destination, size: UInt64(page), hostAddress: host + UInt64(page), permission: .readWrite)
@@ -52,7 +57,9 @@ struct EduDMA: ParsableCommand {
             try edu.read(iova: source, count: 2048)
             try edu.write(iova: destination, count: 2048)
             guard memcmp(bytes, bytes + page, 2048) == 0 else {
-                throw SimError("round \(round): the 2048 bytes DMAed through the edu to IOVA \(hex(destination)) differ from those read at IOVA \(hex(source))")
+                let want = (0..<8).map { String(format: "%02x", bytes[$0]) }.joined()
+                let got = (0..<8).map { String(format: "%02x", bytes[page + $0]) }.joined()
+                throw SimError("round \(round): the 2048 bytes DMAed through the edu to IOVA \(hex(destination)) differ from those read at IOVA \(hex(source)) (first 8: \(got), expected \(want))")
             }
             print("edu-dma: round \(round): RAM → edu → RAM, 2048 bytes checked (\(milliseconds(t.duration(to: .now))) ms)")
         }

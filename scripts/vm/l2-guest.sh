@@ -55,17 +55,16 @@ chmod +x $root/init
 echo "l2: initramfs $(wc -c < /tmp/l2.cpio) bytes"
 
 t0=$(up)
-set -- -machine q35,memory-backend=m0 -accel tcg -smp 1 -m 256M -nodefaults -display none -no-reboot \
-    -object memory-backend-memfd,id=m0,size=256M,share=on \
+set -- -machine q35,memory-backend=m0 -accel tcg -smp 1 -m 512M -nodefaults -display none -no-reboot \
+    -object memory-backend-memfd,id=m0,size=512M,share=on \
     -device intel-iommu,caching-mode=on,intremap=off,aw-bits=39 \
     -device "{\"driver\":\"vfio-user-pci\",\"addr\":\"03.0\",\"x-msg-timeout\":120000,\"socket\":{\"type\":\"unix\",\"path\":\"$dir/edu0.sock\"}}" \
     -kernel /l2/vmlinux -initrd /tmp/l2.cpio -serial stdio \
     -append "console=ttyS0 intel_iommu=on quiet panic=-1 cryptomgr.notests"
 echo "qemu-system-x86_64 $*"
+# L2's console: from its init on, every line (its kernel is quiet before).
 timeout 1500 qemu-system-x86_64 "$@" < /dev/null 2>&1 | while IFS= read -r line; do
-    case "$line" in
-        L2-*|*edu-dma*|*DMAR*|*vfio*|*Kernel\ panic*) echo "[L1 +$(echo "$t0 $(up)" | awk '{printf "%.1f", $2 - $1}') s] $line" ;;
-    esac
+    echo "[L1 +$(echo "$t0 $(up)" | awk '{printf "%.1f", $2 - $1}') s] $line"
 done
 t1=$(up)
 echo "l2: QEMU start to L2 power-off: $(echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1}') s"
