@@ -18,6 +18,7 @@ all: build
 help:
 	@echo "make demo       boot the test VM and show the daemon bridging a simulated guest's DMA to real edu devices"
 	@echo "make demo-qemu  boot the test VM and show an unmodified QEMU 11.1 using the real edu through the daemon (vfio-user)"
+	@echo "make demo-l2    the whole stack: an L2 Linux's own intel-iommu driver maps edu DMA buffers through QEMU 11.1 and the daemon (4-7 min)"
 	@echo "make test       unit, protocol, real-device (VM) tests and 60 s of each fuzzer; ends with 'N passed, N failed'"
 	@echo "make build      debug build of every target; fails on any warning (so do release and unit-test)"
 	@echo "make release    optimized build (static Swift stdlib)"
@@ -223,7 +224,7 @@ vm-qemu-smoke: vm-image qemu-deps
 
 VM_RAM_FILE ?= /dev/shm/vtd-bridge-vm-ram-$(shell id -u)
 
-.PHONY: vm-test demo demo-qemu
+.PHONY: vm-test demo demo-qemu demo-l2
 
 vm-test: vm-image qemu-deps
 	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-test.summary "$(VM_RAM_FILE)"
@@ -249,6 +250,13 @@ vm-test: vm-image qemu-deps
 # The QEMU path in a short transcript: vtdbridged serves the VM's real edu
 # to an unmodified QEMU 11.1 (vfio-user-pci behind a caching-mode
 # intel-iommu), and a qtest guest maps, DMAs and checks.
+# The whole real stack, slowly (4-7 min under nested TCG): an L2 Linux
+# under QEMU 11.1 whose own intel-iommu driver maps the buffers of a VFIO
+# program doing edu DMA, through vtdbridged (scripts/vm/l2-guest.sh).
+demo-l2: vm-image qemu-deps
+	@set -o pipefail; scripts/vm/run --qemu --edu 1 --timeout 1600 --add .cache/vm/kernel/vmlinux:/l2/vmlinux \
+	  scripts/vm/l2-guest.sh 2>&1 | grep -vE '^\[ *[0-9]+\.[0-9]+\]'
+
 demo-qemu: vm-image qemu-deps
 	@set -o pipefail; scripts/vm/run --qemu --edu 1 --timeout "$(VM_TIMEOUT)" \
 	  --add scripts/vm/qemu-vfio-user.sh:/vmtest/qemu-vfio-user.sh scripts/vm/demo-qemu.sh 2>&1 \
