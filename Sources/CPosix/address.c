@@ -69,3 +69,34 @@ ssize_t cposix_sendto_unix(int fd, const void *buffer, size_t length, const char
                           (const struct sockaddr *)&address, address_length);
     return sent < 0 ? -(ssize_t)errno : sent;
 }
+
+int cposix_unix_listening_path(int fd, char *path, size_t capacity) {
+    struct sockaddr_un address;
+    socklen_t length = sizeof(address);
+    memset(&address, 0, sizeof(address));
+    if (getsockname(fd, (struct sockaddr *)&address, &length) < 0) {
+        return -errno;
+    }
+    if (capacity == 0) {
+        return -EINVAL;
+    }
+    path[0] = 0;
+    if (address.sun_family != AF_UNIX) {
+        return -EAFNOSUPPORT;
+    }
+    size_t path_length = length > offsetof(struct sockaddr_un, sun_path) ? length - offsetof(struct sockaddr_un, sun_path) : 0;
+    if (path_length > 0 && address.sun_path[0] != 0) {
+        size_t n = strnlen(address.sun_path, path_length);
+        if (n >= capacity) {
+            return -ENAMETOOLONG;
+        }
+        memcpy(path, address.sun_path, n);
+        path[n] = 0;
+    }
+    int listening = 0;
+    socklen_t option_length = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &option_length) < 0) {
+        return -errno;
+    }
+    return listening ? 1 : 0;
+}

@@ -106,3 +106,10 @@ int cposix_set_memlock(int pid, unsigned long long bytes) {
     struct rlimit limit = { .rlim_cur = bytes, .rlim_max = bytes };
     RESULT_OR_ERRNO(prlimit(pid, RLIMIT_MEMLOCK, &limit, NULL));
 }
+
+int cposix_set_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -errno;
+    if (fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return -errno;
+    return 0;
+}

@@ -92,6 +92,17 @@ extension FileDescriptor {
         return FileDescriptor(adopting: copy, subject: subject)
     }
 
+    /// Takes ownership of descriptor `number`, inherited from the process
+    /// that started this one (systemd's LISTEN_FDS), and makes it
+    /// close-on-exec, which inherited descriptors are not. A number that is
+    /// not open is an error here (EBADF), not a programming error: it came
+    /// from the environment.
+    public static func inherited(_ number: Int32, subject: String) throws(SystemError) -> FileDescriptor {
+        let result = cposix_set_cloexec(number)
+        if result < 0 { throw SystemError(call: "fcntl(F_SETFD)", errno: -result, subject: subject) }
+        return FileDescriptor(adopting: number, subject: subject)
+    }
+
     /// Whether FD_CLOEXEC is set.
     public func isCloseOnExec() throws(SystemError) -> Bool {
         try call("fcntl(F_GETFD)") { cposix_is_cloexec($0) } == 1

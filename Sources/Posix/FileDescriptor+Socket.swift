@@ -157,6 +157,16 @@ extension FileDescriptor {
 
     /// SO_PEERCRED: the peer's pid, uid and gid as the kernel recorded them
     /// at its connect(2) (or, seen from a client, the server's listen(2)).
+    /// The path this Unix socket is bound to ("" if none or abstract) and
+    /// whether it is listening: what a listener handed over by another
+    /// process is checked against.
+    public func listeningPath() throws(SystemError) -> (path: String, listening: Bool) {
+        try withUnsafeTemporaryAllocation(of: CChar.self, capacity: 110) { (buffer) throws(SystemError) -> (path: String, listening: Bool) in
+            let result = try call("getsockname") { cposix_unix_listening_path($0, buffer.baseAddress!, buffer.count) }
+            return (String(cString: buffer.baseAddress!), result == 1)
+        }
+    }
+
     public func peerCredentials() throws(SystemError) -> (pid: pid_t, uid: uid_t, gid: gid_t) {
         var pid: Int32 = 0
         var uid: UInt32 = 0

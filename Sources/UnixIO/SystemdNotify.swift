@@ -52,6 +52,29 @@ public enum SystemdNotify {
         return sent == datagram.count
     }
 
+    /// Sends `state` with `descriptors` attached (SCM_RIGHTS): what
+    /// "FDSTORE=1" needs, with "FDNAME=" naming them (sd_pid_notify_with_fds).
+    /// systemd keeps duplicates in the unit's file descriptor store
+    /// (FileDescriptorStoreMax=) and passes them to the next process of the
+    /// unit as LISTEN_FDS. Returns false only when NOTIFY_SOCKET is unset.
+    public static func notify(_ state: String, descriptors: [FileDescriptor],
+                              environment: [String: String] = processEnvironment()) throws(SystemError) -> Bool {
+        guard !descriptors.isEmpty else { return try notify(state, environment: environment) }
+        guard let target = environment["NOTIFY_SOCKET"], !target.isEmpty else { return false }
+        guard target.hasPrefix("/") || target.hasPrefix("@") else {
+            throw SystemError(call: "sendmsg", errno: EAFNOSUPPORT, subject: "NOTIFY_SOCKET=\(target)",
+                              detail: "only paths and @abstract names are supported")
+        }
+        let socket = try FileDescriptor.unixSocket(.datagram, subject: "NOTIFY_SOCKET=\(target)")
+        try socket.connect(unixAddress: target)
+        let datagram = Array(state.utf8)
+        let sent = try datagram.withUnsafeBytes { raw in
+            Result { () throws(SystemError) -> Int? in try socket.sendMessage(raw, fds: descriptors) }
+        }.get()
+        try? socket.close()
+        return sent == datagram.count
+    }
+
     /// How often systemd expects "WATCHDOG=1" to arrive at the latest
     /// (WatchdogSec=), or nil if the watchdog is off for this process: unset,
     /// zero or malformed WATCHDOG_USEC, or a WATCHDOG_PID naming another

@@ -128,6 +128,37 @@ public final class UnixListener: Sendable {
         return UnixConnection(descriptor: accepted, peer: peer, name: "\(path) pid \(peer.pid)")
     }
 
+    /// Takes over a listening socket a previous process of this service left
+    /// in systemd's file descriptor store. It must be a Unix stream socket,
+    /// listening, bound to `path`, and `path` must still be a socket file:
+    /// then clients that connected while no process ran are in its backlog,
+    /// and accept() takes them in order. Made non-blocking here.
+    public static func adopt(_ descriptor: FileDescriptor, path: String) throws(SystemError) -> UnixListener {
+        let bound = try descriptor.listeningPath()
+        guard bound.listening, bound.path == path else {
+            throw SystemError(call: "getsockname", errno: EINVAL, subject: path,
+                              detail: bound.listening ? "the stored socket listens at \(bound.path.isEmpty ? "no path" : bound.path), not here"
+                                                      : "the stored socket is not listening")
+        }
+        guard let identity = try FileIdentity.of(path: path), identity.isSocket else {
+            throw SystemError(call: "lstat", errno: ENOENT, subject: path,
+                              detail: "the stored socket's file is gone; clients could not reach it")
+        }
+        try descriptor.setNonBlocking(true)
+        return UnixListener(path: path, descriptor: descriptor, identity: identity)
+    }
+
+    /// The listening descriptor, for systemd's file descriptor store.
+    public var storableDescriptor: FileDescriptor { descriptor }
+
+    /// Closes this process's descriptor but leaves the socket file: the
+    /// socket lives on in the fd store, and the next process adopts it.
+    /// Clients connecting meanwhile wait in its backlog.
+    public func closeKeepingSocket() {
+        guard descriptor.isOpen else { return }
+        try? descriptor.close()
+    }
+
     /// Removes the socket file if it is still the one we bound, then closes
     /// the socket; later calls do nothing but return EBADF.
     ///

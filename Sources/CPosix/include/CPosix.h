@@ -64,6 +64,11 @@ int cposix_connect_unix(int fd, const char *name);
 /// sendto(2) one datagram to the Unix address `name`, with MSG_NOSIGNAL.
 /// Returns the bytes sent or -errno.
 ssize_t cposix_sendto_unix(int fd, const void *buffer, size_t length, const char *name);
+/// The path a Unix stream socket is bound to and whether it listens
+/// (getsockname + SO_ACCEPTCONN): copies the NUL-terminated path (empty for
+/// an unbound or abstract socket) into `path` of `capacity` bytes and
+/// returns 1 if it listens, 0 if not, or -errno (ENOTSOCK: not a socket).
+int cposix_unix_listening_path(int fd, char *path, size_t capacity);
 
 // MARK: descriptor passing (fdpassing.c)
 
@@ -177,6 +182,8 @@ int cposix_close(int fd);
 int cposix_set_nonblocking(int fd, int on);
 /// Returns 1 if FD_CLOEXEC is set, 0 if not, or -errno.
 int cposix_is_cloexec(int fd);
+/// fcntl(F_SETFD, FD_CLOEXEC): 0 or -errno.
+int cposix_set_cloexec(int fd);
 int cposix_lstat(const char *path, struct stat *out);
 int cposix_stat(const char *path, struct stat *out);
 int cposix_fstat(int fd, struct stat *out);
@@ -208,6 +215,21 @@ int cposix_set_memlock(int pid, unsigned long long bytes);
 /// failure in the child makes it exit with status 127).
 int cposix_spawn_restricted(const char *path, char *const argv[], long uid, long gid,
                              uint64_t memlock_bytes, int log_fd);
+
+// --- ordered stores to memory another process will read --------------------
+
+/// A 64-bit store with release ordering: every store before it in program
+/// order is visible before it. The mapping journal publishes a record with
+/// it, so that a process killed at any instruction leaves either the old
+/// word or the new one, never the new word ahead of the record it counts.
+static inline void cposix_store_release_u64(uint64_t *address, uint64_t value) {
+    __atomic_store_n(address, value, __ATOMIC_RELEASE);
+}
+
+/// The matching load with acquire ordering.
+static inline uint64_t cposix_load_acquire_u64(const uint64_t *address) {
+    return __atomic_load_n(address, __ATOMIC_ACQUIRE);
+}
 
 #ifdef __cplusplus
 }
