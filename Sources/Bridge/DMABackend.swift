@@ -17,4 +17,9 @@ public protocol DMABackend: AnyObject {
     func unmap(iova: UInt64, size: UInt64) throws(VFIOError)
     /// Unmap everything this backend holds.
     func unmapAll() throws(VFIOError)
+    /// Unmap whatever lies in [iova, iova + size), which may be nothing, and
+    /// return the bytes unmapped. Only for settling a call whose outcome is
+    /// unknown (`MappingJournal`): an unmap of a range that may or may not
+    /// be mapped is always safe, a guess is not.
+    func unmapRange(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64
 }

@@ -35,4 +35,9 @@ public final class DryRunBackend: DMABackend {
         unmaps += 1
         logger?.trace("dry-run unmap-all")
     }
+
+    public func unmapRange(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64 {
+        unmaps += 1
+        return 0
+    }
 }

@@ -32,4 +32,8 @@ public final class Type1Backend: DMABackend, Sendable {
     public func unmapAll() throws(VFIOError) {
         try container.unmapAll()
     }
+
+    public func unmapRange(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64 {
+        try container.unmapRange(iova: iova, size: size)
+    }
 }

@@ -92,6 +92,39 @@ public final class Container: Sendable {
         return Container(path: path, iommuType: type, fd: fd, kernel: kernel, paths: paths, logger: logger)
     }
 
+    /// Takes over a container another process set up and handed on (through
+    /// systemd's file descriptor store): groups attached, IOMMU model set,
+    /// mappings live. Asks only what the kernel can say about it: whether
+    /// the model offers VFIO_UNMAP_ALL (CHECK_EXTENSION answers for the
+    /// model that is set). The groups are recorded by `Group.adopt`.
+    public static func adopt(
+        _ descriptor: FileDescriptor,
+        paths: VFIOPaths = VFIOPaths(),
+        kernel: any VFIOKernel = LinuxVFIOKernel(),
+        logger: Logger
+    ) throws(VFIOError) -> Container {
+        let path = paths.container
+        let v2 = try descriptor.vfio("VFIO_CHECK_EXTENSION", detail: "type1v2 (adopted container)") {
+            kernel.ioctl($0, cvfio_VFIO_CHECK_EXTENSION, value: IOMMUType.type1v2.rawValue)
+        } > 0
+        let unmapAll = try descriptor.vfio("VFIO_CHECK_EXTENSION", detail: "VFIO_UNMAP_ALL (adopted container)") {
+            kernel.ioctl($0, cvfio_VFIO_CHECK_EXTENSION, value: cvfio_VFIO_UNMAP_ALL)
+        } > 0
+        let container = Container(path: path, iommuType: v2 ? .type1v2 : .type1, fd: descriptor, kernel: kernel,
+                                  paths: paths, logger: logger)
+        container.state.withLock {
+            $0.iommuSet = true
+            $0.supportsUnmapAll = unmapAll
+        }
+        logger.info("adopted VFIO container", metadata: ["iommu": "\(container.iommuType)", "unmapAll": "\(unmapAll)"])
+        return container
+    }
+
+    /// The container descriptor itself, to hand to systemd's file descriptor
+    /// store (sd_notify FDSTORE=1), which keeps a duplicate across a restart.
+    /// Still owned here.
+    public var storableDescriptor: FileDescriptor { fd }
+
     /// True once `setIOMMU` has succeeded.
     public var isIOMMUSet: Bool { state.withLock { $0.iommuSet } }
 
@@ -228,6 +261,15 @@ public final class Container: Sendable {
                             hint: "the range did not match whole mappings: unmap exactly what was mapped")
         }
         logger.trace("unmapped", metadata: ["range": "\(detail())"])
+    }
+
+    /// Unmaps whatever lies in [iova, iova + size) and returns the bytes the
+    /// kernel unmapped, which may be 0: for a range that may or may not be
+    /// mapped (a call whose outcome a crashed process never learned).
+    @discardableResult
+    public func unmapRange(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64 {
+        try requireIOMMU("VFIO_IOMMU_UNMAP_DMA")
+        return try unmapCall(iova: iova, size: size, flags: 0, detail: "iova \(hex(iova)) size \(hex(size)), mapped or not")
     }
 
     /// Unmaps every mapping in the container and returns the bytes unmapped.

@@ -33,6 +33,11 @@ public final class Device: Sendable {
         self.init(name: name, fd: descriptor, kernel: kernel, logger: logger)
     }
 
+    /// The device descriptor itself, to hand to systemd's file descriptor
+    /// store (sd_notify FDSTORE=1), which keeps a duplicate across a restart.
+    /// Still owned here.
+    public var storableDescriptor: FileDescriptor { fd }
+
     private var subject: String { "device \(name)" }
 
     /// VFIO_DEVICE_GET_INFO. Capabilities (VFIO_DEVICE_FLAGS_CAPS, s390 only)

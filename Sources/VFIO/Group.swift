@@ -49,6 +49,38 @@ public final class Group: Sendable {
         return Group(number: number, path: path, fd: fd, kernel: kernel, paths: paths, logger: logger)
     }
 
+    /// The group descriptor itself, to hand to systemd's file descriptor
+    /// store (sd_notify FDSTORE=1), which keeps a duplicate across a restart.
+    /// Still owned here.
+    public var storableDescriptor: FileDescriptor { fd }
+
+    /// Takes over group `number`, open in `descriptor`, which another process
+    /// attached to `container` (both handed on through systemd's file
+    /// descriptor store). VFIO_GROUP_GET_STATUS must say it is viable and in
+    /// a container; opening /dev/vfio/N again would fail with EBUSY while
+    /// this descriptor is open, so adopting it is the only way back in.
+    public static func adopt(
+        _ descriptor: FileDescriptor,
+        number: Int,
+        container: Container,
+        paths: VFIOPaths = VFIOPaths(),
+        kernel: any VFIOKernel = LinuxVFIOKernel(),
+        logger: Logger
+    ) throws(VFIOError) -> Group {
+        let group = Group(number: number, path: paths.group(number), fd: descriptor, kernel: kernel, paths: paths, logger: logger)
+        let status = try group.status()
+        guard status.isViable, status.isContainerSet else {
+            // Our copy closes with `group`; the stored one is the caller's.
+            throw VFIOError(operation: "VFIO_GROUP_GET_STATUS", subject: "group \(number)", errno: 0,
+                            detail: "the stored group is \(status.isViable ? "" : "not viable and ")\(status.isContainerSet ? "in a container" : "in no container")",
+                            hint: "it cannot be adopted; the daemon opens the group anew")
+        }
+        group.container.withLock { $0 = container }
+        container.groupAttached(number)
+        logger.debug("adopted VFIO group", metadata: ["group": "\(number)"])
+        return group
+    }
+
     /// Opens the group of the PCI device at `pciAddress` ("DDDD:BB:DD.F" or
     /// "BB:DD.F"), found through its sysfs `iommu_group` link.
     public static func open(

@@ -178,4 +178,11 @@ final class CheckingBackend: DMABackend {
         mappings.removeAll()
         if injects { run.successfulUnmaps += 1 }
     }
+
+    /// The bridge never calls this (only journal recovery does, which the
+    /// fuzzer does not drive): any call is a violation.
+    func unmapRange(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64 {
+        run.violate("\(name): unmapRange(\(hex(iova)), \(hex(size))) outside journal recovery")
+        throw refuse("VFIO_IOMMU_UNMAP_DMA", "\(name): unexpected unmapRange", errno: 22)
+    }
 }

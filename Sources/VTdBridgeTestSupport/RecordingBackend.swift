@@ -87,4 +87,19 @@ public final class RecordingBackend: DMABackend {
         if let e = inject?(.unmapAll) { throw fail(.unmapAll, "VFIO_IOMMU_UNMAP_DMA", e) }
         mappings.removeAll()
     }
+
+    /// Records an `.unmap` call; unmaps whole mappings inside the range
+    /// (type1v2 refuses a range that cuts one: EINVAL) and returns their bytes.
+    public func unmapRange(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64 {
+        let call = Call.unmap(iova: iova, size: size)
+        calls.append(call)
+        if let e = inject?(call) { throw fail(call, "VFIO_IOMMU_UNMAP_DMA", e) }
+        let end = iova + size
+        let hit = mappings.filter { $0.key < end && iova < $0.key + $0.value.size }
+        for (start, m) in hit where start < iova || start + m.size > end {
+            throw fail(call, "VFIO_IOMMU_UNMAP_DMA", EINVAL)
+        }
+        for start in hit.keys { mappings.removeValue(forKey: start) }
+        return hit.values.reduce(0) { $0 + $1.size }
+    }
 }
