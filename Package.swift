@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "CGuestRAMGuard"),
         // Guest RAM, address spaces, the shadow map, sync, and the backend seam.
         .target(name: "Bridge", dependencies: [
-            "VTd", "VFIO", "JSON", "Posix", "CGuestRAMGuard",
+            "VTd", "VFIO", "JSON", "Posix", "CPosix", "CGuestRAMGuard",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Connections and listeners on Posix sockets: stale-socket

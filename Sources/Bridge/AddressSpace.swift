@@ -44,6 +44,12 @@ public final class AddressSpace {
     public private(set) var backendNanoseconds: Int64 = 0
     /// Syncs run (a batch that touches this space counts once).
     public internal(set) var syncs = 0
+    /// Mappings adopted from a previous process (`adopt`) whose host address
+    /// in this process is not known yet, by IOVA: their file is not mapped
+    /// here until the VMM sends its memory table again. Their shadow entries
+    /// carry host address 0, which no sync ever asks for, so a sync that
+    /// runs before they are resolved replaces them exactly.
+    public private(set) var unresolvedAdopted: [UInt64: FileLocation] = [:]
     /// Set by the owning `GuestIOMMU`: whether what this space read from
     /// guest RAM is still the guest's (no region lost to a SIGBUS since the
     /// current piece of work began). nil: nothing is checked.
@@ -63,6 +69,35 @@ public final class AddressSpace {
         self.mappingQuota = mappingQuota
         self.logger = logger
         limits = try backend.limits()
+    }
+
+    // MARK: adoption
+
+    /// Seeds the shadow with what a previous process left in the kernel
+    /// (`JournaledBackend.recover`): in IOVA order, disjoint, as the kernel
+    /// accepted them. Host addresses are found through `files` where the
+    /// file is mapped here already.
+    func adopt(_ entries: [MappingJournal.Entry], files: (any HostMemoryFiles)?) {
+        precondition(shadow.isEmpty, "adopting into a space that holds mappings")
+        for e in entries {
+            let host = files?.hostAddress(of: e.location, size: e.size)
+            shadow.insert(ShadowEntry(iova: e.iova, size: e.size, hostAddress: host ?? 0, permission: e.permission))
+            if host == nil { unresolvedAdopted[e.iova] = e.location }
+        }
+    }
+
+    /// Gives adopted mappings their host address in `files` (a new memory
+    /// table). Those whose file is not in it stay unresolved; the next sync
+    /// unmaps them, or replaces them if the guest still wants the IOVA.
+    func resolveAdopted(files: (any HostMemoryFiles)?) {
+        guard !unresolvedAdopted.isEmpty, let files else { return }
+        for (iova, location) in unresolvedAdopted {
+            guard let old = shadow.entry(containing: iova), old.iova == iova,
+                  let host = files.hostAddress(of: location, size: old.size) else { continue }
+            _ = shadow.remove(iova: iova)
+            shadow.insert(ShadowEntry(iova: iova, size: old.size, hostAddress: host, permission: old.permission))
+            unresolvedAdopted.removeValue(forKey: iova)
+        }
     }
 
     // MARK: context
@@ -189,6 +224,7 @@ public final class AddressSpace {
         do {
             try backend.unmapAll()
             shadow.removeAll()
+            unresolvedAdopted.removeAll()
             report.unmaps += 1
             totalUnmaps += 1
         } catch {
@@ -417,6 +453,7 @@ public final class AddressSpace {
                 do {
                     try backend.unmap(iova: entry.iova, size: entry.size)
                     shadow.remove(iova: entry.iova)
+                    if !unresolvedAdopted.isEmpty { unresolvedAdopted.removeValue(forKey: entry.iova) }
                     report.unmaps += 1
                     totalUnmaps += 1
                     exhausted = nil

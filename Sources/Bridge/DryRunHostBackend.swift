@@ -24,6 +24,9 @@ final class DryRunHostDevice: HostDevice {
     /// No device is opened, so there is none to proxy.
     var vfioDevice: Device? { nil }
 
+    /// Nothing lives in the kernel: a restart has nothing to keep.
+    var storableDescriptors: [(role: String, descriptor: FileDescriptor)] { [] }
+
     init(address: HostDeviceAddress, groupNumber: Int?, dma: any DMABackend) {
         self.address = address
         self.groupNumber = groupNumber

@@ -99,6 +99,11 @@ public final class GuestIOMMU {
     public func setMemory(_ memory: GuestRAM?) -> SyncReport {
         self.memory = memory
         walker = makeWalker()
+        // Mappings adopted after a restart find their host address in the
+        // files the reconnecting VMM sent again, before the sync compares.
+        for space in spaces.values where !space.unresolvedAdopted.isEmpty && !space.isClientFed {
+            space.resolveAdopted(files: memory)
+        }
         return guardingRAM { refreshAll(&$0) }
     }
 
@@ -217,8 +222,15 @@ public final class GuestIOMMU {
     @discardableResult
     /// With `clientFed`, the space follows the DMA regions of a vfio-user
     /// client instead (`clientMap`, `clientUnmap`), starting with none.
+    ///
+    /// With `adopting`, the kernel already holds those mappings (a previous
+    /// process made them; `JournaledBackend.recover` read them back): the
+    /// shadow starts with them and no sync runs now, so nothing is unmapped
+    /// until the guest's state is known again. Call `suspendSync` first;
+    /// the VMM's READY then syncs, and over unchanged tables makes no call.
     public func attach(_ sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil,
-                       faultLogCapacity: Int = 32, clientFed: Bool = false) throws(BridgeError) -> SyncReport {
+                       faultLogCapacity: Int = 32, clientFed: Bool = false,
+                       adopting adopted: [MappingJournal.Entry]? = nil) throws(BridgeError) -> SyncReport {
         guard spaces[sourceID] == nil else {
             throw BridgeError(.alreadyAttached, "device \(sourceID) is already attached; detach it first")
         }
@@ -234,6 +246,10 @@ public final class GuestIOMMU {
         if source.keepsNotifiedMappings { space.notified = NotifiedMap() }
         if clientFed { space.clientDMA = ClientDMAMap() }
         spaces[sourceID] = space
+        if let adopted {
+            space.adopt(adopted, files: clientFed ? nil : memory)
+            return SyncReport()
+        }
         return guardingRAM { if !syncSuspended { fullSync(space, report: &$0) } }
     }
 

@@ -161,7 +161,7 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
     }
 
     /// The mmaps behind `regions`, shared with a later table that reuses them.
-    private let mappings: [RegionMapping]
+    let mappings: [RegionMapping]
 
     private static func mapRegion(_ spec: GuestRAMRegionSpec, writable: Bool, previous: GuestRAM?) throws(GuestRAMError) -> RegionMapping {
         let gpaText = "guest RAM region at gpa 0x\(String(spec.gpa, radix: 16))"

@@ -54,4 +54,22 @@ public protocol HostDevice: AnyObject {
     /// Releases the device and its address space. Mappings must already be
     /// gone (the bridge's detach unmaps, so a failure is seen). Called once.
     func close(logger: Logger)
+    /// The kernel objects that must outlive this process for its mappings,
+    /// the VMM's device descriptor and its interrupts to survive a restart,
+    /// by role ("container", "group", "device"): what goes to systemd's
+    /// file descriptor store. Empty when nothing lives in the kernel (dry-run).
+    var storableDescriptors: [(role: String, descriptor: FileDescriptor)] { get }
+}
+
+/// The kernel objects of a device a previous process acquired, by role, as
+/// `HostDevice.storableDescriptors` named them.
+public typealias StoredDevice = [String: FileDescriptor]
+
+/// A host backend whose devices can be taken over from a previous process.
+public protocol AdoptingHostBackend: HostBackend {
+    /// Takes over `address` from the descriptors a previous process stored,
+    /// without opening anything or changing the kernel's state. Throws when
+    /// they are incomplete or not what `address` names; the caller then
+    /// closes them and acquires the device anew.
+    func adopt(_ address: HostDeviceAddress, stored: StoredDevice, logger: Logger) throws(VFIOError) -> any HostDevice
 }

@@ -59,6 +59,46 @@ public struct Type1HostBackend: HostBackend {
     }
 }
 
+extension Type1HostBackend: AdoptingHostBackend {
+    /// The container, the group in it and the device, as a previous process
+    /// left them: the kernel is asked only whether the group is viable and in
+    /// a container, and what the container's model supports. The group must
+    /// be the one `address` names; the device is the group's only member or
+    /// the PCI address given.
+    public func adopt(_ address: HostDeviceAddress, stored: StoredDevice, logger: Logger) throws(VFIOError) -> any HostDevice {
+        guard let containerFD = stored["container"], let groupFD = stored["group"], let deviceFD = stored["device"] else {
+            throw VFIOError(operation: "adopt", subject: "\(address)", errno: 0,
+                            detail: "the store holds \(stored.keys.sorted().joined(separator: ", ")), not a container, a group and a device")
+        }
+        let number: Int
+        let name: String
+        switch address {
+        case let .pci(pci):
+            guard let parsed = PCIAddress(pci) else {
+                throw VFIOError(operation: "adopt", subject: pci, errno: EINVAL, detail: "not a PCI address")
+            }
+            number = try Group.groupNumber(of: parsed, paths: paths, kernel: kernel)
+            name = pci
+        case let .group(n):
+            number = n
+            name = ""
+        }
+        let container = try Container.adopt(containerFD, paths: paths, kernel: kernel, logger: logger)
+        let group = try Group.adopt(groupFD, number: number, container: container, paths: paths, kernel: kernel, logger: logger)
+        var deviceName = name
+        if deviceName.isEmpty {
+            let members = try group.members()
+            guard members.count == 1, let only = members.first else {
+                throw VFIOError(operation: "adopt", subject: "group \(number)", errno: EINVAL,
+                                detail: "the group holds \(members.count) devices")
+            }
+            deviceName = only.name
+        }
+        let device = Device(adopting: deviceFD, name: deviceName, kernel: kernel, logger: logger)
+        return Type1HostDevice(group: group, container: container, device: device)
+    }
+}
+
 /// A device acquired through type1.
 final class Type1HostDevice: HostDevice {
     let group: Group
@@ -75,6 +115,10 @@ final class Type1HostDevice: HostDevice {
 
     var groupNumber: Int? { group.number }
     var vfioDevice: Device? { device }
+
+    var storableDescriptors: [(role: String, descriptor: FileDescriptor)] {
+        [("container", container.storableDescriptor), ("group", group.storableDescriptor), ("device", device.storableDescriptor)]
+    }
 
     func duplicateDeviceDescriptor() throws(VFIOError) -> FileDescriptor {
         try device.duplicateDescriptor()
