@@ -338,6 +338,7 @@ extension Daemon {
         return .object([
             "name": .string(config.name), "version": .string(version), "backend": .string(config.backend.rawValue),
             "vmm": .object(vmmObject), "devices": .array(deviceList), "failed-devices": .array(failed),
+            "restart": adoptionJSON,
             "stages": stageObject,
         ])
     }

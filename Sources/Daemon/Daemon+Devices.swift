@@ -17,11 +17,18 @@ extension Daemon {
             throw .alreadyAttached(host: address.description, as: other.spec.guest.description)
         }
         let device: AttachedDevice
+        let host: any HostDevice
         do {
-            device = AttachedDevice(spec: spec, host: try hostBackend.acquire(spec.host, logger: logger),
-                                    backendName: hostBackend.name, persistent: persistent)
+            host = try hostBackend.acquire(spec.host, logger: logger)
         } catch {
             throw .vfioError(error.description)
+        }
+        do {
+            device = AttachedDevice(spec: spec, host: host, backendName: hostBackend.name, persistent: persistent,
+                                    journaled: try makeJournaledBackend(spec, host: host))
+        } catch {
+            host.close(logger: logger)
+            throw .vfioError("creating the mapping journal of \(spec.guest): \(error)")
         }
         if spec.vfioUserSocket != nil, device.host.vfioDevice == nil {
             device.close(logger: logger)
@@ -45,6 +52,7 @@ extension Daemon {
             }
         }
         devices[spec.guest] = device
+        storeDevice(device)
         failedDevices.removeValue(forKey: spec.guest)
         pendingDevices.removeValue(forKey: spec.guest)
         metrics.record(report)
@@ -72,6 +80,7 @@ extension Daemon {
         do { report = try bridge.detach(guest) } catch { throw ControlError(code: .notAttached, message: error.message) }
         report.maps = 0
         devices.removeValue(forKey: guest)
+        fdStore.removeDevice(guest)
         device.close(logger: logger)
         metrics.record(report)
         metrics.attachedDevices.record(devices.count)

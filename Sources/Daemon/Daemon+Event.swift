@@ -211,6 +211,7 @@ extension Daemon {
             session.phase = .ready
             vmmConnectedOnce = true
             let report = bridge.resumeSync()
+            recordResync(report)
             notify("STATUS=\(statusLine)")
             logger.info("VMM ready; synced", metadata: ["maps": "\(report.maps)", "unmaps": "\(report.unmaps)", "faults": "\(report.faults)"])
             return reply(for: report)

@@ -57,6 +57,15 @@ public final class Daemon {
     var refusedControls: [Int32: RefusedClient] = [:]
     var vmmConnectedOnce = false
     var shutdownRequested = false
+    /// SIGUSR1 (the unit's RestartKillSignal) or `upgrade`: exit leaving
+    /// every kernel object to the next process instead of unmapping.
+    var handOverRequested = false
+    /// systemd's file descriptor store: what survives a restart.
+    let fdStore: FDStore
+    /// What this start took over from a previous process.
+    var adoption = Adoption()
+    /// Guest RAM's files as the bridge has them, for the mapping journals.
+    private(set) lazy var memoryFiles = BridgeMemoryFiles(bridge: bridge)
 
     /// Where the event channel's time goes, cumulated over all requests:
     /// receive (recvmsg + framing), walk (decode, walk, merge: everything
@@ -92,7 +101,8 @@ public final class Daemon {
     /// tests, which then see every open, ioctl and close of an attach.
     public init(config: DaemonConfig, signals: SignalDescriptor, logger: Logger, logLevel: any LogLevelControl,
                 metricsText: (@Sendable () -> String)? = nil, version: String = "dev",
-                kernel: any VFIOKernel = LinuxVFIOKernel()) throws {
+                kernel: any VFIOKernel = LinuxVFIOKernel(),
+                inherited: [(name: String, descriptor: FileDescriptor)] = []) throws {
         self.config = config
         self.signals = signals
         self.logger = logger
@@ -102,6 +112,7 @@ public final class Daemon {
         policy = PeerPolicy(uids: Set(config.allowedUIDs), gids: Set(config.allowedGIDs))
         store = StateStore(directory: config.stateDirectory)
         hostBackend = config.backend.makeHostBackend(config, kernel: kernel)
+        fdStore = FDStore(inherited: inherited, logger: logger)
         // Until a VMM says otherwise (HELLO), assume a caching-mode IOMMU
         // with translation off: devices can be attached and nothing is mapped.
         bridge = try GuestIOMMU(caps: .make(), walkBudget: config.walkBudget, logger: logger)
@@ -127,6 +138,11 @@ public final class Daemon {
         let watchdog = SystemdNotify.watchdogInterval()
         var nextWatchdog = watchdog.map { ContinuousClock.now + $0 / 2 }
         notify("READY=1\nSTATUS=\(statusLine)")
+        if adoption.devices > 0 {
+            logger.notice("restarted with every mapping kept", metadata: [
+                "devices": "\(adoption.devices)", "mappings": "\(adoption.mappings)", "settled-calls": "\(adoption.settledCalls)",
+            ])
+        }
         logger.info("ready", metadata: ["event-socket": "\(config.eventSocket)", "control-socket": "\(config.controlSocket)",
                                         "devices": "\(devices.count)", "backend": "\(config.backend.rawValue)"])
         let poller = Poller()
@@ -173,6 +189,10 @@ public final class Daemon {
                 nextWatchdog = ContinuousClock.now + watchdog / 2
             }
         }
+        if handOverRequested {
+            handOver()
+            return Self.handOverExitStatus
+        }
         shutdown()
         return 0
     }
@@ -188,15 +208,18 @@ public final class Daemon {
             // listen reports the path with its errno.
             if !dir.isEmpty { _ = try? FileSystem.makeDirectory(dir, mode: 0o750) }
         }
-        let events = try UnixListener.listen(path: config.eventSocket, mode: 0o660, group: config.controlGroup)
+        let events = try listener(named: "event-listener", path: config.eventSocket)
         eventListener = events
         register(ListenerClient(events) { $0.acceptVMM() })
-        let controls = try UnixListener.listen(path: config.controlSocket, mode: 0o660, group: config.controlGroup)
+        let controls = try listener(named: "control-listener", path: config.controlSocket)
         controlListener = controls
         register(ListenerClient(controls) { $0.acceptControl() })
+        // Adopted mappings must not be synced against a guest state this
+        // process has not heard yet: the VMM's READY resumes.
+        if !fdStore.storedDevices.isEmpty { bridge.suspendSync() }
         for spec in config.devices {
             do {
-                try attachDevice(spec, persistent: false)
+                try attachOrAdopt(spec, persistent: false)
             } catch {
                 failedDevices[spec.guest] = error.message
                 if error.code == .vfioError { pendingDevices[spec.guest] = (spec, false) }
@@ -216,7 +239,7 @@ public final class Daemon {
                                                + (record.vfioUser.map { ",vfio-user=\($0)" } ?? ""))
                 guard devices[spec.guest] == nil else { continue }
                 do {
-                    try attachDevice(spec, persistent: true)
+                    try attachOrAdopt(spec, persistent: true)
                     logger.info("restored attachment", metadata: ["guest": "\(spec.guest)", "host": "\(record.host)"])
                 } catch {
                     failedDevices[spec.guest] = error.message
@@ -228,6 +251,7 @@ public final class Daemon {
                 logger.error("recorded attachment not restored", metadata: ["guest": "\(record.guest)", "error": "\(error)"])
             }
         }
+        releaseUnclaimedDevices()
     }
 
     private func retryPendingDevices() {
@@ -260,6 +284,7 @@ public final class Daemon {
     /// (one thread); send what replies are queued; unmap; close; exit 0.
     private func shutdown() {
         notify("STOPPING=1\nSTATUS=stopping: unmapping \(devices.count) device(s)")
+        let mappings = devices.keys.reduce(0) { $0 + (bridge.spaces[$1]?.shadow.count ?? 0) }
         logger.info("shutting down", metadata: ["devices": "\(devices.count)"])
         stopListening()
         // Best effort: a peer that cannot take its last replies now loses them.
@@ -278,15 +303,45 @@ public final class Daemon {
         controls.removeAll()
         for r in refusedControls.values { r.connection.close() }
         refusedControls.removeAll()
-        logger.info("stopped")
+        if fdStore.isAvailable {
+            // A stop (not a restart: that is SIGUSR1) means the VM is going
+            // away: nothing is left for a next process.
+            fdStore.releaseAll()
+            logger.notice("stopped: the VM is going away; every mapping was unmapped and the fd store released",
+                          metadata: ["devices": "\(devices.count)", "mappings-unmapped": "\(mappings)"])
+        } else {
+            logger.info("stopped", metadata: ["mappings-unmapped": "\(mappings)"])
+        }
     }
 
     func handleSignals(_ signals: SignalDescriptor) {
         let received = (try? signals.read()) ?? []
-        for signo in received where signo == SIGTERM || signo == SIGINT {
-            logger.notice("signal received; stopping", metadata: ["signal": "\(signo == SIGTERM ? "SIGTERM" : "SIGINT")"])
-            shutdownRequested = true
+        for signo in received {
+            switch signo {
+            case SIGTERM, SIGINT:
+                logger.notice("signal received; stopping", metadata: ["signal": "\(signo == SIGTERM ? "SIGTERM" : "SIGINT")"])
+                shutdownRequested = true
+            case SIGUSR1:
+                requestHandOver(reason: "SIGUSR1")
+            default:
+                break
+            }
         }
+    }
+
+    /// Ends the loop for a restart that keeps everything, if there is a store
+    /// to keep it in. Returns whether it will happen.
+    @discardableResult
+    func requestHandOver(reason: String) -> Bool {
+        guard fdStore.isAvailable else {
+            logger.warning("a hand-over needs systemd's file descriptor store (NOTIFY_SOCKET and FileDescriptorStoreMax=); ignored",
+                           metadata: ["reason": "\(reason)"])
+            return false
+        }
+        logger.notice("handing over to a new process", metadata: ["reason": "\(reason)"])
+        handOverRequested = true
+        shutdownRequested = true
+        return true
     }
 
     /// Starts polling `client`'s descriptor.

@@ -60,7 +60,9 @@ struct VTdBridged: ParsableCommand {
         // daemon's signalfd.
         let signals: SignalDescriptor
         do {
-            signals = try SignalDescriptor(signals: [SIGTERM, SIGINT])
+            // SIGUSR1 is the unit's RestartKillSignal: hand over to the next
+            // process (Daemon.handOver) instead of unmapping.
+            signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGUSR1])
         } catch {
             FileHandleStderr.write("vtdbridged: \(error)\n")
             throw ExitCode(1)
@@ -92,6 +94,21 @@ struct VTdBridged: ParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "vtdbridged.\(daemonConfig.name)")
 
+        // What a previous process of this unit left in systemd's file
+        // descriptor store (its listeners, containers, groups, devices and
+        // mapping journals). Taken before anything else could be handed the
+        // numbers, and never passed on to children.
+        let inherited: [(name: String, descriptor: FileDescriptor)]
+        do {
+            inherited = try SystemdListenFDs.take()
+        } catch {
+            logger.error("descriptors passed by systemd not usable; starting without them", metadata: ["error": "\(error)"])
+            inherited = []
+        }
+        if !inherited.isEmpty {
+            logger.info("descriptors from the fd store", metadata: ["names": "\(inherited.map(\.name).sorted().joined(separator: ","))"])
+        }
+
         let daemon: Daemon
         do {
             daemon = try Daemon(config: daemonConfig, signals: signals, logger: logger, logLevel: levels,
@@ -99,7 +116,7 @@ struct VTdBridged: ParsableCommand {
                                     var buffer: [UInt8] = []
                                     registry.emit(into: &buffer)
                                     return String(decoding: buffer, as: UTF8.self)
-                                }, version: vtdBridgeVersion)
+                                }, version: vtdBridgeVersion, inherited: inherited)
         } catch {
             FileHandleStderr.write("vtdbridged: \(error)\n")
             throw ExitCode(1)
