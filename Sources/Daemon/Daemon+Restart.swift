@@ -1,4 +1,5 @@
 import Bridge
+import Glibc
 import Logging
 import Posix
 import UnixIO
@@ -39,6 +40,15 @@ extension Daemon {
         /// The full sync at the first READY after the restart: calls made.
         var resyncMaps: Int?
         var resyncUnmaps: Int?
+        /// CLOCK_REALTIME of READY=1, in ns: a restart's kill-to-READY time
+        /// is this minus the time of the kill, on the same clock.
+        var readyAtNanoseconds: Int64 = 0
+    }
+
+    static func realtimeNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
     /// Guest RAM as the bridge has it now, for the journal: the adapter
@@ -273,6 +283,7 @@ extension Daemon {
             "resync-maps": adoption.resyncMaps.map { .int(Int64($0)) } ?? .null,
             "resync-unmaps": adoption.resyncUnmaps.map { .int(Int64($0)) } ?? .null,
             "fd-store": .bool(fdStore.isAvailable),
+            "ready-at-ns": .int(adoption.readyAtNanoseconds),
         ])
     }
 

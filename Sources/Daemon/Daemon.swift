@@ -137,6 +137,7 @@ public final class Daemon {
         }
         let watchdog = SystemdNotify.watchdogInterval()
         var nextWatchdog = watchdog.map { ContinuousClock.now + $0 / 2 }
+        adoption.readyAtNanoseconds = Self.realtimeNanoseconds()
         notify("READY=1\nSTATUS=\(statusLine)")
         if adoption.devices > 0 {
             logger.notice("restarted with every mapping kept", metadata: [

@@ -72,7 +72,7 @@ final class FDStore {
     func store(_ name: String, _ descriptor: FileDescriptor) {
         guard isAvailable else { return }
         do {
-            _ = try SystemdNotify.notify("FDSTORE=1\nFDNAME=\(name)", descriptors: [descriptor])
+            _ = try SystemdNotify.notify("FDSTORE=1\nFDPOLL=0\nFDNAME=\(name)", descriptors: [descriptor])
             names.insert(name)
         } catch {
             logger.error("storing a descriptor with systemd failed; it will not survive a restart",

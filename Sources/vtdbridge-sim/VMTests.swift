@@ -35,6 +35,15 @@ struct VMTest: ParsableCommand {
     @Option(name: .customLong("soak-kills"), help: ArgumentHelp("SIGKILLs in the kill-soak scenario.", valueName: "N"))
     var soakKills = 20
 
+    @Option(help: ArgumentHelp("Test the daemon systemd runs as vtdbridged@NAME instead of starting one (runs two-devices-two-domains and unit-restarts; needs --unit-control).", valueName: "NAME"))
+    var unit: String?
+
+    @Option(name: .customLong("unit-control"), help: ArgumentHelp("Directory of the root helper's request and reply FIFOs (scripts/vm/systemd-restarts.sh).", valueName: "PATH"))
+    var unitControl = "/run/vtdtest-unit"
+
+    @Option(name: .customLong("unit-restarts"), help: ArgumentHelp("systemctl restarts in the unit-restarts scenario (its SIGKILLs: --soak-kills).", valueName: "N"))
+    var unitRestarts = 20
+
     @Argument(help: "Scenarios to run (default: all).")
     var only: [String] = []
 
@@ -47,6 +56,8 @@ struct VMTest: ParsableCommand {
         runner.leaveForWalk = leaveForWalk
         runner.soakSeed = soakSeed ?? UInt64.random(in: 1...UInt64(Int64.max))
         runner.soakKills = soakKills
+        runner.unit = unit.map { SystemdUnitHandle(name: $0, controlDirectory: unitControl) }
+        runner.unitRestartCount = unitRestarts
         let failed = runner.runAll(only: only)
         if failed > 0 { throw ExitCode(1) }
     }
@@ -66,6 +77,9 @@ final class VMTestRunner {
     var leaveForWalk = false
     var soakSeed: UInt64 = 1
     var soakKills = 20
+    /// The daemon as systemd runs it, when testing the unit (--unit).
+    var unit: SystemdUnitHandle?
+    var unitRestartCount = 20
 
     init(daemonBinary: String, directory: String) throws {
         self.directory = directory
@@ -93,7 +107,10 @@ final class VMTestRunner {
     // MARK: running
 
     func runAll(only: [String]) -> Int {
-        let scenarios: [(String, () throws -> Void)] = [
+        let scenarios: [(String, () throws -> Void)] = unit != nil ? [
+            ("two-devices-two-domains", twoDevices),
+            ("unit-restarts", unitRestarts),
+        ] : [
             ("two-devices-two-domains", twoDevices),
             ("unmap", unmapStopsDMA),
             ("isolation", isolation),
@@ -133,7 +150,8 @@ final class VMTestRunner {
                 print("FAIL leave-for-walk: \(error)")
                 failed += 1
             }
-        } else {
+        } else if unit == nil {
+            // A unit is stopped by its root helper, which checks the stop.
             supervisor.stop()
         }
         print("vmtest: \(passed) passed, \(failed) failed")
@@ -143,10 +161,15 @@ final class VMTestRunner {
     func setUp() throws {
         transcript.title("setup")
         transcript.line("vm", "edu devices bound to vfio-pci: \(eduAddresses.joined(separator: ", "))")
-        try supervisor.start()
-        control = try ControlClient(path: supervisor.controlSocket)
+        if let unit {
+            transcript.line("vm", "vtdbridged@\(unit.name), as systemd runs it")
+            try unit.waitUntilServing()
+        } else {
+            try supervisor.start()
+        }
+        control = try ControlClient(path: unit?.controlSocket ?? supervisor.controlSocket)
         try attachDevices()
-        link = try VMMLink(eventPath: supervisor.eventSocket, guest: guest, transcript: transcript)
+        link = try VMMLink(eventPath: unit?.eventSocket ?? supervisor.eventSocket, guest: guest, transcript: transcript)
         try link.handshake()
         var batch: [InvalidationDescriptor] = []
         for (i, sid) in devices.enumerated() { batch += try guest.attach(sid, domain: UInt16(i + 1)) }

@@ -1,0 +1,119 @@
+#!/bin/sh
+# In-VM, systemd profile (scripts/vm/run --systemd): restarts the VM never
+# notices. vtdbridged@soak runs under systemd with the unit as installed;
+# the simulating VMM runs as the non-root user vmm (group kvm) and drives
+# `vtdbridge-sim vm-test --unit soak`: a live map/unmap/remap stream and
+# edu DMA, through 20 SIGKILLs (systemctl kill -s KILL), 20 systemctl
+# restarts and one upgrade to a new binary, which this script (root)
+# performs when the VMM asks through two FIFOs. Then `systemctl stop` must
+# unmap everything and empty the fd store.
+#
+# Counted checks print "ok:"/"FAIL:"; the last line is
+# "systemd-restarts: N passed, N failed". SOAK_SEED, SOAK_KILLS and
+# UNIT_RESTARTS override the defaults.
+set -u
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+unit=vtdbridged@soak
+ctl=/run/vtdtest-unit
+passed=0
+failed=0
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
+finish() {
+    echo "== journal of $unit (notices and above)"
+    journalctl -u "$unit" -o cat -p notice --no-pager | tail -n 60
+    echo "systemd-restarts: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+[ "$(wc -l < /run/vmtest-edu)" -ge 2 ] || { bad "need two edu devices, /run/vmtest-edu lists $(wc -l < /run/vmtest-edu)"; finish; }
+
+mkdir -p /etc/vtd-bridge
+cat > /etc/vtd-bridge/soak.json <<'EOF'
+{
+  "name": "soak",
+  "event-socket": "/run/vtd-bridge/soak/event.sock",
+  "control": { "socket": "/run/vtd-bridge/soak/control.sock", "group": "kvm" },
+  "access": { "uids": [0], "gids": ["kvm"] },
+  "state-directory": "/var/lib/vtd-bridge/soak",
+  "log": { "level": "info" },
+  "backend": "vfio",
+  "devices": []
+}
+EOF
+if systemctl start "$unit"; then ok "systemctl start $unit"; else bad "systemctl start $unit"; systemctl status "$unit" --no-pager; finish; fi
+
+# The root helper: one action per request line, one reply line.
+rm -rf "$ctl"
+mkdir -p "$ctl"
+mkfifo "$ctl/request" "$ctl/reply"
+chgrp kvm "$ctl" "$ctl/request" "$ctl/reply"
+chmod 0750 "$ctl"
+chmod 0620 "$ctl/request"
+chmod 0640 "$ctl/reply"
+upgrades=0
+(
+    while :; do
+        read -r cmd < "$ctl/request" || continue
+        t0=$(date +%s%N)
+        case "$cmd" in
+            kill) systemctl kill -s KILL "$unit" && r="ok $t0" || r="error systemctl kill" ;;
+            restart) systemctl restart --no-block "$unit" && r="ok $t0" || r="error systemctl restart" ;;
+            upgrade)
+                # A new binary: another file (a new inode) with different
+                # contents, installed by rename as a package manager does.
+                upgrades=$((upgrades + 1))
+                cp /usr/local/bin/vtdbridged /usr/local/bin/.vtdbridged.new &&
+                    printf '\nvtd-bridge test upgrade %s\n' "$upgrades" >> /usr/local/bin/.vtdbridged.new &&
+                    mv -f /usr/local/bin/.vtdbridged.new /usr/local/bin/vtdbridged
+                t0=$(date +%s%N)
+                systemctl restart --no-block "$unit" && r="ok $t0" || r="error systemctl restart after the upgrade" ;;
+            exe)
+                pid=$(systemctl show -p MainPID --value "$unit")
+                r="ok $t0 $(stat -L -c %i "/proc/$pid/exe") $(stat -c %i /usr/local/bin/vtdbridged)" ;;
+            stop) systemctl stop "$unit" && r="ok $t0" || r="error systemctl stop" ;;
+            quit) echo "ok $t0" > "$ctl/reply"; break ;;
+            *) r="error unknown request '$cmd'" ;;
+        esac
+        echo "$r" > "$ctl/reply"
+    done
+) &
+helper=$!
+
+stored=$(systemctl show -p NFileDescriptorStore --value "$unit")
+echo "== fd store of $unit before the devices: $stored descriptor(s)"
+[ "$stored" = 2 ] && ok "the two listening sockets are in the fd store" || bad "the fd store holds $stored descriptors before any device, not 2 (the listeners)"
+
+echo "== vtdbridge-sim vm-test --unit soak, as user vmm ($(id vmm))"
+# shellcheck disable=SC2086
+setpriv --reuid=vmm --regid=vmm --init-groups \
+    vtdbridge-sim vm-test --unit soak --unit-control "$ctl" \
+    --soak-kills "${SOAK_KILLS:-20}" --unit-restarts "${UNIT_RESTARTS:-20}" ${SOAK_SEED:+--soak-seed "$SOAK_SEED"}
+status=$?
+[ "$status" -eq 0 ] && ok "the VMM's scenarios under $unit" || bad "the VMM's scenarios under $unit (exit $status)"
+
+stored=$(systemctl show -p NFileDescriptorStore --value "$unit")
+restarts=$(systemctl show -p NRestarts --value "$unit")
+echo "== $unit: $stored stored descriptor(s), $restarts automatic restart(s)"
+[ "$stored" = 10 ] && ok "two listeners and two devices (container, group, device, journal) are in the fd store" \
+    || bad "the fd store holds $stored descriptors, not 10"
+
+echo quit > "$ctl/request"
+read -r _ < "$ctl/reply"
+wait "$helper"
+
+# Stop: the VM is going away.
+since=$(date '+%Y-%m-%d %H:%M:%S')
+if systemctl stop "$unit"; then ok "systemctl stop $unit"; else bad "systemctl stop $unit"; fi
+result=$(systemctl show -p Result --value "$unit")
+[ "$result" = success ] && ok "stopped with result success" || bad "stopped with result $result"
+stored=$(systemctl show -p NFileDescriptorStore --value "$unit")
+[ "$stored" = 0 ] && ok "the fd store is empty after the stop" || bad "the fd store holds $stored descriptors after the stop"
+if journalctl -u "$unit" -o cat --since "$since" --no-pager | grep -q "stopped: the VM is going away; every mapping was unmapped and the fd store released"; then
+    ok "the daemon said it unmapped everything and released the store"
+else
+    bad "no 'the VM is going away' line in the journal"
+fi
+[ ! -e /run/vtd-bridge/soak ] && ok "the runtime directory is gone" || bad "/run/vtd-bridge/soak is still there after the stop"
+finish
