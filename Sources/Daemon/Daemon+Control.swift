@@ -336,7 +336,7 @@ extension Daemon {
             "ioctl-ns": .int(stages.ioctl), "ack-ns": .int(stages.ack),
         ])
         return .object([
-            "name": .string(config.name), "version": .string(version), "backend": .string(config.backend.rawValue),
+            "name": .string(config.name), "version": .string(version), "pid": .int(Int64(getpid())), "backend": .string(config.backend.rawValue),
             "vmm": .object(vmmObject), "devices": .array(deviceList), "failed-devices": .array(failed),
             "restart": adoptionJSON,
             "stages": stageObject,

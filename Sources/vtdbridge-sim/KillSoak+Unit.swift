@@ -34,7 +34,7 @@ extension VMTestRunner {
     func unitRestarts() throws {
         guard let unit else { throw SimError("unit-restarts needs --unit NAME (the daemon as systemd runs it)") }
         let soak = try KillSoak(runner: self, seed: soakSeed, kills: soakKills)
-        try soak.runUnitRestarts(unit, kills: soakKills, restarts: unitRestartCount, upgrades: 1)
+        try soak.runUnitRestarts(unit, kills: soakKills, inFlightKills: unitInFlightKills, restarts: unitRestartCount, upgrades: 1)
     }
 }
 
@@ -58,18 +58,19 @@ extension KillSoak {
         var restartToReady: [Double] = []
     }
 
-    func runUnitRestarts(_ unit: SystemdUnitHandle, kills: Int, restarts: Int, upgrades: Int) throws {
+    func runUnitRestarts(_ unit: SystemdUnitHandle, kills: Int, inFlightKills: Int, restarts: Int, upgrades: Int) throws {
         let start = ContinuousClock.now
         var actions: [SystemdUnitHandle.Action] = Array(repeating: .kill, count: kills) + Array(repeating: .restart, count: restarts)
+            + Array(repeating: .sigkill, count: inFlightKills)
         ops.shuffle(&actions)
         for u in 0..<upgrades { actions.insert(.upgrade, at: min(actions.count, actions.count / 2 + u)) }
-        print("unit: seed \(seed): \(kills) SIGKILLs (systemctl kill), \(restarts) systemctl restarts, \(upgrades) upgrade(s) of vtdbridged@\(unit.name)")
+        print("unit: seed \(seed): \(kills) SIGKILLs (systemctl kill), \(inFlightKills) SIGKILLs inside a batch (kill -KILL), \(restarts) systemctl restarts, \(upgrades) upgrade(s) of vtdbridged@\(unit.name)")
         try setUp()
         let before = try unit.perform(.exe)
         var tally = UnitTally()
         for (i, action) in actions.enumerated() {
-            let outage: UnitOutage = switch (action, i % 3) {
-            case (.kill, 2): .inFlight
+            let outage: UnitOutage = switch (action, i % 2) {
+            case (.sigkill, _): .inFlight
             case (_, 1): .unmap
             default: .quiet
             }
@@ -120,15 +121,20 @@ extension KillSoak {
                      tally: inout UnitTally) throws -> String {
         var notes: [String] = []
         var inFlightBatch: [InvalidationDescriptor]?
+        var argument: String?
         if outage == .inFlight {
-            let batch = try makeBatch(ops: 160)
+            guard let pid = try runner.control.require("status")["pid"]?.intValue else { throw SimError("status has no pid") }
+            argument = String(pid)
+            let batch = try makeBatch(ops: 400)
             try runner.link.events.send(.invalidate(words(batch)))
             batchesSent += 1
             inFlightBatch = batch
+            // Into the batch: a random fraction of its expected time.
+            usleep(UInt32(min(samples.unit() * 0.8 * Double(batch.count) * microsPerOp, 2e6)))
         }
-        let acted = try unit.perform(action)
+        let acted = try unit.perform(action, argument)
         switch action {
-        case .kill: tally.kills += 1
+        case .kill, .sigkill: tally.kills += 1
         case .restart: tally.restarts += 1
         case .upgrade: tally.upgrades += 1
         default: break
@@ -171,10 +177,18 @@ extension KillSoak {
         try link.events.require(.setRootTable(guest.rootTable))
         try link.events.require(.setTranslation(true))
         let ready = try link.events.request(.ready)
-        guard ready.status == .ok, case let .batch(body) = ready.body else {
+        guard ready.status == .ok else {
             throw SimError("READY after the \(action.rawValue): \(ready.status.name): \(ready.message)")
         }
-        let calls = Int(body.maps) + Int(body.unmaps)
+        // READY's reply carries no counts; the daemon records its resync.
+        runner.control = try ControlClient(path: unit.controlSocket)
+        let status = try runner.control.require("status")
+        let restart = status["restart"]
+        guard let maps = restart?["resync-maps"]?.intValue, let unmaps = restart?["resync-unmaps"]?.intValue else {
+            throw SimError("after the \(action.rawValue) status has no resync counts: \(restart?.serialized ?? "no restart object")")
+        }
+        let body = (maps: maps, unmaps: unmaps)
+        let calls = maps + unmaps
         switch outage {
         case .quiet:
             tally.quietResyncs += 1
@@ -198,9 +212,6 @@ extension KillSoak {
                 notes.append("REACHABLE after the ack: \(u.sid) iova 0x\(String(u.iova, radix: 16))")
             }
         }
-        runner.control = try ControlClient(path: unit.controlSocket)
-        let status = try runner.control.require("status")
-        let restart = status["restart"]
         let readyAt = restart?["ready-at-ns"]?.intValue ?? 0
         let adopted = restart?["devices"]?.intValue ?? 0
         let settled = restart?["settled-calls"]?.intValue ?? 0
@@ -209,8 +220,9 @@ extension KillSoak {
         }
         tally.settledCalls += settled
         let ms = Double(Int64(readyAt) - acted.startedAt) / 1e6
-        if action == .kill { tally.killToReady.append(ms) } else { tally.restartToReady.append(ms) }
-        notes.append(String(format: "%@-to-READY %.0f ms", action == .kill ? "kill" : "restart", ms))
+        let killed = action == .kill || action == .sigkill
+        if killed { tally.killToReady.append(ms) } else { tally.restartToReady.append(ms) }
+        notes.append(String(format: "%@-to-READY %.0f ms", killed ? "kill" : "restart", ms))
         if settled > 0 { notes.append("\(settled) call(s) settled from the journal") }
         return notes.joined(separator: "; ")
     }

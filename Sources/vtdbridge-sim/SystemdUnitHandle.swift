@@ -8,14 +8,18 @@ import UnixIO
 /// them, mode 0620/0640, group kvm). One request line, one reply line:
 ///
 ///     kill      → systemctl kill -s KILL vtdbridged@NAME   (a crash)
+///     sigkill P → kill -KILL P, P the daemon's pid (a crash at a chosen
+///                 moment: systemctl takes too long to start under TCG to
+///                 land inside a batch)
 ///     restart   → systemctl restart vtdbridged@NAME        (a hand-over)
 ///     upgrade   → a new binary installed, then restart
 ///     exe       → the inodes of the running daemon's executable and of the
 ///                 installed file
 ///     stop      → systemctl stop vtdbridged@NAME
 ///
-/// The reply is "ok T …" with T the CLOCK_REALTIME (ns) just before the
-/// action, or "error TEXT".
+/// The reply is "ok T …" with T the CLOCK_REALTIME (ns) just after the kill
+/// was sent or the restart job queued (before the action for exe and stop),
+/// or "error TEXT".
 final class SystemdUnitHandle {
     let name: String
     let controlDirectory: String
@@ -28,7 +32,7 @@ final class SystemdUnitHandle {
     }
 
     enum Action: String {
-        case kill, restart, upgrade, exe, stop
+        case kill, sigkill, restart, upgrade, exe, stop
     }
 
     struct Reply {
@@ -39,12 +43,12 @@ final class SystemdUnitHandle {
 
     /// Asks the root helper to act on the unit and waits for its answer.
     @discardableResult
-    func perform(_ action: Action) throws -> Reply {
+    func perform(_ action: Action, _ argument: String? = nil) throws -> Reply {
         let request = controlDirectory + "/request"
         let reply = controlDirectory + "/reply"
         let w = open(request, O_WRONLY | O_CLOEXEC)
         guard w >= 0 else { throw SimError("opening \(request): \(String(cString: strerror(errno)))") }
-        let line = Array((action.rawValue + "\n").utf8)
+        let line = Array((action.rawValue + (argument.map { " " + $0 } ?? "") + "\n").utf8)
         let written = line.withUnsafeBytes { write(w, $0.baseAddress, $0.count) }
         close(w)
         guard written == line.count else { throw SimError("writing to \(request) failed") }

@@ -44,6 +44,9 @@ struct VMTest: ParsableCommand {
     @Option(name: .customLong("unit-restarts"), help: ArgumentHelp("systemctl restarts in the unit-restarts scenario (its SIGKILLs: --soak-kills).", valueName: "N"))
     var unitRestarts = 20
 
+    @Option(name: .customLong("in-flight-kills"), help: ArgumentHelp("SIGKILLs of the unit's process while a large batch is in flight, besides --soak-kills.", valueName: "N"))
+    var inFlightKills = 5
+
     @Argument(help: "Scenarios to run (default: all).")
     var only: [String] = []
 
@@ -58,6 +61,7 @@ struct VMTest: ParsableCommand {
         runner.soakKills = soakKills
         runner.unit = unit.map { SystemdUnitHandle(name: $0, controlDirectory: unitControl) }
         runner.unitRestartCount = unitRestarts
+        runner.unitInFlightKills = inFlightKills
         let failed = runner.runAll(only: only)
         if failed > 0 { throw ExitCode(1) }
     }
@@ -80,6 +84,7 @@ final class VMTestRunner {
     /// The daemon as systemd runs it, when testing the unit (--unit).
     var unit: SystemdUnitHandle?
     var unitRestartCount = 20
+    var unitInFlightKills = 5
 
     init(daemonBinary: String, directory: String) throws {
         self.directory = directory

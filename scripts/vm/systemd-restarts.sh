@@ -9,8 +9,8 @@
 # unmap everything and empty the fd store.
 #
 # Counted checks print "ok:"/"FAIL:"; the last line is
-# "systemd-restarts: N passed, N failed". SOAK_SEED, SOAK_KILLS and
-# UNIT_RESTARTS override the defaults.
+# "systemd-restarts: N passed, N failed". SOAK_SEED, SOAK_KILLS,
+# UNIT_RESTARTS and INFLIGHT_KILLS override the defaults.
 set -u
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 unit=vtdbridged@soak
@@ -20,8 +20,10 @@ failed=0
 ok() { echo "ok: $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
 finish() {
-    echo "== journal of $unit (notices and above)"
-    journalctl -u "$unit" -o cat -p notice --no-pager | tail -n 60
+    echo "== journal of $unit: starts, adoptions, resyncs, hand-overs, stops (last 40)"
+    journalctl -u "$unit" -o short-monotonic --no-pager \
+        | grep -E "restarted with|resynced|settled|not trusted|handed over|going away|Started|Stopped|Main process|Scheduled|descriptors from|ready|error|critical" \
+        | tail -n 60
     echo "systemd-restarts: $passed passed, $failed failed"
     [ "$failed" -eq 0 ]
     exit $?
@@ -55,11 +57,14 @@ chmod 0640 "$ctl/reply"
 upgrades=0
 (
     while :; do
-        read -r cmd < "$ctl/request" || continue
-        t0=$(date +%s%N)
+        read -r cmd arg < "$ctl/request" || continue
+        # T: when the kill was sent or the restart job queued, so that
+        # kill-to-READY counts the daemon and systemd, not the seconds a
+        # systemctl takes to start under TCG.
         case "$cmd" in
-            kill) systemctl kill -s KILL "$unit" && r="ok $t0" || r="error systemctl kill" ;;
-            restart) systemctl restart --no-block "$unit" && r="ok $t0" || r="error systemctl restart" ;;
+            kill) systemctl kill -s KILL "$unit" && r="ok $(date +%s%N)" || r="error systemctl kill" ;;
+            sigkill) kill -KILL "$arg" && r="ok $(date +%s%N)" || r="error kill -KILL $arg" ;;
+            restart) systemctl restart --no-block "$unit" && r="ok $(date +%s%N)" || r="error systemctl restart" ;;
             upgrade)
                 # A new binary: another file (a new inode) with different
                 # contents, installed by rename as a package manager does.
@@ -67,13 +72,13 @@ upgrades=0
                 cp /usr/local/bin/vtdbridged /usr/local/bin/.vtdbridged.new &&
                     printf '\nvtd-bridge test upgrade %s\n' "$upgrades" >> /usr/local/bin/.vtdbridged.new &&
                     mv -f /usr/local/bin/.vtdbridged.new /usr/local/bin/vtdbridged
-                t0=$(date +%s%N)
-                systemctl restart --no-block "$unit" && r="ok $t0" || r="error systemctl restart after the upgrade" ;;
+                systemctl restart --no-block "$unit" && r="ok $(date +%s%N)" || r="error systemctl restart after the upgrade" ;;
             exe)
+                t0=$(date +%s%N)
                 pid=$(systemctl show -p MainPID --value "$unit")
                 r="ok $t0 $(stat -L -c %i "/proc/$pid/exe") $(stat -c %i /usr/local/bin/vtdbridged)" ;;
-            stop) systemctl stop "$unit" && r="ok $t0" || r="error systemctl stop" ;;
-            quit) echo "ok $t0" > "$ctl/reply"; break ;;
+            stop) t0=$(date +%s%N); systemctl stop "$unit" && r="ok $t0" || r="error systemctl stop" ;;
+            quit) echo "ok 0" > "$ctl/reply"; break ;;
             *) r="error unknown request '$cmd'" ;;
         esac
         echo "$r" > "$ctl/reply"
@@ -89,7 +94,7 @@ echo "== vtdbridge-sim vm-test --unit soak, as user vmm ($(id vmm))"
 # shellcheck disable=SC2086
 setpriv --reuid=vmm --regid=vmm --init-groups \
     vtdbridge-sim vm-test --unit soak --unit-control "$ctl" \
-    --soak-kills "${SOAK_KILLS:-20}" --unit-restarts "${UNIT_RESTARTS:-20}" ${SOAK_SEED:+--soak-seed "$SOAK_SEED"}
+    --soak-kills "${SOAK_KILLS:-20}" --unit-restarts "${UNIT_RESTARTS:-20}" --in-flight-kills "${INFLIGHT_KILLS:-5}" ${SOAK_SEED:+--soak-seed "$SOAK_SEED"}
 status=$?
 [ "$status" -eq 0 ] && ok "the VMM's scenarios under $unit" || bad "the VMM's scenarios under $unit (exit $status)"
 
