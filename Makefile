@@ -297,11 +297,11 @@ vm-systemd-deps: vm-deps
 	@scripts/vm/build-systemd-root
 
 # The tree is rewritten whole each time, so that nothing stale stays in it
-# (install builds the release binaries first).
-vm-systemd-image: vm-systemd-deps
+# (install builds the release binaries first). After vm-image, which builds
+# them too: two swift builds must not share .build (make -j test).
+vm-systemd-image: vm-systemd-deps vm-image
 	@rm -rf "$(VM_INSTALL)"
-	@$(MAKE) --no-print-directory install DESTDIR="$(VM_INSTALL)" PREFIX=/usr/local UNITDIR=/usr/local/lib/systemd/system > /dev/null
-	@echo "vm-systemd-image: make install DESTDIR=$(VM_INSTALL) PREFIX=/usr/local: $$(cd "$(VM_INSTALL)" && find . -type f | sort | tr '\n' ' ')"
+	@$(MAKE) --no-print-directory install DESTDIR="$(VM_INSTALL)" PREFIX=/usr/local UNITDIR=/usr/local/lib/systemd/system
 
 vm-systemd-test: vm-systemd-image qemu-deps
 	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-systemd-test.summary
