@@ -279,7 +279,7 @@ demo: vm-image
 #   make vm-systemd-deps    the bookworm root (debootstrap minbase + systemd, udev, kmod,
 #                           dbus, procps; users vmm and operator in group kvm) as a cpio in
 #                           $${VTD_CACHE:-/var/cache/vtd-bridge}/systemd-root-bookworm/
-#                           (scripts/vm/build-systemd-root; ~2-3 min once, then nothing;
+#                           (scripts/vm/build-systemd-root; ~2-4 min once, then nothing;
 #                           installs debootstrap if missing)
 #   make vm-systemd-image   release build + `make install DESTDIR=.cache/vm/install
 #                           PREFIX=/usr/local`, which run --systemd appends to the root
