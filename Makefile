@@ -23,9 +23,11 @@ help:
 	@echo "make build      debug build of every target; fails on any warning (so do release and unit-test)"
 	@echo "make release    optimized build (static Swift stdlib)"
 	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
-	@echo "make vm-run CMD=script.sh   run a script in the test VM (VM_QEMU=1: with QEMU 11.1 inside)"
+	@echo "make vm-run CMD=script.sh   run a script in the test VM (VM_QEMU=1: with QEMU 11.1 inside; VM_SYSTEMD=1: under systemd)"
 	@echo "make qemu-deps  cache QEMU 11.1 (vfio-user, qtest) for the test VM in \$$VTD_CACHE (/var/cache/vtd-bridge)"
 	@echo "make vm-qemu-smoke  boot the test VM with QEMU 11.1 inside and check it runs (qtest)"
+	@echo "make vm-systemd-test  boot Debian's systemd in the test VM and run vtdbridged@vm0 as installed (part of make test)"
+	@echo "make vm-systemd-deps  cache the systemd profile's bookworm root in \$$VTD_CACHE (/var/cache/vtd-bridge)"
 	@echo "make bench      benchmarks (host and VM); writes docs/BENCHMARKS.md"
 	@echo "make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-regress replays the corpus"
 	@echo "make check      unit tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan); not in make test"
@@ -66,8 +68,8 @@ protocol-test: unit-test
 	scripts/test-summary --pytest $(BUILD_DIR)/protocol-test.log protocol > $(BUILD_DIR)/protocol-test.summary || status=1; \
 	cat $(BUILD_DIR)/protocol-test.summary; exit $$status
 
-test: unit-test protocol-test vm-test fuzz
-	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary $(BUILD_DIR)/fuzz.summary
+test: unit-test protocol-test vm-test vm-systemd-test fuzz
+	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary $(BUILD_DIR)/vm-systemd-test.summary $(BUILD_DIR)/fuzz.summary
 
 clean:
 	rm -rf $(BUILD_DIR)
@@ -177,7 +179,8 @@ verify-unit:
 #                                  CMD defaults to scripts/vm/smoke.sh. VM_EDU (3) edu
 #                                  devices, VM_TIMEOUT (600) seconds for the whole boot.
 #                                  Exits with the script's status; log in .cache/vm/last.log.
-#                                  VM_QEMU=1 also puts QEMU 11.1 in the VM (run --qemu)
+#                                  VM_QEMU=1 also puts QEMU 11.1 in the VM (run --qemu);
+#                                  VM_SYSTEMD=1 boots the systemd profile (run --systemd)
 #   make qemu-deps                 QEMU 11.1 from trixie-backports for inside the VM, as a
 #                                  cpio in ${VTD_CACHE:-/var/cache/vtd-bridge}/qemu-11.1/
 #                                  (scripts/vm/fetch-qemu; ~2-3 min and ~420 MB once,
@@ -189,8 +192,11 @@ VM_EDU       ?= 3
 VM_TIMEOUT   ?= 600
 VM_QEMU      ?=
 CMD          ?= scripts/vm/smoke.sh
-# vm-run provisions QEMU only when asked (VM_QEMU set and not 0).
+VM_SYSTEMD   ?=
+# vm-run provisions QEMU only when asked (VM_QEMU set and not 0), and the
+# systemd profile likewise (VM_SYSTEMD).
 VM_QEMU_DEPS := $(if $(filter-out 0,$(VM_QEMU)),qemu-deps)
+VM_SYSTEMD_DEPS := $(if $(filter-out 0,$(VM_SYSTEMD)),vm-systemd-image)
 
 .PHONY: vm-deps vm-image vm-run qemu-deps vm-qemu-smoke
 
@@ -206,8 +212,8 @@ vm-image: vm-deps
 qemu-deps: vm-deps
 	@scripts/vm/fetch-qemu
 
-vm-run: vm-image $(VM_QEMU_DEPS)
-	@scripts/vm/run --edu "$(VM_EDU)" --timeout "$(VM_TIMEOUT)" $(if $(VM_QEMU_DEPS),--qemu) "$(CMD)"
+vm-run: vm-image $(VM_QEMU_DEPS) $(VM_SYSTEMD_DEPS)
+	@scripts/vm/run --edu "$(VM_EDU)" --timeout "$(VM_TIMEOUT)" $(if $(VM_QEMU_DEPS),--qemu) $(if $(VM_SYSTEMD_DEPS),--systemd) "$(CMD)"
 
 vm-qemu-smoke: vm-image qemu-deps
 	@scripts/vm/run --qemu --edu 1 --timeout "$(VM_TIMEOUT)" scripts/vm/qemu-smoke.sh
@@ -264,6 +270,50 @@ demo-qemu: vm-image qemu-deps
 
 demo: vm-image
 	@set -o pipefail; scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" scripts/vm/demo.sh 2>&1 | grep -vE '^\[ *[0-9]+\.[0-9]+\]|^qemu-system'
+
+# ---------------------------------------------------------------------------
+# The systemd profile of the test VM (scripts/vm/README.md, "The systemd
+# profile"): Debian bookworm with systemd 252 as PID 1, the unit and binaries
+# exactly as `make install` writes them, `systemctl start vtdbridged@vm0`.
+#
+#   make vm-systemd-deps    the bookworm root (debootstrap minbase + systemd, udev, kmod,
+#                           dbus, procps; users vmm and operator in group kvm) as a cpio in
+#                           $${VTD_CACHE:-/var/cache/vtd-bridge}/systemd-root-bookworm/
+#                           (scripts/vm/build-systemd-root; ~2-4 min once, then nothing;
+#                           installs debootstrap if missing)
+#   make vm-systemd-image   release build + `make install DESTDIR=.cache/vm/install
+#                           PREFIX=/usr/local`, which run --systemd appends to the root
+#   make vm-systemd-test    boots it with QEMU 11.1 inside and 2 edu devices and runs
+#                           scripts/vm/systemd-service.sh (part of make test); writes
+#                           "systemd: N passed, N failed" to $(BUILD_DIR)/vm-systemd-test.summary
+#   make vm-run VM_SYSTEMD=1 CMD=script.sh   any script under this profile
+
+VM_INSTALL := $(CURDIR)/.cache/vm/install
+
+.PHONY: vm-systemd-deps vm-systemd-image vm-systemd-test
+
+# build-systemd-root needs cpio (vm-deps); its own apt-get waits for vm-deps'.
+vm-systemd-deps: vm-deps
+	@scripts/vm/build-systemd-root
+
+# The tree is rewritten whole each time, so that nothing stale stays in it
+# (install builds the release binaries first). After vm-image, which builds
+# them too: two swift builds must not share .build (make -j test).
+vm-systemd-image: vm-systemd-deps vm-image
+	@rm -rf "$(VM_INSTALL)"
+	@$(MAKE) --no-print-directory install DESTDIR="$(VM_INSTALL)" PREFIX=/usr/local UNITDIR=/usr/local/lib/systemd/system
+
+vm-systemd-test: vm-systemd-image qemu-deps
+	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-systemd-test.summary
+	@set -o pipefail; status=0; SECONDS=0; \
+	scripts/vm/run --systemd --qemu --edu 2 --timeout "$(VM_TIMEOUT)" --log $(BUILD_DIR)/vm-systemd-test.log \
+	  scripts/vm/systemd-service.sh | tee $(BUILD_DIR)/vm-systemd-test.out || status=1; \
+	line=$$(grep -E "^systemd: [0-9]+ passed, [0-9]+ failed$$" $(BUILD_DIR)/vm-systemd-test.out | tail -n 1); \
+	if [ -n "$$line" ]; then echo "$$line" > $(BUILD_DIR)/vm-systemd-test.summary; \
+	else echo "systemd: 0 passed, 1 failed" > $(BUILD_DIR)/vm-systemd-test.summary; echo "vm-systemd-test: the VM reported no result (see $(BUILD_DIR)/vm-systemd-test.log)"; status=1; fi; \
+	if [ $$status -ne 0 ] && grep -q " 0 failed$$" $(BUILD_DIR)/vm-systemd-test.summary; then \
+	  echo "systemd-vm: 0 passed, 1 failed" >> $(BUILD_DIR)/vm-systemd-test.summary; echo "vm-systemd-test: the run failed although every check passed (see $(BUILD_DIR)/vm-systemd-test.log)"; fi; \
+	echo "vm-systemd-test: $${SECONDS}s"; cat $(BUILD_DIR)/vm-systemd-test.summary; exit $$status
 
 # ---------------------------------------------------------------------------
 # Fuzzing with libFuzzer and AddressSanitizer (docs/RELIABILITY.md, "Fuzzing"):

@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix", "VTd", "VTdBridgeTestSupport"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport", "Posix"]),
-        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport", "Wire"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO", "Posix", "CPosix"]),

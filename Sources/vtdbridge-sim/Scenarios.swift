@@ -13,6 +13,9 @@ struct Scenarios {
     let transcript: Transcript
 
     static let all = ["map", "unmap", "remap", "large-pages", "domain-switch", "replay", "context-removal", "reset", "reconnect"]
+    /// Run only when named: they need real devices (the vfio backend).
+    static let realDevice = ["edu-dma"]
+    static var names: [String] { all + realDevice }
 
     /// Data pages come from the bottom of RAM; 1 MiB up, clear of the tables.
     func dataPage(_ i: UInt64) -> UInt64 { 0x10_0000 + i * 0x1000 }
@@ -30,7 +33,8 @@ struct Scenarios {
         case "context-removal": try contextRemoval()
         case "reset": try reset()
         case "reconnect": try reconnect()
-        default: throw SimError("no scenario \"\(name)\"; scenarios: \(Self.all.joined(separator: ", "))")
+        case "edu-dma": try eduDMA()
+        default: throw SimError("no scenario \"\(name)\"; scenarios: \(Self.names.joined(separator: ", "))")
         }
     }
 

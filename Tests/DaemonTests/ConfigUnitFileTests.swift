@@ -58,6 +58,9 @@ final class ConfigUnitFileTests: XCTestCase {
         XCTAssertEqual(settings["Restart"], ["on-failure"])
         XCTAssertEqual(settings["RestartPreventExitStatus"], ["78"], "EX_CONFIG, what vtdbridged exits with on a bad config")
         XCTAssertEqual(settings["LimitMEMLOCK"], ["infinity"])
+        XCTAssertEqual(settings["LimitNICE"], ["-4"], "Dispatch's user-interactive worker threads ask for nice -4, and nothing lower is needed")
+        XCTAssertFalse((settings["CapabilityBoundingSet"] ?? []).joined(separator: " ").contains("CAP_SYS_NICE"),
+                       "LimitNICE covers Dispatch's thread priorities; CAP_SYS_NICE would allow far more")
         XCTAssertEqual(settings["RuntimeDirectory"], ["vtd-bridge/%i"], "matches the default socket directory /run/vtd-bridge/<name>")
         XCTAssertEqual(settings["StateDirectory"], ["vtd-bridge/%i"], "matches the default state-directory /var/lib/vtd-bridge/<name>")
         XCTAssertEqual(settings["DevicePolicy"], ["closed"])
