@@ -125,12 +125,14 @@ extension KillSoak {
         if outage == .inFlight {
             guard let pid = try runner.control.require("status")["pid"]?.intValue else { throw SimError("status has no pid") }
             argument = String(pid)
-            let batch = try makeBatch(ops: 400)
+            // Large enough that the kill, which takes a FIFO round trip to
+            // the root helper, lands inside it: a few thousand ioctls.
+            let batch = try makeBatch(ops: ops.inRange(2000...4000))
             try runner.link.events.send(.invalidate(words(batch)))
             batchesSent += 1
             inFlightBatch = batch
             // Into the batch: a random fraction of its expected time.
-            usleep(UInt32(min(samples.unit() * 0.8 * Double(batch.count) * microsPerOp, 2e6)))
+            usleep(UInt32(min(samples.unit() * 0.3 * Double(batch.count) * microsPerOp, 1e6)))
         }
         let acted = try unit.perform(action, argument)
         switch action {
