@@ -271,6 +271,10 @@ public final class GuestIOMMU {
             guard let space = spaces[sourceID] else {
                 throw BridgeError(.notAttached, "device \(sourceID) is not attached")
             }
+            // While suspended (a VMM loading, or a restarted daemon before
+            // the VMM is back) the guest's state is not known yet: a sync
+            // now would unmap what the kernel rightly holds.
+            guard !syncSuspended else { return SyncReport() }
             return guardingRAM { fullSync(space, report: &$0) }
         }
         return guardingRAM { refreshAll(&$0) }

@@ -319,5 +319,5 @@ extension Daemon {
     /// Exit status of a hand-over: the unit lists it in SuccessExitStatus=
     /// (not a failure) and RestartForceExitStatus= (restarted even when no
     /// restart job asked, e.g. `vtdbridgectl upgrade` or `kill -USR1`).
-    static let handOverExitStatus: Int32 = 75
+    public static let handOverExitStatus: Int32 = 75
 }

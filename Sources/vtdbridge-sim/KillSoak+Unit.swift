@@ -131,8 +131,6 @@ extension KillSoak {
             try runner.link.events.send(.invalidate(words(batch)))
             batchesSent += 1
             inFlightBatch = batch
-            // Into the batch: a random fraction of its expected time.
-            usleep(UInt32(min(samples.unit() * 0.3 * Double(batch.count) * microsPerOp, 1e6)))
         }
         let acted = try unit.perform(action, argument)
         switch action {

@@ -202,6 +202,10 @@ final class MappingJournalTests: XCTestCase {
         let secondBackend = JournaledBackend(inner: kernel, journal: try reopen(journal))
         try second.attach(sid, backend: secondBackend, adopting: recovery.entries)
         XCTAssertEqual(kernel.calls, [], "adopting makes no call")
+        // An operator's replay before the VMM is back changes nothing.
+        XCTAssertEqual(try second.replay(sid).ioctls, 0)
+        XCTAssertEqual(try second.replay().ioctls, 0)
+        XCTAssertEqual(kernel.calls, [])
         XCTAssertEqual(second.spaces[sid]!.shadow.count, 41)
         XCTAssertEqual(second.spaces[sid]!.unresolvedAdopted.count, 41, "no guest RAM yet")
 

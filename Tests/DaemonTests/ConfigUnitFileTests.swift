@@ -68,6 +68,15 @@ final class ConfigUnitFileTests: XCTestCase {
         XCTAssertEqual(settings["RestrictAddressFamilies"], ["AF_UNIX"])
         XCTAssertEqual(settings["SystemCallFilter"], ["@system-service"])
         XCTAssertEqual(settings["KillSignal"], ["SIGTERM"])
+        // Restarts keep every mapping: the hand-over signal, its exit status
+        // (a success that always restarts), the store, and the socket files.
+        XCTAssertEqual(settings["RestartKillSignal"], ["SIGUSR1"], "Daemon.handleSignals hands over on SIGUSR1")
+        XCTAssertEqual(settings["SuccessExitStatus"], ["\(Daemon.handOverExitStatus)"])
+        XCTAssertEqual(settings["RestartForceExitStatus"], ["\(Daemon.handOverExitStatus)"])
+        let storeMax = try XCTUnwrap(Int(settings["FileDescriptorStoreMax"]?.first ?? ""))
+        XCTAssertGreaterThanOrEqual(storeMax, 2 + 4 * 32, "two listeners and four descriptors per device, for 32 devices at least")
+        XCTAssertEqual(settings["RuntimeDirectoryPreserve"], ["restart"], "the stored listeners' socket files must outlive a restart")
+        XCTAssertEqual(settings["StartLimitBurst"], ["20"])
         XCTAssertNil(settings["PrivateDevices"], "PrivateDevices would hide /dev/vfio")
         XCTAssertNil(settings["User"], "opening root-owned /dev/vfio/N needs root")
         // The unit's directories are where the config's defaults point.

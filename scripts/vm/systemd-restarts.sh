@@ -121,4 +121,17 @@ else
     bad "no 'the VM is going away' line in the journal"
 fi
 [ ! -e /run/vtd-bridge/soak ] && ok "the runtime directory is gone" || bad "/run/vtd-bridge/soak is still there after the stop"
+
+# systemd 252 after stop: a start begins from nothing (the store was
+# dropped); the recorded attachments are attached anew, not adopted.
+if systemctl start "$unit"; then
+    stored=$(systemctl show -p NFileDescriptorStore --value "$unit")
+    adopted=$(vtdbridgectl status --socket /run/vtd-bridge/soak/control.sock --json | grep -o '"restart": *{[^}]*}' | grep -o '"devices": *[0-9]*' | grep -o '[0-9]*$')
+    echo "== after stop and start: $stored stored descriptor(s), $adopted device(s) adopted"
+    [ "$stored" = 10 ] && [ "$adopted" = 0 ] && ok "stop then start: nothing adopted, the recorded devices attached anew and stored" \
+        || bad "stop then start: $stored stored descriptors (10 expected: listeners, devices attached anew), $adopted adopted (0 expected)"
+    systemctl stop "$unit"
+else
+    bad "systemctl start $unit after the stop"
+fi
 finish
