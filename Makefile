@@ -309,7 +309,7 @@ vm-systemd-test: vm-systemd-image qemu-deps
 	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-systemd-test.summary
 	@set -o pipefail; status=0; SECONDS=0; \
 	scripts/vm/run --systemd --qemu --edu 2 --timeout "$(VM_TIMEOUT)" --log $(BUILD_DIR)/vm-systemd-test.log \
-	  --add scripts/vm/systemd-service.sh --add scripts/vm/systemd-restarts.sh \
+	  --add scripts/vm/systemd-service.sh --add scripts/vm/systemd-restarts.sh --add scripts/vm/unit-helper.sh \
 	  scripts/vm/systemd-all.sh | tee $(BUILD_DIR)/vm-systemd-test.out || status=1; \
 	: > $(BUILD_DIR)/vm-systemd-test.summary; \
 	for name in systemd systemd-restarts; do \

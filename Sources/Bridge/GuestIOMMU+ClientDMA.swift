@@ -160,6 +160,22 @@ extension GuestIOMMU {
 }
 
 extension GuestIOMMU {
+    /// A vfio-user session carried over a restart: the client's regions are
+    /// the adopted mappings whose files the session's memory holds again.
+    /// One sync then unmaps, exactly, any it does not (whose file was not
+    /// handed over); over a complete hand-over it makes no call.
+    public func adoptClientRegions(_ sourceID: SourceID) -> SyncReport {
+        guard let space = spaces[sourceID], space.clientDMA != nil else { return SyncReport() }
+        var regions = ClientDMAMap()
+        space.shadow.forEach { entry in
+            if space.unresolvedAdopted[entry.iova] == nil { regions.insert(entry) }
+        }
+        space.clientDMA = regions
+        var report = SyncReport()
+        space.syncClient(start: 0, end: .max, report: &report)
+        return report
+    }
+
     /// Records a fault the front-end found in a client's request (a DMA_MAP
     /// without memory) on the device's space, where status shows it.
     public func clientFault(_ sourceID: SourceID, _ fault: TranslationFault) -> SyncReport {

@@ -230,7 +230,8 @@ public final class GuestIOMMU {
     /// the VMM's READY then syncs, and over unchanged tables makes no call.
     public func attach(_ sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil,
                        faultLogCapacity: Int = 32, clientFed: Bool = false,
-                       adopting adopted: [MappingJournal.Entry]? = nil) throws(BridgeError) -> SyncReport {
+                       adopting adopted: [MappingJournal.Entry]? = nil,
+                       clientFiles: (any HostMemoryFiles)? = nil) throws(BridgeError) -> SyncReport {
         guard spaces[sourceID] == nil else {
             throw BridgeError(.alreadyAttached, "device \(sourceID) is already attached; detach it first")
         }
@@ -247,7 +248,7 @@ public final class GuestIOMMU {
         if clientFed { space.clientDMA = ClientDMAMap() }
         spaces[sourceID] = space
         if let adopted {
-            space.adopt(adopted, files: clientFed ? nil : memory)
+            space.adopt(adopted, files: clientFed ? clientFiles : memory)
             return SyncReport()
         }
         return guardingRAM { if !syncSuspended { fullSync(space, report: &$0) } }

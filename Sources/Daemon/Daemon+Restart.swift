@@ -1,5 +1,6 @@
 import Bridge
 import Glibc
+import JSON
 import Logging
 import Posix
 import UnixIO
@@ -163,6 +164,7 @@ extension Daemon {
         let backend: JournaledBackend
         var entries: [MappingJournal.Entry] = []
         var settled = 0
+        var handedOver: (connection: UnixConnection, memory: VFIOUserMemory, record: JSONValue)?
         do {
             if let journal {
                 backend = journaledBackend(spec, inner: host.dma, journal: journal)
@@ -185,15 +187,19 @@ extension Daemon {
                 fdStore.remove(FDStore.deviceName(sid, "journal"))
                 fdStore.store(FDStore.deviceName(sid, "journal"), fresh.file)
             }
-            if spec.vfioUserSocket != nil, !entries.isEmpty {
-                // The vfio-user client's connection ended with the process
-                // (QEMU does not reconnect): its regions go, as on any
-                // disconnect.
-                try backend.unmapAll()
-                settled += 1
-                logger.notice("unmapped the regions of the vfio-user client that was connected before the restart",
-                              metadata: ["guest": "\(sid)", "mappings": "\(entries.count)"])
-                entries = []
+            if spec.vfioUserSocket != nil {
+                handedOver = takeHandedOverVFIOUser(sid)
+                if handedOver == nil, !entries.isEmpty {
+                    // No session to resume (a crash, not a hand-over): the
+                    // client's connection ended with the process, and QEMU
+                    // does not reconnect, so its regions go, as on any
+                    // disconnect.
+                    try backend.unmapAll()
+                    settled += 1
+                    logger.notice("unmapped the regions of the vfio-user client that was connected before the restart",
+                                  metadata: ["guest": "\(sid)", "mappings": "\(entries.count)"])
+                    entries = []
+                }
             }
         } catch {
             host.close(logger: logger)
@@ -209,7 +215,7 @@ extension Daemon {
                                     journaled: backend, adopted: true)
         do {
             try bridge.attach(sid, backend: backend, mappingQuota: config.quota(for: spec),
-                              clientFed: spec.vfioUserSocket != nil, adopting: entries)
+                              clientFed: spec.vfioUserSocket != nil, adopting: entries, clientFiles: handedOver?.memory)
         } catch {
             host.close(logger: logger)
             fdStore.removeDevice(sid)
@@ -226,6 +232,7 @@ extension Daemon {
             }
         }
         devices[sid] = device
+        if let handedOver, let server = vfioUserServers[sid] { resumeVFIOUser(server, handedOver) }
         failedDevices.removeValue(forKey: sid)
         pendingDevices.removeValue(forKey: sid)
         adoption.devices += 1
@@ -295,10 +302,24 @@ extension Daemon {
         notify("STOPPING=1\nSTATUS=handing over to the next process; every mapping stays")
         if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
         for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
-        // QEMU's vfio-user connection cannot be carried over (the protocol has
-        // no way to resume a session; QEMU treats a closed socket as a lost
-        // device), so it ends here as on a stop, with its regions unmapped.
-        for sid in vfioUserServers.keys.sorted() { stopVFIOUserServer(sid) }
+        // A vfio-user client between two messages is handed over with its
+        // connection (Daemon+VFIOUserHandOver.swift); one that is not (a
+        // message half read) ends here as on a stop, its regions unmapped.
+        for sid in vfioUserServers.keys.sorted() {
+            guard let server = vfioUserServers[sid] else { continue }
+            if let session = server.session {
+                _ = try? session.outbound.flush(to: session.connection)
+                if handOverVFIOUser(server) {
+                    unregister(session)
+                    _ = session.connection.close()
+                } else {
+                    dropVFIOUser(session, why: "the restart found it in the middle of a message")
+                }
+            }
+            polled.removeValue(forKey: server.listener.fd)
+            server.listener.closeKeepingSocket()
+        }
+        vfioUserServers.removeAll()
         vmm?.connection.close()
         for s in controls.values { s.connection.close() }
         controls.removeAll()

@@ -24,7 +24,8 @@ extension Daemon {
         if !dir.isEmpty { _ = try? FileSystem.makeDirectory(dir, mode: 0o750) }
         let listener: UnixListener
         do {
-            listener = try UnixListener.listen(path: path, mode: 0o660, group: config.controlGroup)
+            // The stored one after a restart: QEMU connecting meanwhile waits.
+            listener = try self.listener(named: FDStore.deviceName(guest, "vu-listener"), path: path)
         } catch {
             throw ControlError(code: .vfioError, message: "the vfio-user socket for \(guest) cannot listen: \(error)")
         }
@@ -41,6 +42,7 @@ extension Daemon {
         if let session = server.session { dropVFIOUser(session, why: "the device is being detached") }
         polled.removeValue(forKey: server.listener.fd)
         _ = server.listener.close()
+        fdStore.remove(FDStore.deviceName(guest, "vu-listener"))
     }
 
     func acceptVFIOUser(_ server: VFIOUserServer) {
@@ -64,6 +66,7 @@ extension Daemon {
             let session = VFIOUserSession(server: server, connection: connection, limits: vfioUserLimits)
             server.session = session
             server.counters.connections += 1
+            devices[server.guest]?.journaled?.files = session.memory
             register(session)
             metrics.vfioUserConnections.increment()
             logger.info("vfio-user client connected", metadata: ["guest": "\(server.guest)", "pid": "\(connection.peer.pid)",
@@ -133,6 +136,7 @@ extension Daemon {
         unregister(session)
         session.connection.close()
         server.session = nil
+        devices[server.guest]?.journaled?.files = nil
         let unmapped = bridge.spaces[server.guest]?.shadow.count ?? 0
         let report = bridge.clientDisconnected(server.guest)
         metrics.record(report)

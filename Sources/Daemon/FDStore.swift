@@ -53,6 +53,13 @@ final class FDStore {
         return first
     }
 
+    /// Takes every stored descriptor named `name` (a name may carry several).
+    func takeAll(_ name: String) -> [FileDescriptor] {
+        var all: [FileDescriptor] = []
+        while let fd = take(name) { all.append(fd) }
+        return all
+    }
+
     /// The source-ids that have stored device objects.
     var storedDevices: [SourceID] {
         Set(inherited.keys.compactMap(Self.sourceID(inDeviceName:))).sorted()

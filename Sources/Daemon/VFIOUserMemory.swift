@@ -1,3 +1,4 @@
+import Bridge
 import Glibc
 import Posix
 
@@ -24,6 +25,9 @@ final class VFIOUserMemory {
         let base: UnsafeMutableRawPointer
         let length: Int
         let writable: Bool
+        /// A descriptor of the file, kept for a hand-over to the next
+        /// process (systemd's fd store): the mapping alone cannot be passed.
+        let descriptor: FileDescriptor
         var hostAddress: UInt64 { UInt64(UInt(bitPattern: base)) }
     }
 
@@ -80,7 +84,12 @@ final class VFIOUserMemory {
         } catch {
             throw Refusal(errno: error.errno, message: "mapping the file sent with DMA_MAP: \(error)")
         }
-        let file = File(device: status.device, inode: status.inode, base: base, length: length, writable: mapWritable)
+        let kept: FileDescriptor
+        do { kept = try fd.duplicate() } catch {
+            try? SharedMapping.unmap(base, length: length)
+            throw Refusal(errno: error.errno, message: "keeping the file sent with DMA_MAP: \(error)")
+        }
+        let file = File(device: status.device, inode: status.inode, base: base, length: length, writable: mapWritable, descriptor: kept)
         files.append(file)
         guard mapWritable || !writable else {
             throw Refusal(errno: EACCES, message: "DMA_MAP asks for device write access to a file the client sent read-only")
@@ -90,9 +99,64 @@ final class VFIOUserMemory {
 
     /// Unmaps every file. Call after the bridge unmapped the device's regions.
     func releaseAll() {
-        for file in files { try? SharedMapping.unmap(file.base, length: file.length) }
+        for file in files {
+            try? SharedMapping.unmap(file.base, length: file.length)
+            try? file.descriptor.close()
+        }
         files.removeAll()
     }
 
+    /// Maps again the files a previous process's session had (handed over
+    /// through systemd's fd store), whole, as `resolve` maps them. A file
+    /// that cannot be mapped is left out: regions in it stay unresolved and
+    /// are unmapped by the next sync.
+    func adopt(_ descriptors: [FileDescriptor]) -> [String] {
+        var problems: [String] = []
+        for fd in descriptors {
+            do {
+                let status = try fd.status()
+                guard status.kind == .regular, let length = Int(exactly: status.size), length > 0 else {
+                    problems.append("a stored file is not a non-empty regular file")
+                    try? fd.close()
+                    continue
+                }
+                var writable = true
+                let base: UnsafeMutableRawPointer
+                do {
+                    base = try fd.mapShared(length: length, offset: 0, writable: true)
+                } catch where error.errno == EACCES {
+                    base = try fd.mapShared(length: length, offset: 0, writable: false)
+                    writable = false
+                }
+                files.append(File(device: status.device, inode: status.inode, base: base, length: length, writable: writable, descriptor: fd))
+            } catch {
+                problems.append("\(error)")
+                try? fd.close()
+            }
+        }
+        return problems
+    }
+
     deinit { releaseAll() }
+}
+
+/// The client's files by device and inode: the mapping journal records a
+/// region by file and offset, and a process that took the session over
+/// finds it at its own address in the same file.
+extension VFIOUserMemory: HostMemoryFiles {
+    func fileLocation(ofHostAddress host: UInt64, size: UInt64) -> FileLocation? {
+        for f in files where host >= f.hostAddress && host - f.hostAddress < UInt64(f.length)
+            && size <= UInt64(f.length) - (host - f.hostAddress) {
+            return FileLocation(device: f.device, inode: f.inode, offset: host - f.hostAddress)
+        }
+        return nil
+    }
+
+    func hostAddress(of location: FileLocation, size: UInt64) -> UInt64? {
+        for f in files where f.device == location.device && f.inode == location.inode
+            && location.offset < UInt64(f.length) && size <= UInt64(f.length) - location.offset {
+            return f.hostAddress + location.offset
+        }
+        return nil
+    }
 }

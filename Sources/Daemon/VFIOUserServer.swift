@@ -62,13 +62,14 @@ final class VFIOUserSession {
     /// What the client offered in its VERSION.
     var clientCapabilities = VFIOUserCapabilities()
     /// The files its DMA_MAPs brought, mapped once each.
-    let memory = VFIOUserMemory()
+    let memory: VFIOUserMemory
     /// Interrupt indexes the client wired to eventfds: torn down when it goes.
     var wiredIRQs: Set<UInt32> = []
 
-    init(server: VFIOUserServer, connection: UnixConnection, limits: VFIOUserLimits) {
+    init(server: VFIOUserServer, connection: UnixConnection, limits: VFIOUserLimits, memory: VFIOUserMemory = VFIOUserMemory()) {
         self.server = server
         self.connection = connection
+        self.memory = memory
         decoder = VFIOUserStreamDecoder(limits: limits)
     }
 }

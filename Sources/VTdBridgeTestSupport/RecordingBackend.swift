@@ -68,12 +68,7 @@ public final class RecordingBackend: DMABackend {
         let call = Call.unmap(iova: iova, size: size)
         calls.append(call)
         if let e = inject?(call) { throw fail(call, "VFIO_IOMMU_UNMAP_DMA", e) }
-        let end = iova + size
-        let hit = mappings.filter { $0.key < end && iova < $0.key + $0.value.size }
-        // type1v2: a range may not cut a mapping in two.
-        for (start, m) in hit where start < iova || start + m.size > end {
-            throw fail(call, "VFIO_IOMMU_UNMAP_DMA", EINVAL)
-        }
+        let hit = try wholeMappings(in: iova, size, call)
         let unmapped = hit.values.reduce(0) { $0 + $1.size }
         guard unmapped == size else {
             throw VFIOError(operation: "VFIO_IOMMU_UNMAP_DMA", subject: "recording backend", errno: 0,
@@ -94,12 +89,19 @@ public final class RecordingBackend: DMABackend {
         let call = Call.unmap(iova: iova, size: size)
         calls.append(call)
         if let e = inject?(call) { throw fail(call, "VFIO_IOMMU_UNMAP_DMA", e) }
+        let hit = try wholeMappings(in: iova, size, call)
+        for start in hit.keys { mappings.removeValue(forKey: start) }
+        return hit.values.reduce(0) { $0 + $1.size }
+    }
+
+    /// The mappings inside [iova, iova + size); type1v2 refuses (EINVAL) a
+    /// range that would cut one in two.
+    private func wholeMappings(in iova: UInt64, _ size: UInt64, _ call: Call) throws(VFIOError) -> [UInt64: Mapping] {
         let end = iova + size
         let hit = mappings.filter { $0.key < end && iova < $0.key + $0.value.size }
         for (start, m) in hit where start < iova || start + m.size > end {
             throw fail(call, "VFIO_IOMMU_UNMAP_DMA", EINVAL)
         }
-        for start in hit.keys { mappings.removeValue(forKey: start) }
-        return hit.values.reduce(0) { $0 + $1.size }
+        return hit
     }
 }

@@ -25,7 +25,7 @@ struct QEMUTest: ParsableCommand {
         """)
 
     static let scenarioNames = ["map-dma", "unmap", "remap", "large-page", "domain-invalidation",
-                                "translation-off-on", "reset", "psi-cost", "qemu-restart"]
+                                "translation-off-on", "reset", "psi-cost", "qemu-restart", "daemon-restart"]
 
     @Option(help: ArgumentHelp("The QEMU binary (searched in PATH without a slash).", valueName: "PATH"))
     var qemu = "qemu-system-x86_64"
@@ -56,7 +56,13 @@ struct QEMUTest: ParsableCommand {
     @Option(name: .customLong("daemon-device"), help: ArgumentHelp("vfio-user mode: the device's guest source-id in the daemon.", valueName: "BB:DD.F"))
     var daemonDevice = "00:03.0"
 
-    @Argument(help: "Scenarios to run (default: all).")
+    @Option(help: ArgumentHelp("vfio-user mode: the daemon is systemd's vtdbridged@NAME, which daemon-restart restarts through the root helper at --unit-control (scripts/vm/unit-helper.sh).", valueName: "NAME"))
+    var unit: String?
+
+    @Option(name: .customLong("unit-control"), help: ArgumentHelp("Directory of the root helper's FIFOs.", valueName: "PATH"))
+    var unitControl = "/run/vtdtest-unit"
+
+    @Argument(help: "Scenarios to run (default: all; daemon-restart only with --unit).")
     var only: [String] = []
 
     func validate() throws {
@@ -102,6 +108,7 @@ struct QEMUTest: ParsableCommand {
         } catch {
             throw ValidationError("qtest socket \(commandLine.qtestSocket): \(error)")
         }
+        runner.unit = unit.map { SystemdUnitHandle(name: $0, controlDirectory: unitControl) }
         if runner.runAll(only: only) > 0 { throw ExitCode(1) }
     }
 }

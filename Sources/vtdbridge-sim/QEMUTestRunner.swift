@@ -16,6 +16,8 @@ final class QEMUTestRunner {
     let transcript = Transcript(quiet: false)
     let latencies = QTestLatencyLog()
     let listener: UnixListener
+    /// The daemon as systemd runs it, for daemon-restart.
+    var unit: SystemdUnitHandle?
     private(set) var process: QEMUProcess?
     private(set) var guest: QEMUGuest!
     private var generation = 0
@@ -44,7 +46,7 @@ final class QEMUTestRunner {
          ("translation-off-on", translationOffOn),
          ("reset", platformReset),
          ("psi-cost", invalidationCost),
-         ("qemu-restart", qemuRestart)]
+         ("qemu-restart", qemuRestart)] + (unit == nil ? [] : [("daemon-restart", daemonRestart)])
     }
 
     func runAll(only: [String]) -> Int {

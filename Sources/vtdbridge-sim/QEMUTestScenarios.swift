@@ -1,5 +1,7 @@
 import Glibc
+import JSON
 import VTd
+import VTdBridgeClient
 
 /// The scenarios of issue 11's qtest run. Each starts from a guest whose
 /// device is attached to domain 1 with translation on, maps what it needs
@@ -276,5 +278,50 @@ extension QEMUTestRunner {
         try storeBuffer(to: Self.targetIOVA)
         try expectBytes(at: target, bytes, "the round trip in the new QEMU")
         passed("a new QEMU (pid \(process?.pid ?? 0)) runs the guest from scratch and DMA works both ways")
+    }
+
+    // MARK: the daemon restarted under a running QEMU (systemd hand-over)
+
+    /// `systemctl restart` of the daemon while QEMU is connected: the
+    /// session is handed over, so QEMU's connection, its DMA regions, its
+    /// BAR mapping and the device go on. DMA through the regions mapped
+    /// before works during and after; a map after it goes to the new process
+    /// over the same connection.
+    func daemonRestart() throws {
+        guard let unit else { throw SimError("daemon-restart needs --unit") }
+        let (source, target) = (layout.dataPage(60), layout.dataPage(61))
+        try mapLogged(Self.sourceIOVA, source)
+        try mapLogged(Self.targetIOVA, target)
+        try daemonCheck(after: "two maps before the restart")
+        let qemuPID = process?.pid ?? 0
+        let control = { () throws -> JSONValue in try ControlClient(path: unit.controlSocket).require("status") }
+        let oldPID = try control()["pid"]?.intValue ?? 0
+        try unit.perform(.restart)
+        transcript.line("runner", "systemctl restart vtdbridged@\(unit.name) (pid \(oldPID)) while QEMU pid \(qemuPID) is connected")
+        var status: JSONValue?
+        for _ in 0..<300 {
+            if let s = try? control(), let pid = s["pid"]?.intValue, pid != oldPID { status = s; break }
+            usleep(20_000)
+        }
+        guard let status else { throw SimError("vtdbridged@\(unit.name) did not come back within 6 s") }
+        let device = status["devices"]?.arrayValue?.first?["vfio-user"]
+        try check(device?["connected"]?.boolValue == true,
+                  "after the restart the daemon has no vfio-user client: \(device?.serialized ?? "no device")")
+        passed("the daemon restarted (pid \(oldPID) → \(status["pid"]?.intValue ?? 0)) and resumed QEMU's session: \(status["restart"]?.serialized ?? "")")
+        let bytes = QEMUGuest.pattern(7)
+        try loadBuffer(bytes, via: Self.sourceIOVA, at: source)
+        try storeBuffer(to: Self.targetIOVA)
+        try expectBytes(at: target, bytes, "the round trip after the restart, through the regions mapped before")
+        passed("RAM → edu → RAM through the regions mapped before the restart: QEMU (pid \(qemuPID)) never noticed")
+        let (s2, t2) = (layout.dataPage(62), layout.dataPage(63))
+        try mapLogged(Self.spreadIOVA, s2)
+        try mapLogged(Self.spreadIOVA + 0x1000, t2)
+        try daemonCheck(after: "two maps after the restart, over the same connection")
+        let more = QEMUGuest.pattern(9)
+        try loadBuffer(more, via: Self.spreadIOVA, at: s2)
+        try storeBuffer(to: Self.spreadIOVA + 0x1000)
+        try expectBytes(at: t2, more, "the round trip through regions mapped after the restart")
+        try check(process?.pid == qemuPID, "QEMU changed: pid \(process?.pid ?? 0), was \(qemuPID)")
+        passed("regions QEMU mapped after the restart went to the new process over the same connection, and DMA works through them")
     }
 }

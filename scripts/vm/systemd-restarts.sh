@@ -5,7 +5,7 @@
 # `vtdbridge-sim vm-test --unit soak`: a live map/unmap/remap stream and
 # edu DMA, through 20 SIGKILLs (systemctl kill -s KILL), 20 systemctl
 # restarts and one upgrade to a new binary, which this script (root)
-# performs when the VMM asks through two FIFOs. Then `systemctl stop` must
+# performs when the VMM asks through two FIFOs (unit-helper.sh). Then `systemctl stop` must
 # unmap everything and empty the fd store.
 #
 # Counted checks print "ok:"/"FAIL:"; the last line is
@@ -46,45 +46,10 @@ cat > /etc/vtd-bridge/soak.json <<'EOF'
 EOF
 if systemctl start "$unit"; then ok "systemctl start $unit"; else bad "systemctl start $unit"; systemctl status "$unit" --no-pager; finish; fi
 
-# The root helper: one action per request line, one reply line.
-rm -rf "$ctl"
-mkdir -p "$ctl"
-mkfifo "$ctl/request" "$ctl/reply"
-chgrp kvm "$ctl" "$ctl/request" "$ctl/reply"
-chmod 0750 "$ctl"
-chmod 0620 "$ctl/request"
-chmod 0640 "$ctl/reply"
-upgrades=0
-(
-    while :; do
-        read -r cmd arg < "$ctl/request" || continue
-        # T: when the kill was sent or the restart job queued, so that
-        # kill-to-READY counts the daemon and systemd, not the seconds a
-        # systemctl takes to start under TCG.
-        case "$cmd" in
-            kill) systemctl kill -s KILL "$unit" && r="ok $(date +%s%N)" || r="error systemctl kill" ;;
-            sigkill) kill -KILL "$arg" && r="ok $(date +%s%N)" || r="error kill -KILL $arg" ;;
-            restart) systemctl restart --no-block "$unit" && r="ok $(date +%s%N)" || r="error systemctl restart" ;;
-            upgrade)
-                # A new binary: another file (a new inode) with different
-                # contents, installed by rename as a package manager does.
-                upgrades=$((upgrades + 1))
-                cp /usr/local/bin/vtdbridged /usr/local/bin/.vtdbridged.new &&
-                    printf '\nvtd-bridge test upgrade %s\n' "$upgrades" >> /usr/local/bin/.vtdbridged.new &&
-                    mv -f /usr/local/bin/.vtdbridged.new /usr/local/bin/vtdbridged
-                systemctl restart --no-block "$unit" && r="ok $(date +%s%N)" || r="error systemctl restart after the upgrade" ;;
-            exe)
-                t0=$(date +%s%N)
-                pid=$(systemctl show -p MainPID --value "$unit")
-                r="ok $t0 $(stat -L -c %i "/proc/$pid/exe") $(stat -c %i /usr/local/bin/vtdbridged)" ;;
-            stop) t0=$(date +%s%N); systemctl stop "$unit" && r="ok $t0" || r="error systemctl stop" ;;
-            quit) echo "ok 0" > "$ctl/reply"; break ;;
-            *) r="error unknown request '$cmd'" ;;
-        esac
-        echo "$r" > "$ctl/reply"
-    done
-) &
+# The root helper (unit-helper.sh): the VMM asks it for each action.
+sh /vmtest/unit-helper.sh "$unit" "$ctl" &
 helper=$!
+while [ ! -p "$ctl/reply" ]; do sleep 0.1; done
 
 stored=$(systemctl show -p NFileDescriptorStore --value "$unit")
 echo "== fd store of $unit before the devices: $stored descriptor(s)"

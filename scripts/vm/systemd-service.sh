@@ -139,9 +139,18 @@ else
     # (dmesg_restrict=1): open it to the unprivileged test, not to QEMU's
     # or the daemon's benefit.
     sysctl -q -w kernel.dmesg_restrict=0
+    # daemon-restart restarts vtdbridged@vm1 under the running QEMU: the
+    # unprivileged test asks this root helper to (unit-helper.sh).
+    sh /vmtest/unit-helper.sh vtdbridged@vm1 /run/vtdtest-vm1 &
+    helper=$!
+    while [ ! -p /run/vtdtest-vm1/reply ]; do sleep 0.1; done
     as_vmm vtdbridge-sim qemu-test --device vfio-user:/run/vtd-bridge/vm1/edu0.sock \
-        --control-socket /run/vtd-bridge/vm1/control.sock --directory /tmp/vmm-qtest map-dma unmap > /tmp/qemu.out 2>&1
+        --control-socket /run/vtd-bridge/vm1/control.sock --directory /tmp/vmm-qtest \
+        --unit vm1 --unit-control /run/vtdtest-vm1 map-dma unmap daemon-restart > /tmp/qemu.out 2>&1
     qrc=$?
+    echo quit > /run/vtdtest-vm1/request
+    read -r _ < /run/vtdtest-vm1/reply
+    wait "$helper"
     sysctl -q -w kernel.dmesg_restrict=1
     cat /tmp/qemu.out
     if [ "$rc" -eq 0 ] && [ "$vu" = "660 root:kvm" ] && [ "$qrc" -eq 0 ] && grep -qE "^qemu-test: [1-9][0-9]* passed, 0 failed" /tmp/qemu.out; then
