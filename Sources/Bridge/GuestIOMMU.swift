@@ -272,10 +272,11 @@ public final class GuestIOMMU {
             guard let space = spaces[sourceID] else {
                 throw BridgeError(.notAttached, "device \(sourceID) is not attached")
             }
-            // While suspended (a VMM loading, or a restarted daemon before
-            // the VMM is back) the guest's state is not known yet: a sync
-            // now would unmap what the kernel rightly holds.
-            guard !syncSuspended else { return SyncReport() }
+            // A restarted daemon before the VMM is back: its adopted
+            // mappings have no host address yet and the guest's state is
+            // not known, so a sync would unmap what the kernel rightly
+            // holds. (A loading VMM's replay syncs, as it always did.)
+            guard !(syncSuspended && !space.unresolvedAdopted.isEmpty) else { return SyncReport() }
             return guardingRAM { fullSync(space, report: &$0) }
         }
         return guardingRAM { refreshAll(&$0) }
