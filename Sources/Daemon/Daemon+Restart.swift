@@ -300,8 +300,7 @@ extension Daemon {
     /// listeners stay open in systemd's store; nothing is unmapped.
     func handOver() {
         notify("STOPPING=1\nSTATUS=handing over to the next process; every mapping stays")
-        if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
-        for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
+        flushClients()
         // A vfio-user client between two messages is handed over with its
         // connection (Daemon+VFIOUserHandOver.swift); one that is not (a
         // message half read) ends here as on a stop, its regions unmapped.
@@ -320,18 +319,14 @@ extension Daemon {
             server.listener.closeKeepingSocket()
         }
         vfioUserServers.removeAll()
-        vmm?.connection.close()
-        for s in controls.values { s.connection.close() }
-        controls.removeAll()
-        for r in refusedControls.values { r.connection.close() }
-        refusedControls.removeAll()
+        closeClients()
         for listener in [eventListener, controlListener].compactMap({ $0 }) {
             polled.removeValue(forKey: listener.fd)
             listener.closeKeepingSocket()
         }
         eventListener = nil
         controlListener = nil
-        let mappings = devices.keys.reduce(0) { $0 + (bridge.spaces[$1]?.shadow.count ?? 0) }
+        let mappings = mappingCount
         logger.notice("handed over to the next process; exiting for systemd to start it", metadata: [
             "devices": "\(devices.count)", "mappings-kept": "\(mappings)",
         ])

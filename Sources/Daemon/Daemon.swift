@@ -285,12 +285,11 @@ public final class Daemon {
     /// (one thread); send what replies are queued; unmap; close; exit 0.
     private func shutdown() {
         notify("STOPPING=1\nSTATUS=stopping: unmapping \(devices.count) device(s)")
-        let mappings = devices.keys.reduce(0) { $0 + (bridge.spaces[$1]?.shadow.count ?? 0) }
+        let mappings = mappingCount
         logger.info("shutting down", metadata: ["devices": "\(devices.count)"])
         stopListening()
         // Best effort: a peer that cannot take its last replies now loses them.
-        if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
-        for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
+        flushClients()
         for sid in devices.keys.sorted() {
             stopVFIOUserServer(sid)
             let report = (try? bridge.detach(sid)) ?? SyncReport()
@@ -299,11 +298,7 @@ public final class Daemon {
             }
             devices.removeValue(forKey: sid)?.close(logger: logger)
         }
-        vmm?.connection.close()
-        for s in controls.values { s.connection.close() }
-        controls.removeAll()
-        for r in refusedControls.values { r.connection.close() }
-        refusedControls.removeAll()
+        closeClients()
         if fdStore.isAvailable {
             // A stop (not a restart: that is SIGUSR1) means the VM is going
             // away: nothing is left for a next process.
@@ -313,6 +308,22 @@ public final class Daemon {
         } else {
             logger.info("stopped", metadata: ["mappings-unmapped": "\(mappings)"])
         }
+    }
+
+    /// Best effort, on the way out: a peer that cannot take its last
+    /// replies now loses them.
+    func flushClients() {
+        if let vmm { _ = try? vmm.outbound.flush(to: vmm.connection) }
+        for s in controls.values { _ = try? s.outbound.flush(to: s.connection) }
+    }
+
+    /// Closes the VMM's and every control client's connection.
+    func closeClients() {
+        vmm?.connection.close()
+        for s in controls.values { s.connection.close() }
+        controls.removeAll()
+        for r in refusedControls.values { r.connection.close() }
+        refusedControls.removeAll()
     }
 
     func handleSignals(_ signals: SignalDescriptor) {
@@ -362,6 +373,9 @@ public final class Daemon {
 
     var statusLine: String {
         let vmmText = vmm.map { "VMM \($0.phase.rawValue)" } ?? "no VMM"
-        return "\(devices.count) device(s), \(vmmText), \(devices.values.reduce(0) { $0 + (bridge.spaces[$1.spec.guest]?.shadow.count ?? 0) }) mapping(s)"
+        return "\(devices.count) device(s), \(vmmText), \(mappingCount) mapping(s)"
     }
+
+    /// Mappings the kernel holds for every attached device.
+    var mappingCount: Int { devices.keys.reduce(0) { $0 + (bridge.spaces[$1]?.shadow.count ?? 0) } }
 }
