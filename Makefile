@@ -40,17 +40,31 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev linux-libc-dev; \
 	fi
 
+# The commit every --version names (Sources/CBuildInfo). The header is
+# rewritten only when the commit changes, so an unchanged tree rebuilds
+# nothing; build_info.c is touched then, because a header the compiler did
+# not see last time (it is optional: __has_include) is in no dependency file.
+BUILD_COMMIT_HEADER := Sources/CBuildInfo/vtd_build_commit.h
+
+.PHONY: build-commit
+build-commit:
+	@commit=$$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown); \
+	line="#define VTD_BUILD_COMMIT \"$$commit\""; \
+	if [ "$$(cat $(BUILD_COMMIT_HEADER) 2>/dev/null)" != "$$line" ]; then \
+	  echo "$$line" > $(BUILD_COMMIT_HEADER); touch Sources/CBuildInfo/build_info.c; \
+	fi
+
 # No build may print a warning. Compiler warnings are errors already
 # (Package.swift); scripts/no-warnings fails on the linker's and SwiftPM's.
-build: deps
+build: deps build-commit
 	@set -o pipefail; $(SWIFT) build $(SWIFT_FLAGS) 2>&1 | scripts/no-warnings
 
-release: deps
+release: deps build-commit
 	@set -o pipefail; $(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS) 2>&1 | scripts/no-warnings
 
 # Unit and process-level tests on this host. XCTest only: the closing line
 # must count the tests that really ran.
-unit-test: deps
+unit-test: deps build-commit
 	@set -o pipefail; mkdir -p $(BUILD_DIR); \
 	$(SWIFT) test --disable-swift-testing $(SWIFT_FLAGS) 2>&1 | tee $(BUILD_DIR)/unit-test.log; \
 	status=$$?; \

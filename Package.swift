@@ -74,6 +74,11 @@ let package = Package(
         // and VMM authors writing Swift; and the number syntax the CLI's and
         // the simulator's options share.
         .target(name: "VTdBridgeClient", dependencies: ["Wire", "UnixIO", "Posix", "VTd"]),
+        // C: the git commit the build came from, from a header the Makefile
+        // writes (absent in a plain `swift build`: "unknown").
+        .target(name: "CBuildInfo"),
+        // The version and commit every executable's --version prints.
+        .target(name: "VTdBuildInfo", dependencies: ["CBuildInfo"]),
         // The service: sockets, sessions, lifecycle, config, state.
         .target(name: "Daemon", dependencies: [
             "Bridge", "VFIO", "VTd", "JSON", "Wire", "UnixIO", "Posix",
@@ -82,18 +87,18 @@ let package = Package(
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
         .executableTarget(name: "vtdbridged", dependencies: [
-            "Daemon",
+            "Daemon", "VTdBuildInfo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "vtdbridgectl", dependencies: [
-            "Bridge", "VTd", "JSON", "Wire", "UnixIO", "Posix", "VTdBridgeClient",
+            "Bridge", "VTd", "JSON", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VTdBuildInfo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
-            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CPosix",
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CPosix", "VTdBuildInfo",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -113,7 +118,13 @@ let package = Package(
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "Posix", "VTd", "VTdBridgeTestSupport"]),
         .testTarget(name: "VTdTests", dependencies: ["VTd", "VTdGuest"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "JSON", "VTd", "VTdGuest", "VTdBridgeTestSupport", "Posix"]),
-        .testTarget(name: "CLITests", dependencies: ["Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport", "Wire"]),
+        // The executables themselves too: the README test parses every example
+        // with the commands' own parsers.
+        .testTarget(name: "CLITests", dependencies: [
+            "Bridge", "VTd", "VTdGuest", "VTdBridgeClient", "VTdBridgeTestSupport", "Wire", "UnixIO", "Posix", "JSON", "VTdBuildInfo",
+            "vtdbridgectl", "vtdbridged", "vtdbridge-sim",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO", "Posix", "CPosix"]),
@@ -145,7 +156,7 @@ let package = Package(
 // was last compiled. Dependencies are not affected (SwiftPM applies warning
 // settings to the root package only). The Makefile checks what is left: the
 // linker's and SwiftPM's own warnings (scripts/no-warnings).
-let cTargets: Set = ["CPosix", "CVFIO", "CGuestRAMGuard"]
+let cTargets: Set = ["CPosix", "CVFIO", "CGuestRAMGuard", "CBuildInfo"]
 for target in package.targets {
     if cTargets.contains(target.name) {
         target.cSettings = (target.cSettings ?? []) + [.treatAllWarnings(as: .error)]

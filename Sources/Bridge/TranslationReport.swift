@@ -3,7 +3,8 @@ import VTd
 
 /// The translation of one device as the daemon establishes it: the shadow's
 /// mappings and the faults met. `vtdbridgectl walk` prints it, and the
-/// daemon's `mappings` command answers with the same JSON.
+/// daemon's `mappings` command answers with the same JSON; vtdbridgectl
+/// renders both as text from that JSON (one table for the two).
 public struct TranslationReport: Sendable, Equatable {
     public var device: SourceID
     public var domain: UInt16?
@@ -75,36 +76,4 @@ public struct TranslationReport: Sendable, Equatable {
             }),
         ])
     }
-
-    /// A table for people.
-    public var text: String {
-        var out = "device \(device): \(mode)"
-        if let domain { out += ", domain \(domain)" }
-        if let levels { out += ", \(levels)-level" }
-        out += "\n"
-        let total = mappings.reduce(UInt64(0)) { $0 + $1.size }
-        out += "\(mappings.count) mapping(s), \(total) bytes\n"
-        if !mappings.isEmpty {
-            out += pad("IOVA", 20) + pad("GPA", 20) + pad("SIZE", 12) + "PERM\n"
-            for m in mappings {
-                out += pad(hex(m.iova), 20) + pad(m.gpa.map(hex) ?? "-", 20) + pad(sizeText(m.size), 12) + m.permission.description + "\n"
-            }
-        }
-        if !faults.isEmpty {
-            out += "\(faults.count) fault(s):\n"
-            for f in faults { out += "  \(f)\n" }
-        }
-        return out
-    }
-}
-
-func pad(_ s: String, _ width: Int) -> String {
-    s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
-}
-
-func sizeText(_ size: UInt64) -> String {
-    if size % (1 << 30) == 0 { return "\(size >> 30)G" }
-    if size % (1 << 20) == 0 { return "\(size >> 20)M" }
-    if size % (1 << 10) == 0 { return "\(size >> 10)K" }
-    return "\(size)"
 }

@@ -14,13 +14,22 @@ public final class ControlClient {
         public var description: String
     }
 
-    public init(path: String) throws(Failure) {
+    /// `instance` is the daemon instance the caller meant (vtdbridged@NAME),
+    /// named in the hint when nothing listens; nil when only a socket path
+    /// was given, and the hint names that path instead.
+    public init(path: String, instance: String? = nil) throws(Failure) {
         self.path = path
         do {
             connection = try UnixConnection.connect(path: path)
         } catch {
             var hint = ""
-            if error.errno == ENOENT { hint = "; is vtdbridged running? (systemctl status vtdbridged@NAME)" }
+            if error.errno == ENOENT || error.errno == ECONNREFUSED {
+                if let instance {
+                    hint = "; is vtdbridged running? (systemctl status vtdbridged@\(instance))"
+                } else {
+                    hint = "; is vtdbridged running? (nothing listens on that path; a daemon's control socket is its --control-socket, config key control.socket)"
+                }
+            }
             if error.errno == EACCES { hint = "; the socket is 0660: join its group, or run as root" }
             throw Failure(description: "cannot connect to \(path): \(error)\(hint)")
         }
@@ -37,9 +46,19 @@ public final class ControlClient {
         let line = ControlCodec.requestLine(command: command, arguments: arguments, id: .int(id))
         do {
             try connection.sendAll(Array(line.utf8), fds: [])
-            guard let (bytes, fds) = try connection.receiveLine(max: 1 << 30) else {
+            // The first bytes alone tell an event-channel frame from a JSON
+            // line (EventChannelReply), so they are read before the rest.
+            guard let (head, headFDs) = try connection.receiveExactly(count: EventChannelReply.headBytes) else {
                 throw Failure(description: "the daemon closed the connection without replying to \(command)")
             }
+            if EventChannelReply.isFrame(head) {
+                throw Failure(description: EventChannelReply.explanation(path: path))
+            }
+            guard let (rest, restFDs) = try connection.receiveLine(max: 1 << 30) else {
+                throw Failure(description: "the daemon closed the connection inside its reply to \(command)")
+            }
+            let bytes = head + rest
+            let fds = headFDs + restFDs
             let text = String(decoding: bytes, as: UTF8.self)
             switch ControlCodec.parseReply(text) {
             case let .failure(error):

@@ -25,7 +25,7 @@ struct VMTest: ParsableCommand {
     var directory = "/run/vtdtest"
 
     @Flag(name: .customLong("leave-for-walk"), help: """
-        At the end, leave the daemon's mappings in place and print what the host must find         in the VM kernel's own VT-d page tables (WALK-RTADDR, WALK-CHECK lines); see         scripts/vm/check-linux-tables.
+        At the end, leave the daemon's mappings in place and print what the host must find in the VM kernel's own VT-d page tables (WALK-RTADDR, WALK-CHECK lines); see scripts/vm/check-linux-tables.
         """)
     var leaveForWalk = false
 

@@ -5,6 +5,7 @@ import Glibc
 import Posix
 import VTd
 import VTdBridgeClient
+import VTdBuildInfo
 import Wire
 
 @main
@@ -18,6 +19,7 @@ struct VTdBridgeSim: ParsableCommand {
         channel as a VMM, and issues invalidations exactly as a correct guest driver does. \
         It checks the daemon's shadow (over the control socket) against what the guest meant.
         """,
+        version: BuildInfo.versionLine(program: "vtdbridge-sim"),
         subcommands: [Scenario.self, Load.self, VMTest.self, VMBench.self, QEMUTest.self, EduDMA.self,
                       VFIOUserBench.self, VFIOUserStub.self, SocketEcho.self]
     )

@@ -4,48 +4,17 @@ import Posix
 import VTdBridgeClient
 import Wire
 
-/// Where the daemon is, and how to print.
-struct ControlOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The daemon's control socket (default /run/vtd-bridge/NAME/control.sock).", valueName: "PATH"))
-    var socket: String?
-
-    @Option(name: .long, help: "The daemon instance (vtdbridged@NAME).")
-    var name = "default"
-
-    @Flag(name: .long, help: "Print the daemon's JSON reply, for scripts.")
-    var json = false
-
-    var path: String { socket ?? "/run/vtd-bridge/\(name)/control.sock" }
-
-    /// Runs one command and prints its result; a daemon error exits 1 with
-    /// its code and message on stderr.
-    func run(_ command: String, _ arguments: [String: JSONValue] = [:], render: (JSONValue) -> String) throws {
-        let result: Result<JSONValue, ControlError>
-        do {
-            let client = try ControlClient(path: path)
-            // A descriptor in the reply (attach's device fd) is of no use
-            // here; it closes as the tuple goes.
-            let (r, _) = try client.call(command, arguments)
-            result = r
-        } catch {
-            FileHandleStderr.write("vtdbridgectl: \(error)\n")
-            throw ExitCode(2)
-        }
-        switch result {
-        case let .success(value):
-            print(json ? value.serialized : render(value), terminator: json ? "\n" : "")
-        case let .failure(error):
-            if json {
-                print(ControlCodec.errorLine(id: nil, error: error), terminator: "")
-            }
-            FileHandleStderr.write("vtdbridgectl \(command): \(error.code): \(error.message)\n")
-            throw ExitCode(1)
-        }
-    }
-}
-
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the devices, their mappings and faults, and the VMM connection.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the devices, their mappings and faults, and the VMM connection.",
+        discussion: """
+        One line for the daemon (instance, version, backend), one for the VMM's event \
+        connection (session, root table, translation, guest RAM), then a table of the \
+        attached devices: guest source-id, host device, VFIO group, guest domain, mode, \
+        mappings and the bytes they cover, DMA mappings the kernel still allows, and \
+        faults by reason. Devices of the config that could not be attached follow, with \
+        the reason. With --json, the daemon's reply as is (docs/PROTOCOL.md §2.3).
+        """)
     @OptionGroup var options: ControlOptions
 
     func run() throws {
@@ -61,7 +30,7 @@ struct Status: ParsableCommand {
             }
             if let root = v?["root-table"]?.stringValue { out += ", root table \(root)" }
             out += ", translation \(v?["translation"]?.boolValue == true ? "on" : "off")"
-            out += ", \(v?["memory-regions"]?.intValue ?? 0) RAM region(s), \(byteText(UInt64(v?["memory-bytes"]?.int64Value ?? 0)))\n"
+            out += ", \(v?["memory-regions"]?.intValue ?? 0) RAM region(s), \(ByteSize.text(UInt64(v?["memory-bytes"]?.int64Value ?? 0)))\n"
             let devices = s["devices"]?.arrayValue ?? []
             if devices.isEmpty {
                 out += "no device attached\n"
@@ -72,7 +41,7 @@ struct Status: ParsableCommand {
                     if faults.isEmpty { faults = "-" }
                     rows.append([d["guest"]?.stringValue ?? "?", d["host"]?.stringValue ?? "?", d["group"]?.intValue.map(String.init) ?? "-",
                                  d["domain"]?.intValue.map(String.init) ?? "-", d["mode"]?.stringValue ?? "?",
-                                 String(d["mappings"]?.intValue ?? 0), byteText(UInt64(d["mapped-bytes"]?.int64Value ?? 0)),
+                                 String(d["mappings"]?.intValue ?? 0), ByteSize.text(UInt64(d["mapped-bytes"]?.int64Value ?? 0)),
                                  d["dma-available"]?.intValue.map(String.init) ?? "-", faults])
                 }
                 out += table(rows)
@@ -94,58 +63,62 @@ struct Status: ParsableCommand {
 }
 
 struct Mappings: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the mappings the daemon holds for a device (same JSON as walk --json).")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the mappings the daemon holds for one device.",
+        discussion: """
+        Prints the device's mode, guest domain and table depth, its mappings (IOVA, \
+        guest-physical address, size, read/write) and its recent faults, exactly as the \
+        daemon holds them in the kernel. The table and the JSON (--json) are those of \
+        walk, so the daemon's view and a fresh walk of the guest's tables compare line \
+        by line.
+        """)
     @OptionGroup var options: ControlOptions
     @Argument(help: ArgumentHelp("The guest source-id.", valueName: "BB:DD.F")) var guest: String
 
     func run() throws {
-        try options.run("mappings", ["guest": .string(guest)]) { r in
-            var out = "device \(r["device"]?.stringValue ?? guest): \(r["mode"]?.stringValue ?? "?")"
-            if let d = r["domain"]?.intValue { out += ", domain \(d)" }
-            if let l = r["levels"]?.intValue { out += ", \(l)-level" }
-            let maps = r["mappings"]?.arrayValue ?? []
-            out += "\n\(maps.count) mapping(s)\n"
-            if !maps.isEmpty {
-                var rows = [["IOVA", "GPA", "SIZE", "PERM"]]
-                for m in maps {
-                    rows.append([m["iova"]?.stringValue ?? "?", m["gpa"]?.stringValue ?? "?", m["size"]?.stringValue ?? "?",
-                                 (m["read"]?.boolValue == true ? "r" : "-") + (m["write"]?.boolValue == true ? "w" : "-")])
-                }
-                out += table(rows)
-            }
-            let faults = r["faults"]?.arrayValue ?? []
-            if !faults.isEmpty {
-                out += "\(faults.count) recent fault(s):\n"
-                for f in faults { out += "  \(f["reason"]?.stringValue ?? "?") iova=\(f["iova"]?.stringValue ?? "-"): \(f["detail"]?.stringValue ?? "")\n" }
-            }
-            return out
-        }
+        try options.run("mappings", ["guest": .string(guest)]) { TranslationText.render($0, device: guest) }
     }
 }
 
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Attach a host device to a guest source-id.",
-        discussion: "Opens the device's VFIO group, checks it is viable, gives it its own container, and syncs it from the guest tables. Recorded in the state directory; restored after a restart.")
+        discussion: """
+        Opens the device's VFIO group, checks that the group is viable, gives the device \
+        a container of its own and syncs it from the guest's tables. The attachment is \
+        recorded in the state directory and restored after a restart. HOST is a PCI \
+        address (0000:01:00.0) or a VFIO group (group:12).
+        """)
     @OptionGroup var options: ControlOptions
     @Argument(help: ArgumentHelp("The host device: a PCI address, or group:N.", valueName: "HOST")) var host: String
     @Argument(help: ArgumentHelp("The guest source-id.", valueName: "BB:DD.F")) var guest: String
-    @Option(help: "Most mappings for this device.") var quota: Int?
+    // Unconditional: "-5" is the option's value, to be refused as such, not
+    // an unknown option that leaves --quota without one.
+    @Option(parsing: .unconditional, help: ArgumentHelp("Most mappings this device may hold (a positive number).", valueName: "N"))
+    var quota: Int?
     @Option(name: .customLong("vfio-user"),
             help: ArgumentHelp("Serve the device to a vfio-user client (QEMU's vfio-user-pci) at this absolute socket path; its DMA_MAP/DMA_UNMAP then feed the device's mappings.", valueName: "PATH"))
     var vfioUser: String?
 
-    func run() throws {
-        var args: [String: JSONValue] = ["guest": .string(guest)]
-        if host.hasPrefix("group:") {
-            guard let n = Int(host.dropFirst(6)) else { throw ValidationError("\(host): expected group:N") }
-            args["group"] = .int(Int64(n))
-        } else {
-            args["host"] = .string(host)
+    /// The request's arguments; nil when HOST is neither form.
+    var arguments: [String: JSONValue]? {
+        var args = AttachArguments.naming(host: host, guest: guest)
+        if let quota { args?["quota"] = .int(Int64(quota)) }
+        if let vfioUser { args?["vfio-user"] = .string(vfioUser) }
+        return args
+    }
+
+    func validate() throws {
+        if arguments == nil {
+            throw ValidationError("HOST \(host): expected a PCI address (0000:01:00.0) or group:N with a decimal group number")
         }
-        if let quota { args["quota"] = .int(Int64(quota)) }
-        if let vfioUser { args["vfio-user"] = .string(vfioUser) }
-        try options.run("attach", args) { r in
+        if let quota, quota <= 0 {
+            throw ValidationError("--quota \(quota): the value is invalid; give the most mappings as a positive number")
+        }
+    }
+
+    func run() throws {
+        try options.run("attach", arguments ?? [:]) { r in
             "attached \(r["host"]?.stringValue ?? host) as guest \(r["guest"]?.stringValue ?? guest) (\(r["backend"]?.stringValue ?? "?") backend, \(r["mappings"]?.intValue ?? 0) mapping(s))"
                 + (r["vfio-user"]?.stringValue.map { ", vfio-user at \($0)" } ?? "") + "\n"
         }
@@ -153,7 +126,13 @@ struct Attach: ParsableCommand {
 }
 
 struct Detach: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Unmap everything of a device and release it.")
+    static let configuration = CommandConfiguration(
+        abstract: "Unmap everything of a device and release it.",
+        discussion: """
+        Every mapping of the device is unmapped, its container, group and device are \
+        closed, and its attachment is forgotten (a restart does not restore it). A device \
+        of the config file comes back only when the daemon starts again.
+        """)
     @OptionGroup var options: ControlOptions
     @Argument(help: ArgumentHelp("The guest source-id.", valueName: "BB:DD.F")) var guest: String
 
@@ -166,8 +145,12 @@ struct Detach: ParsableCommand {
 
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-read the guest tables and sync (one device, or --all).",
-        discussion: "Over unchanged tables a replay makes no kernel call.")
+        abstract: "Re-read the guest's tables and sync (one device, or --all).",
+        discussion: """
+        Walks the guest's VT-d tables again and makes the kernel's mappings equal to \
+        them. Over unchanged tables a replay makes no kernel call, so it is safe while \
+        the device does DMA. Prints the maps, unmaps and faults it caused.
+        """)
     @OptionGroup var options: ControlOptions
     @Argument(help: ArgumentHelp("The guest source-id.", valueName: "BB:DD.F")) var guest: String?
     @Flag(help: "Every device.") var all = false
@@ -187,7 +170,9 @@ struct Replay: ParsableCommand {
 }
 
 struct Metrics: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the daemon's metrics (Prometheus text format).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the daemon's metrics (Prometheus text format).",
+        discussion: "The same text a Prometheus scrape would read: counters of invalidations, maps, unmaps and faults, batch durations, mappings per device.")
     @OptionGroup var options: ControlOptions
 
     func run() throws {
@@ -196,7 +181,10 @@ struct Metrics: ParsableCommand {
 }
 
 struct LogLevel: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "log-level", abstract: "Show or set the daemon's log level.")
+    static let configuration = CommandConfiguration(
+        commandName: "log-level",
+        abstract: "Show or set the daemon's log level.",
+        discussion: "Without LEVEL, prints the current level. A level set here lasts until the daemon stops; the config key log.level sets it at start.")
     @OptionGroup var options: ControlOptions
     @Argument(help: "trace, debug, info, notice, warning, error or critical.") var level: String?
 
@@ -208,28 +196,12 @@ struct LogLevel: ParsableCommand {
 }
 
 struct Shutdown: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop the daemon as SIGTERM would: unmap, close, exit 0.")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop the daemon as SIGTERM would: unmap, close, exit 0.",
+        discussion: "Under systemd, prefer systemctl stop vtdbridged@NAME. The unit restarts only a daemon that failed (Restart=on-failure), so after shutdown the instance stays down until started again.")
     @OptionGroup var options: ControlOptions
 
     func run() throws {
         try options.run("shutdown") { _ in "vtdbridged is stopping\n" }
     }
-}
-
-func table(_ rows: [[String]]) -> String {
-    guard let first = rows.first else { return "" }
-    var widths = [Int](repeating: 0, count: first.count)
-    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
-    return rows.map { row in
-        row.enumerated().map { i, cell in
-            i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
-        }.joined()
-    }.joined(separator: "\n") + "\n"
-}
-
-func byteText(_ n: UInt64) -> String {
-    if n >= 1 << 30 { return "\(n >> 30)G" + (n % (1 << 30) == 0 ? "" : "+") }
-    if n >= 1 << 20 { return "\(n >> 20)M" + (n % (1 << 20) == 0 ? "" : "+") }
-    if n >= 1 << 10 { return "\(n >> 10)K" + (n % (1 << 10) == 0 ? "" : "+") }
-    return "\(n)"
 }

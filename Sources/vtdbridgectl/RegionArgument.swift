@@ -9,8 +9,31 @@ enum RegionArgument {
         var description: String
     }
 
+    /// `--memory PATH[@GPA]`: a whole file as guest RAM at GPA. Its size is
+    /// known only once the file is looked at (`region()`), which is not a
+    /// matter of syntax.
+    struct Memory {
+        var argument: String
+        var path: String
+        var gpa: UInt64
+
+        /// The file as one region; fails when it cannot be read or is not a
+        /// whole number of pages.
+        func region() throws(ParseError) -> GuestRAMRegionSpec {
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw ParseError(description: "--memory \(argument): cannot stat \(path): \(String(cString: strerror(errno)))")
+            }
+            let size = UInt64(st.st_size)
+            guard size > 0, size & 0xfff == 0 else {
+                throw ParseError(description: "--memory \(argument): \(path) is \(size) bytes; a RAM image must be a non-empty multiple of 4 KiB (use --region to map part of it)")
+            }
+            return GuestRAMRegionSpec(gpa: gpa, size: size, backing: .path(path, offset: 0))
+        }
+    }
+
     /// `PATH[@GPA]`: the whole file as one region at GPA (default 0).
-    static func memory(_ text: String) throws(ParseError) -> GuestRAMRegionSpec {
+    static func memory(_ text: String) throws(ParseError) -> Memory {
         var path = text
         var gpa: UInt64 = 0
         if let at = text.lastIndex(of: "@") {
@@ -20,15 +43,8 @@ enum RegionArgument {
             gpa = g
             path = String(text[..<at])
         }
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw ParseError(description: "--memory \(text): cannot stat \(path): \(String(cString: strerror(errno)))")
-        }
-        let size = UInt64(st.st_size)
-        guard size > 0, size & 0xfff == 0 else {
-            throw ParseError(description: "--memory \(text): \(path) is \(size) bytes; a RAM image must be a non-empty multiple of 4 KiB (use --region to map part of it)")
-        }
-        return GuestRAMRegionSpec(gpa: gpa, size: size, backing: .path(path, offset: 0))
+        guard !path.isEmpty else { throw ParseError(description: "--memory \(text): the path is empty") }
+        return Memory(argument: text, path: path, gpa: gpa)
     }
 
     /// `GPA:SIZE@PATH[+OFFSET]`.

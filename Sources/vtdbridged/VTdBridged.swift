@@ -8,6 +8,7 @@ import Posix
 import Prometheus
 import Synchronization
 import UnixIO
+import VTdBuildInfo
 
 /// The daemon executable: parses flags, loads the config, bootstraps logging
 /// and metrics (only executables do that), and runs the library's Daemon.
@@ -27,7 +28,8 @@ struct VTdBridged: ParsableCommand {
         Sockets: the event channel (VMM) and the control socket (vtdbridgectl), see \
         docs/PROTOCOL.md. SIGTERM stops it gracefully: it finishes the request in flight, \
         unmaps, closes the containers and exits 0.
-        """
+        """,
+        version: BuildInfo.versionLine(program: "vtdbridged")
     )
 
     @Option(name: .long, help: ArgumentHelp("JSON config file.", valueName: "PATH"))
@@ -116,7 +118,7 @@ struct VTdBridged: ParsableCommand {
                                     var buffer: [UInt8] = []
                                     registry.emit(into: &buffer)
                                     return String(decoding: buffer, as: UTF8.self)
-                                }, version: vtdBridgeVersion, inherited: inherited)
+                                }, version: BuildInfo.version, inherited: inherited)
         } catch {
             FileHandleStderr.write("vtdbridged: \(error)\n")
             throw ExitCode(1)
@@ -138,8 +140,6 @@ struct VTdBridged: ParsableCommand {
         return env
     }
 }
-
-let vtdBridgeVersion = "0.1.0"
 
 /// Runs async work to completion from synchronous code (config loading is
 /// async; the daemon's loop is not).

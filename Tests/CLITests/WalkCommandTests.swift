@@ -80,8 +80,11 @@ final class WalkCommandTests: XCTestCase {
         let r = try run(["walk", "--region", "0:16M@\(path)", "--root-table", String(root), "--device", "0000:00:03.0"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("device 00:03.0: translated, domain 5, 4-level"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("2 mapping(s)"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("0x200000            0x400000            2M          r-"), r.stdout)
+        // Sizes in binary units, exact (ByteSize): 4 KiB + 2 MiB = 2052 KiB.
+        XCTAssertTrue(r.stdout.contains("2 mapping(s), 2052 KiB\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("IOVA      GPA       SIZE   PERM\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("0x1000    0x8000    4 KiB  rw\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("0x200000  0x400000  2 MiB  r-\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains("2 fault(s)"), r.stdout)
     }
 
@@ -95,16 +98,26 @@ final class WalkCommandTests: XCTestCase {
 
     func testBadArgumentsAreClearErrors() throws {
         let (path, _) = try makeImage()
+        // A bad command line: exit 64, with walk's usage (not the root's).
         var r = try run(["walk", "--memory", path, "--root-table", "0x1000", "--device", "3"])
-        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.status, 64)
         XCTAssertTrue(r.stderr.contains("--device 3: not a source-id"), r.stderr)
-        r = try run(["walk", "--memory", "/nonexistent/ram", "--root-table", "0x1000", "--device", "00:03.0"])
-        XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("cannot stat /nonexistent/ram"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("Usage: vtdbridgectl walk "), r.stderr)
         r = try run(["walk", "--region", "0:16M", "--root-table", "0x1000", "--device", "00:03.0"])
+        XCTAssertEqual(r.status, 64)
         XCTAssertTrue(r.stderr.contains("expected GPA:SIZE@PATH[+OFFSET]"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("Usage: vtdbridgectl walk "), r.stderr)
+        r = try run(["walk", "--memory", "\(path)@0xzz", "--root-table", "0x1000", "--device", "00:03.0"])
+        XCTAssertEqual(r.status, 64)
+        XCTAssertTrue(r.stderr.contains("'0xzz' is not an address"), r.stderr)
         r = try run(["walk", "--root-table", "0x1000", "--device", "00:03.0"])
+        XCTAssertEqual(r.status, 64)
         XCTAssertTrue(r.stderr.contains("no guest RAM given"), r.stderr)
+        // Guest memory that cannot be read: exit 1 (README), no usage.
+        r = try run(["walk", "--memory", "/nonexistent/ram", "--root-table", "0x1000", "--device", "00:03.0"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("cannot stat /nonexistent/ram"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("Usage:"), r.stderr)
         r = try run(["walk", "--region", "0:32M@\(path)", "--root-table", "0x1000", "--device", "00:03.0"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("backing file is 16777216 bytes"), r.stderr)
