@@ -202,7 +202,9 @@ public final class GuestIOMMU {
         }
         switch source {
         case .notifier:
-            space.syncNotified(start: 0, end: .max, memory: memory, report: &report)
+            // GCMD.TE clear: DMA is not translated by the guest IOMMU, so no
+            // notified mapping stands (none is kept: see `notify`).
+            space.syncNotified(start: 0, end: .max, memory: translationEnabled ? memory : nil, report: &report)
             return
         case .tables:
             break
@@ -326,8 +328,15 @@ public final class GuestIOMMU {
     /// Applies notifier events (notifier mode). Events for devices that are
     /// not attached are ignored: they belong to emulated devices. An event
     /// that is refused stops the batch, as a refused descriptor does.
+    ///
+    /// While translation is disabled nothing is recorded: with GCMD.TE
+    /// clear there is no guest translation for an event to describe (QEMU
+    /// fires its IOMMU notifiers only while the guest translates), and
+    /// nothing may be mapped. The daemon refuses such a NOTIFY before it
+    /// gets here; this keeps the rule where the state lives.
     public func notify(_ events: [NotifierEvent]) -> BatchResult {
         var result = BatchResult()
+        guard translationEnabled else { return result }
         var ranges: [SourceID: [(UInt64, UInt64)]] = [:]
         for (index, event) in events.enumerated() {
             // A device fed by its vfio-user client takes no notifier events

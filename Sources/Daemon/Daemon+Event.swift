@@ -234,6 +234,11 @@ extension Daemon {
             guard bridge.source == .notifier else {
                 return EventReply(status: .badState, message: "NOTIFY outside notifier mode: set HELLO flags bit 0 to use it")
             }
+            guard bridge.translationEnabled else {
+                // GCMD.TE clear: DMA is untranslated and nothing is mapped
+                // (§1.6 SET_TRANSLATION), so there is nothing to notify.
+                return EventReply(status: .badState, message: "NOTIFY while translation is disabled: send SET_TRANSLATION 1 when the guest sets GCMD.TE, then its mappings; unmaps after SET_TRANSLATION 0 are not needed, it unmapped everything")
+            }
             metrics.notifierEntries.increment(by: entries.count)
             let events = entries.map { e in
                 NotifierEvent(sourceID: SourceID(rawValue: e.sourceID), iova: e.iova, gpa: e.translatedAddress,
