@@ -85,9 +85,86 @@ public final class GuestIOMMU {
     /// Stops syncing until `resumeSync`: state messages are only recorded.
     public func suspendSync() { syncSuspended = true }
 
-    /// Ends a suspension with one full sync of every device.
+    /// Ends a suspension with one full sync of every device. A loading
+    /// session that gets here is complete: its state is the one in force.
     public func resumeSync() -> SyncReport {
         syncSuspended = false
+        checkpoint = nil
+        abandonedMemory = nil
+        return guardingRAM { refreshAll(&$0) }
+    }
+
+    // MARK: loading sessions
+
+    /// The guest state of the last completed session, kept while a VMM
+    /// loads a new one (between HELLO and READY).
+    private struct Checkpoint {
+        var caps: IOMMUCapabilities
+        var source: TranslationSource
+        var memory: GuestRAM?
+        var rootTable: UInt64?
+        var translationEnabled: Bool
+        var syncSuspended: Bool
+        var notified: [SourceID: NotifiedMap?]
+    }
+
+    private var checkpoint: Checkpoint?
+
+    /// Guest RAM that a loading session sent and that was dropped with it.
+    /// It is in force nowhere; it is kept only so that the next memory
+    /// table naming the same files maps them at the same host addresses
+    /// (`memoryToReuse`). That matters after a restart: a loading VMM's
+    /// table resolves adopted mappings to host addresses in it, and the
+    /// next session must find the same addresses or remap them all.
+    public private(set) var abandonedMemory: GuestRAM?
+
+    /// The mappings of files a new memory table should reuse
+    /// (`GuestRAM.init(_:reusing:)`).
+    public var memoryToReuse: GuestRAM? { memory ?? abandonedMemory }
+
+    /// A VMM's HELLO: takes its capabilities and mapping source and starts
+    /// loading (no sync until `resumeSync`). The state in force is kept
+    /// first, so that `abandonLoading` can return to it; a second HELLO
+    /// before READY keeps the first one's checkpoint, which is still the
+    /// last completed state.
+    public func beginLoading(_ caps: IOMMUCapabilities, source: TranslationSource) throws(BridgeError) {
+        try Self.check(caps)
+        if checkpoint == nil {
+            checkpoint = Checkpoint(caps: self.caps, source: self.source, memory: memory, rootTable: rootTable,
+                                    translationEnabled: translationEnabled, syncSuspended: syncSuspended,
+                                    notified: spaces.mapValues(\.notified))
+        }
+        try setCapabilities(caps, source: source)
+        suspendSync()
+    }
+
+    /// The loading VMM went away before READY. What it sent is forgotten
+    /// and the last completed session's state is in force again, so a VMM
+    /// that crashes while re-sending its state loses no mapping: the next
+    /// session's READY compares against what the kernel holds, not against
+    /// a half-sent table. When that state was live (not itself waiting for
+    /// a READY) every device is synced against it, which over unchanged
+    /// tables makes no kernel call and otherwise undoes what a replay made
+    /// meanwhile from the unfinished state.
+    public func abandonLoading() -> SyncReport {
+        guard let saved = checkpoint else { return SyncReport() }
+        checkpoint = nil
+        if let memory, memory !== saved.memory { abandonedMemory = memory }
+        caps = saved.caps
+        source = saved.source
+        memory = saved.memory
+        rootTable = saved.rootTable
+        translationEnabled = saved.translationEnabled
+        syncSuspended = saved.syncSuspended
+        walker = makeWalker()
+        for (sid, space) in spaces where !space.isClientFed {
+            // A device attached while loading starts empty in the restored mode.
+            if let kept = saved.notified[sid] {
+                space.notified = kept
+            } else {
+                space.notified = source.keepsNotifiedMappings ? NotifiedMap() : nil
+            }
+        }
         return guardingRAM { refreshAll(&$0) }
     }
 
@@ -98,6 +175,7 @@ public final class GuestIOMMU {
     /// and IOVA are unchanged stay as they are.
     public func setMemory(_ memory: GuestRAM?) -> SyncReport {
         self.memory = memory
+        abandonedMemory = nil
         walker = makeWalker()
         // Mappings adopted after a restart find their host address in the
         // files the reconnecting VMM sent again, before the sync compares.
@@ -202,7 +280,9 @@ public final class GuestIOMMU {
         }
         switch source {
         case .notifier:
-            space.syncNotified(start: 0, end: .max, memory: memory, report: &report)
+            // GCMD.TE clear: DMA is not translated by the guest IOMMU, so no
+            // notified mapping stands (none is kept: see `notify`).
+            space.syncNotified(start: 0, end: .max, memory: translationEnabled ? memory : nil, report: &report)
             return
         case .tables:
             break
@@ -326,8 +406,15 @@ public final class GuestIOMMU {
     /// Applies notifier events (notifier mode). Events for devices that are
     /// not attached are ignored: they belong to emulated devices. An event
     /// that is refused stops the batch, as a refused descriptor does.
+    ///
+    /// While translation is disabled nothing is recorded: with GCMD.TE
+    /// clear there is no guest translation for an event to describe (QEMU
+    /// fires its IOMMU notifiers only while the guest translates), and
+    /// nothing may be mapped. The daemon refuses such a NOTIFY before it
+    /// gets here; this keeps the rule where the state lives.
     public func notify(_ events: [NotifierEvent]) -> BatchResult {
         var result = BatchResult()
+        guard translationEnabled else { return result }
         var ranges: [SourceID: [(UInt64, UInt64)]] = [:]
         for (index, event) in events.enumerated() {
             // A device fed by its vfio-user client takes no notifier events

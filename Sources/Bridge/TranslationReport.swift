@@ -9,7 +9,9 @@ public struct TranslationReport: Sendable, Equatable {
     public var device: SourceID
     public var domain: UInt16?
     public var levels: Int?
-    /// "translated", "pass-through", "not-present" or "invalid".
+    /// "translated", "pass-through", "not-present" or "invalid" for a
+    /// device whose tables the daemon walks; "notifier" when a VMM in
+    /// notifier mode sends its mappings; "vfio-user" when its client does.
     public var mode: String
     public var mappings: [Mapping]
     public var faults: [TranslationFault]
@@ -44,7 +46,16 @@ public struct TranslationReport: Sendable, Equatable {
         }
         // A vfio-user client's device: its client walks the tables, and the
         // daemon knows host addresses in the files it sent, not GPAs.
-        if space.isClientFed { mode = "vfio-user" }
+        if space.isClientFed {
+            mode = "vfio-user"
+        } else if space.notified != nil {
+            // Notifier mode: the VMM walks the tables, so the daemon reads
+            // no context entry and knows no domain or depth. The context a
+            // table-mode session left behind would be stale, not the truth.
+            mode = "notifier"
+            domain = nil
+            levels = nil
+        }
         mappings = space.shadow.entries.map { e in
             Mapping(iova: e.iova, gpa: memory?.gpa(hostAddress: e.hostAddress, size: e.size), size: e.size, permission: e.permission)
         }

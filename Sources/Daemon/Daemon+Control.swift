@@ -14,6 +14,7 @@ extension Daemon {
             // §2.1: one refusal, then closed.
             refuseControl($0, .permissionDenied(uid: $0.peer.uid, gid: $0.peer.gid, pid: $0.peer.pid))
         }) {
+            if controls.count >= config.maxClients { reapControlClients() }
             guard controls.count < config.maxClients else {
                 refuseControl(connection, .tooManyClients(limit: config.maxClients))
                 continue
@@ -25,6 +26,21 @@ extension Daemon {
             let session = ControlSession(connection: connection)
             controls[connection.fd] = session
             register(session)
+        }
+    }
+
+    /// Reads every control client once, so that those that have hung up
+    /// are dropped now. A client that closes its socket is only seen gone
+    /// when its end of stream is read, normally in the poll round that
+    /// reports it; but the listener may be serviced first in that round, or
+    /// the closed connections may still wait in the backlog (accepted in
+    /// this very call). Without this, `control.max-clients` would count
+    /// clients that have already left and refuse one that connects right
+    /// after them (§2.1). A client that half-closed after its request is
+    /// still answered: this is the same read the poll loop would do.
+    private func reapControlClients() {
+        for session in Array(controls.values) {
+            serviceControl(session, (fd: session.connection.fd, readable: true, writable: true, hangup: false, error: false))
         }
     }
 

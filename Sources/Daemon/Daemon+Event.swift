@@ -142,6 +142,15 @@ extension Daemon {
     /// working while the VMM restarts, and a reconnect re-sends the state.
     func dropVMM(_ session: EventSession) {
         guard vmm === session else { return }
+        if session.phase == .loading {
+            // §1.5: an unfinished session does not count. The state of the
+            // last READY is in force again, so a VMM that dies while
+            // re-sending its state loses no mapping at its next READY.
+            let report = bridge.abandonLoading()
+            metrics.record(report)
+            logger.notice("VMM left before READY; the state it sent is dropped and the last completed session's is in force again",
+                          metadata: ["maps": "\(report.maps)", "unmaps": "\(report.unmaps)", "failures": "\(report.failures.count)"])
+        }
         // Descriptors of a frame that never completed (§1.2) close now
         // rather than whenever the session object goes.
         _ = session.decoder.takeAllFDs()
@@ -176,11 +185,10 @@ extension Daemon {
             let caps = IOMMUCapabilities(cap: cap, ecap: ecap)
             let source: TranslationSource = HelloFlags(rawValue: flags).contains(.notifierMode) ? .notifier : .tables
             do {
-                try bridge.setCapabilities(caps, source: source)
+                try bridge.beginLoading(caps, source: source)
             } catch {
                 return EventReply(status: .capability, message: error.message)
             }
-            bridge.suspendSync()
             session.phase = .loading
             logger.info("VMM hello", metadata: ["cap": "0x\(String(cap, radix: 16))", "ecap": "0x\(String(ecap, radix: 16))",
                                                 "source": "\(source.rawValue)"])
@@ -192,7 +200,7 @@ extension Daemon {
             }
             let memory: GuestRAM
             do {
-                memory = try GuestRAM(specs, reusing: bridge.memory)
+                memory = try GuestRAM(specs, reusing: bridge.memoryToReuse)
             } catch {
                 return EventReply(status: .memory, message: "memory table refused: \(error)")
             }
@@ -233,6 +241,11 @@ extension Daemon {
             }
             guard bridge.source == .notifier else {
                 return EventReply(status: .badState, message: "NOTIFY outside notifier mode: set HELLO flags bit 0 to use it")
+            }
+            guard bridge.translationEnabled else {
+                // GCMD.TE clear: DMA is untranslated and nothing is mapped
+                // (§1.6 SET_TRANSLATION), so there is nothing to notify.
+                return EventReply(status: .badState, message: "NOTIFY while translation is disabled: send SET_TRANSLATION 1 when the guest sets GCMD.TE, then its mappings; unmaps after SET_TRANSLATION 0 are not needed, it unmapped everything")
             }
             metrics.notifierEntries.increment(by: entries.count)
             let events = entries.map { e in

@@ -332,6 +332,7 @@ final class SyncRun {
                 events.append(NotifierEvent(sourceID: sid, iova: iova, gpa: gpa, size: mask &+ 1, permission: permission))
             }
             guard bridge.source == .notifier else { return true } // the daemon refuses NOTIFY in table mode
+            guard bridge.translationEnabled else { return true } // and while translation is disabled
             if SyncFuzzer.trace {
                 for e in events { print("  notify \(e.sourceID) iova \(hex(e.iova)) gpa \(hex(e.gpa)) size \(hex(e.size)) perm \(e.permission.rawValue)") }
             }
@@ -468,7 +469,8 @@ final class SyncRun {
         let tableMode = bridge.source == .tables
         // While suspended, state changes are recorded and not synced yet.
         let settled = !bridge.syncSuspended
-        let blocked = settled && (bridge.memory == nil || (tableMode && (!bridge.translationEnabled || bridge.rootTable == nil)))
+        // Translation disabled maps nothing in either mode (PROTOCOL.md §1.6).
+        let blocked = settled && (bridge.memory == nil || !bridge.translationEnabled || (tableMode && bridge.rootTable == nil))
         for (sid, backend) in backends {
             let shadow = bridge.spaces[sid]!.shadow.entries
             let held = backend.mappings

@@ -101,4 +101,26 @@ final class NotifierAndReconnectTests: SyncTestCase {
         XCTAssertNoThrow(try GuestIOMMU.check(.make(levels: [5])))
         XCTAssertThrowsError(try GuestIOMMU.check(.make(levels: [])))
     }
+
+    /// PROTOCOL.md §1.6: with GCMD.TE clear nothing is mapped, in notifier
+    /// mode too; the mode shows in the report, without domain or depth.
+    func testNotifierModeMapsNothingWhileTranslationIsDisabled() throws {
+        try bridge.setCapabilities(guest.caps, source: .notifier)
+        let backend = RecordingBackend()
+        try bridge.attach(sid, backend: backend)
+        _ = bridge.setTranslationEnabled(false)
+        let r = bridge.notify([event(0x1000, 0x10000)])
+        XCTAssertNil(r.rejected)
+        XCTAssertEqual(r.report.maps, 0)
+        XCTAssertEqual(backend.calls, [])
+        XCTAssertEqual(space(sid).notified?.count ?? 0, 0, "nothing is recorded to be mapped later")
+        XCTAssertEqual(bridge.setTranslationEnabled(true).ioctls, 0)
+        XCTAssertEqual(backend.calls, [])
+        XCTAssertNil(bridge.notify([event(0x1000, 0x10000)]).rejected)
+        XCTAssertEqual(backend.calls, [map(0x1000, 0x10000)])
+        let report = TranslationReport(space: space(sid), memory: bridge.memory)
+        XCTAssertEqual(report.mode, "notifier")
+        XCTAssertNil(report.domain)
+        XCTAssertNil(report.levels)
+    }
 }

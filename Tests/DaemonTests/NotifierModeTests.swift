@@ -22,6 +22,15 @@ final class NotifierModeTests: XCTestCase {
         // INVALIDATE is refused in notifier mode.
         XCTAssertEqual(try client.request(.invalidate([InvalidationWords(low: 0x12, high: 0)])).status, .badState)
         let sid: UInt16 = 0x18  // 00:03.0
+        // Translation was never enabled: with GCMD.TE clear nothing may be
+        // mapped, so a NOTIFY is refused and changes nothing (§1.6).
+        let early = try client.request(.notify([
+            NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: sid, permission: .readWrite),
+        ]))
+        XCTAssertEqual(early.status, .badState)
+        XCTAssertTrue(early.message.contains("translation"), early.message)
+        XCTAssertEqual(try daemon.control().require("mappings", ["guest": "00:03.0"])["mappings"]?.arrayValue?.count, 0)
+        try client.require(.setTranslation(true))
         let map = try client.request(.notify([
             NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: sid, permission: .readWrite),
             NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: sid, permission: .read),
@@ -33,6 +42,20 @@ final class NotifierModeTests: XCTestCase {
         XCTAssertEqual(body.faults, 1, "the entry outside guest RAM")
         let held = try daemon.control().require("mappings", ["guest": "00:03.0"])
         XCTAssertEqual(held["mappings"]?.arrayValue?.compactMap { $0["iova"]?.stringValue }, ["0x1000", "0x200000"])
+        // The device's mode says where its mappings come from; the daemon
+        // reads no context entry, so there is no domain or depth to show.
+        XCTAssertEqual(held["mode"]?.stringValue, "notifier")
+        XCTAssertEqual(held["domain"], .null)
+        XCTAssertEqual(held["levels"], .null)
+        // Clearing translation unmaps everything and forgets what was notified.
+        try client.require(.setTranslation(false))
+        XCTAssertEqual(try daemon.control().require("mappings", ["guest": "00:03.0"])["mappings"]?.arrayValue?.count, 0)
+        try client.require(.setTranslation(true))
+        XCTAssertEqual(try daemon.control().require("mappings", ["guest": "00:03.0"])["mappings"]?.arrayValue?.count, 0)
+        XCTAssertEqual(try client.request(.notify([
+            NotifierEntry(iova: 0x1000, translatedAddress: 0x8000, addressMask: 0xfff, sourceID: sid, permission: .readWrite),
+            NotifierEntry(iova: 0x20_0000, translatedAddress: 0x40_0000, addressMask: 0x1f_ffff, sourceID: sid, permission: .read),
+        ])).status, .ok)
         // An unmap that would cut the 2 MiB mapping in two is refused.
         let bisect = try client.request(.notify([NotifierEntry(iova: 0x20_0000, translatedAddress: 0, addressMask: 0xfff, sourceID: sid, permission: [])]))
         XCTAssertEqual(bisect.status, .descriptor)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vtdbridge_client import (  # noqa: E402
     AW_3LEVEL, BAD_STATE, CAP_CM, CAP_SAGAW_3LEVEL, CAPABILITY, DEFAULT_CAP,
     DEFAULT_ECAP, DESCRIPTOR, ECAP_PT, ECAP_QI, FDS, HEADER_SIZE, HELLO,
-    HELLO_FLAG_NOTIFIER, INVALIDATE, MALFORMED, MAX_PAYLOAD, MEMORY, NOTIFY, OK,
+    HELLO_FLAG_NOTIFIER, INVALIDATE, MALFORMED, MAX_PAYLOAD, MEMORY, MEMORY_LOST, NOTIFY, OK,
     PERM_NONE, PERM_READ, PERM_RW, PING, READY, REPLY_BIT, SET_MEM_TABLE,
     SET_ROOT_TABLE, SET_TRANSLATION, TOO_LARGE, TT_PASS_THROUGH, UNKNOWN_TYPE,
     VERSION, BatchResult, ControlClient, EventChannel, FailureRecord, GuestMemory,
@@ -270,6 +270,11 @@ def test_hello_refusals(vmm):
     assert r.status == MALFORMED, r
     # none of these started a session (§1.5: nothing else before HELLO)
     assert vmm.ping().status == BAD_STATE
+    # §1.6/§1.7: SAGAW must offer a 3-, 4- or 5-level depth; 2-level (bit 8)
+    # and the reserved bit 12 alone are not walkable
+    for sagaw in (1 << 8, 1 << 12, 1 << 8 | 1 << 12):
+        r = vmm.hello(make_cap(sagaw=sagaw), DEFAULT_ECAP)
+        assert r.status == CAPABILITY and "SAGAW" in r.message, (sagaw, r)
     # 3-level-only guests are usable
     r = vmm.hello(make_cap(sagaw=CAP_SAGAW_3LEVEL), DEFAULT_ECAP)
     assert r.status == OK and r.hello().version == 1, r
@@ -421,9 +426,8 @@ def test_pass_through(daemon, vmm, guest):
 
 
 def test_five_level_tables(daemon, vmm, guest):
-    """§1.6/§1.7 say CAPABILITY when there is 'no 3- or 4-level support'; the daemon
-    also accepts a 5-level-only guest (SAGAW bit 11) and walks its tables. We follow
-    the daemon here (it is right by the VT-d spec); the doc does not mention 5-level."""
+    """§1.6 HELLO: the daemon walks 3-, 4- and 5-level tables, so a 5-level-only
+    guest (SAGAW bit 11) is accepted and its tables are walked."""
     mem, tables = guest
     pml4 = tables.set_context(SID, DID)
     pml5 = tables.alloc()
@@ -1101,7 +1105,13 @@ def test_replay_before_any_vmm_is_no_vmm():
                     assert c.call("replay", all=True) == {"maps": 0, "unmaps": 0, "faults": 0,
                                                           "failures": []}
                 dm.wait_vmm_disconnected()
-                # what the VMM sent stays after it leaves: a replay walks it
+                # that session ended before READY: it does not count (§1.5)
+                err = c.raw({"execute": "replay", "arguments": {"all": True}})["error"]
+                assert err["code"] == "no-vmm"
+                with EventChannel(dm.event) as ev:
+                    start_session(ev, mem, tables)
+                dm.wait_vmm_disconnected()
+                # what a completed session sent stays after it leaves: a replay walks it
                 assert c.call("replay", guest=GUEST)["failures"] == []
         finally:
             mem.close()
@@ -1124,3 +1134,333 @@ def test_shutdown():
                 assert ev.at_eof()
         finally:
             dm.stop()
+
+
+# ---------------------------------------------------------------------------
+# gaps a third-party client found (issue 13, section 5)
+# ---------------------------------------------------------------------------
+
+def test_invalidate_in_notifier_mode_is_bad_state(daemon, vmm, guest):
+    """§1.6 INVALIDATE is for table mode; §1.7 lists it under BAD_STATE."""
+    mem, tables = guest
+    start_session(vmm, mem, tables, flags=HELLO_FLAG_NOTIFIER)
+    tables.map_4k(SID, 0x10000, 0x200000)
+    r = vmm.invalidate([iotlb_inv_page(DID, 0x10000), wait_desc()])
+    assert r.status == BAD_STATE and "notifier" in r.message and r.batch() == EMPTY_BATCH, r
+    assert mapped(daemon) == []
+    assert vmm.ping().status == OK                                 # kept
+
+
+def test_notifier_mode_maps_nothing_while_translation_is_disabled(daemon, vmm, guest):
+    """§1.6 SET_TRANSLATION: nothing is mapped while translation is disabled, in
+    notifier mode too; NOTIFY is BAD_STATE until SET_TRANSLATION 1."""
+    mem, tables = guest
+    assert vmm.hello(DEFAULT_CAP, DEFAULT_ECAP, flags=HELLO_FLAG_NOTIFIER).status == OK
+    assert vmm.set_mem_table([mem.region()], [mem.fd]).status == OK
+    assert vmm.set_translation(False).status == OK
+    assert vmm.ready().status == OK
+    entry = NotifyEntry(0x10000, 0x200000, 0xFFF, SID, PERM_RW)
+    r = vmm.notify([entry])
+    assert r.status == BAD_STATE and "translation" in r.message and r.batch() == EMPTY_BATCH, r
+    assert mapped(daemon) == []
+    assert vmm.set_translation(True).status == OK
+    assert mapped(daemon) == []                     # the refused entry was not kept
+    assert_batch(vmm.notify([entry]), maps=1)
+    assert mapped(daemon) == [m(0x10000, 0x200000)]
+    # disabling unmaps and forgets; enabling again maps nothing by itself
+    assert vmm.set_translation(False).status == OK
+    assert mapped(daemon) == []
+    assert vmm.set_translation(True).status == OK
+    assert mapped(daemon) == []
+
+
+def test_mappings_mode_of_a_notifier_device(daemon, vmm, guest):
+    """§2.3 mappings: a notifier-mode device has mode "notifier", no domain or levels."""
+    mem, tables = guest
+    tables.map_4k(SID, 0x10000, 0x200000)
+    start_session(vmm, mem, tables)
+    assert daemon.mappings()["mode"] == "translated"
+    vmm.close()
+    daemon.wait_vmm_disconnected()
+    with EventChannel(daemon.event) as ev:
+        start_session(ev, mem, tables, flags=HELLO_FLAG_NOTIFIER)
+        assert_batch(ev.notify([NotifyEntry(0x30000, 0x300000, 0xFFF, SID, PERM_READ)]), maps=1)
+        shadow = daemon.mappings()
+        assert (shadow["mode"], shadow["domain"], shadow["levels"]) == ("notifier", None, None)
+        assert shadow["mappings"] == [m(0x30000, 0x300000, write=False)]
+        assert daemon.device_status()["mode"] == "notifier"
+    daemon.wait_vmm_disconnected()
+
+
+def test_control_clients_that_left_are_not_counted(daemon):
+    """§2.1: only clients still connected count against control.max-clients (16)."""
+    import socket
+    for round_ in range(10):
+        gone = []
+        for _ in range(16):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(daemon.control)
+            gone.append(s)
+        for s in gone:
+            s.close()
+        with daemon.ctl() as c:
+            reply = c.raw({"execute": "status", "id": round_})
+        assert "return" in reply, f"round {round_}: the 17th client was refused: {reply}"
+    # the limit still holds for clients that stay
+    live = [daemon.ctl() for _ in range(16)]
+    try:
+        for c in live:
+            assert "return" in c.raw({"execute": "log-level", "id": 1})
+        with daemon.ctl() as c:
+            err = c.recv_line()["error"]
+            assert err["code"] == "internal" and "control.max-clients" in err["message"], err
+    finally:
+        for c in live:
+            c.close()
+
+
+def _device_counts(daemon) -> tuple[int, int, int]:
+    d = daemon.device_status()
+    return d["maps"], d["unmaps"], d["mappings"]
+
+
+def test_unfinished_session_does_not_count(daemon, vmm, guest):
+    """§1.5: a session that ends before READY is dropped; the next READY compares
+    against the last completed session and unmaps nothing."""
+    mem, tables = guest
+    for i in range(17):
+        tables.map_4k(SID, 0x100000 + i * 0x1000, 0x200000 + i * 0x1000)
+    start_session(vmm, mem, tables)
+    assert len(mapped(daemon)) == 17
+    vmm.close()
+    daemon.wait_vmm_disconnected()
+    before = _device_counts(daemon)
+    state = daemon.vmm_status()
+    other = GuestMemory(RAM // 2)
+    try:
+        with EventChannel(daemon.event) as ev:                    # loading, then gone
+            assert ev.hello(DEFAULT_CAP, DEFAULT_ECAP, flags=HELLO_FLAG_NOTIFIER).status == OK
+            assert ev.set_mem_table([other.region()], [other.fd]).status == OK
+            assert ev.set_root_table(0).status == OK
+            assert ev.set_translation(False).status == OK
+            assert daemon.vmm_status()["session"] == "loading"
+        daemon.wait_vmm_disconnected()
+    finally:
+        other.close()
+    after = daemon.vmm_status()
+    for key in ("notifier-mode", "root-table", "translation", "memory-regions", "memory-bytes"):
+        assert after[key] == state[key], (key, after[key], state[key])
+    assert _device_counts(daemon) == before
+    assert daemon.mappings()["mode"] == "translated"
+    # the next VMM sends its full state again: READY makes no kernel call
+    with EventChannel(daemon.event) as ev:
+        start_session(ev, mem, tables)
+        assert _device_counts(daemon) == before
+    daemon.wait_vmm_disconnected()
+    # and one that sends only HELLO and READY gets the completed state too
+    with EventChannel(daemon.event) as ev:
+        assert ev.hello(DEFAULT_CAP, DEFAULT_ECAP).status == OK
+        assert ev.set_root_table(0).status == OK
+    daemon.wait_vmm_disconnected()
+    with EventChannel(daemon.event) as ev:
+        assert ev.hello(DEFAULT_CAP, DEFAULT_ECAP).status == OK
+        assert ev.ready().status == OK
+        assert _device_counts(daemon) == before
+        # clean up for the next test: the guest unmaps all
+        assert ev.set_root_table(0).status == OK
+    daemon.wait_vmm_disconnected()
+
+
+def test_switching_from_table_to_notifier_mode_unmaps_at_ready(daemon, vmm, guest):
+    """§1.5 switching mode: the mappings of table mode are not carried into notifier
+    mode; READY unmaps them and NOTIFY maps them again."""
+    mem, tables = guest
+    tables.map_4k(SID, 0x10000, 0x200000)
+    tables.map_4k(SID, 0x11000, 0x201000)
+    start_session(vmm, mem, tables)
+    assert len(mapped(daemon)) == 2
+    vmm.close()
+    daemon.wait_vmm_disconnected()
+    with EventChannel(daemon.event) as ev:
+        start_session(ev, mem, tables, flags=HELLO_FLAG_NOTIFIER, ready=False)
+        assert len(mapped(daemon)) == 2                  # loading: nothing changed yet
+        assert ev.ready().status == OK
+        assert mapped(daemon) == []
+        assert_batch(ev.notify([NotifyEntry(0x10000, 0x200000, 0xFFF, SID, PERM_RW),
+                                NotifyEntry(0x11000, 0x201000, 0xFFF, SID, PERM_RW)]), maps=2)
+        assert mapped(daemon) == [m(0x10000, 0x200000), m(0x11000, 0x201000)]
+    daemon.wait_vmm_disconnected()
+    # back to table mode: the tables confirm both mappings, so nothing moves
+    before = _device_counts(daemon)
+    with EventChannel(daemon.event) as ev:
+        start_session(ev, mem, tables)
+        assert _device_counts(daemon) == before
+        assert ev.set_root_table(0).status == OK
+    daemon.wait_vmm_disconnected()
+
+
+def test_error_precedence(vmm, guest):
+    """§1.7: framing > type > descriptor count > payload > shutdown > state > execution."""
+    mem, _ = guest
+    short = GuestMemory(0x1000)
+    try:
+        # before HELLO: a file too short needs the file itself (execution): BAD_STATE
+        r = vmm.set_mem_table([Region(0, 0x2000)], [short.fd])
+        assert r.status == BAD_STATE, r
+        # ...but the region rules are payload checks: MEMORY before the state
+        r = vmm.set_mem_table([Region(0x800, 0x1000)], [short.fd])
+        assert r.status == MEMORY, r
+        # ...and a descriptor count that does not match the regions: FDS
+        r = vmm.request(SET_MEM_TABLE, mem_table_payload([Region(0x800, 0x1000)]))
+        assert r.status == FDS, r
+        # descriptors on a frame that takes none, with a bad payload too: FDS
+        r = vmm.request(PING, b"x", fds=[short.fd])
+        assert r.status == FDS, r
+        # an unknown type wins over descriptors
+        r = vmm.request(0x42, b"", fds=[short.fd])
+        assert r.status == UNKNOWN_TYPE, r
+        # a malformed INVALIDATE is MALFORMED before HELLO, not BAD_STATE
+        r = vmm.request(INVALIDATE, invalidate_payload([], count=0))
+        assert r.status == MALFORMED and r.batch() == EMPTY_BATCH, r
+        # HELLO: the version is checked before the flags
+        r = vmm.hello(DEFAULT_CAP, DEFAULT_ECAP, version=2, flags=0b10)
+        assert r.status == VERSION, r
+        # layout before capability: bad flags with CM=0
+        r = vmm.hello(DEFAULT_CAP & ~CAP_CM, DEFAULT_ECAP, flags=0b10)
+        assert r.status == MALFORMED, r
+        assert vmm.hello(DEFAULT_CAP, DEFAULT_ECAP).status == OK
+        # loading, table mode: a malformed NOTIFY is MALFORMED, a good one BAD_STATE
+        r = vmm.notify([NotifyEntry(0x10800, 0x200000, 0xFFF, SID, PERM_RW)])
+        assert r.status == MALFORMED, r
+        r = vmm.notify([NotifyEntry(0x10000, 0x200000, 0xFFF, SID, PERM_RW)])
+        assert r.status == BAD_STATE, r
+        # in a session, the short file is refused by its size: MEMORY
+        r = vmm.set_mem_table([Region(0, 0x2000)], [short.fd])
+        assert r.status == MEMORY and "0x2000" in r.message, r
+    finally:
+        short.close()
+
+
+def test_reply_encodings_detach_and_stages(daemon, vmm, guest):
+    """§2.3: addresses and sizes are "0x…" strings, counts and byte totals numbers;
+    detach's `unmapped` counts mappings; `stages` counts the event channel's time."""
+    mem, tables = guest
+    g = "00:08.0"
+    sid = parse_bdf(g)
+    tables.set_context(sid, 13)
+    tables.map_4k(sid, 0x1000, 0x300000)
+    tables.map_4k(sid, 0x2000, 0x301000)
+    tables.map_2m(sid, 0x200000, 0x400000)
+    stages0 = daemon.status()["stages"]
+    with daemon.ctl() as c:
+        c.call("attach", host="0000:08:00.0", guest=g)
+        try:
+            start_session(vmm, mem, tables)                # 5 requests
+            st = daemon.status()
+            stages1 = st["stages"]
+            assert set(stages1) == {"requests", "receive-ns", "walk-ns", "ioctl-ns", "ack-ns"}
+            assert all(type(v) is int and v >= 0 for v in stages1.values()), stages1
+            assert stages1["requests"] - stages0["requests"] == 5
+            assert all(stages1[k] >= stages0[k] for k in stages1)
+            [dev] = [d for d in st["devices"] if d["guest"] == g]
+            assert dev["mapped-bytes"] == 0x202000 and type(dev["mapped-bytes"]) is int
+            assert type(st["vmm"]["memory-bytes"]) is int
+            assert st["vmm"]["root-table"] == "0x1000"
+            shadow = daemon.mappings(g)["mappings"]
+            assert [e["size"] for e in shadow] == ["0x1000", "0x1000", "0x200000"]
+        finally:
+            reply = c.call("detach", guest=g)
+    # `unmapped` counts the three mappings the device held, not kernel calls
+    assert reply == {"guest": g, "unmapped": 3}
+    with daemon.ctl() as c:
+        text = c.call("metrics")["text"]
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert families and all(f.startswith("vtdbridge_") for f in families), families
+    assert {"vtdbridge_maps_total", "vtdbridge_unmaps_total"} <= set(families)
+
+
+def _memfd_with(size: int, seals: int = 0) -> int:
+    import fcntl
+    fd = os.memfd_create("sealed-guest-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.ftruncate(fd, size)
+    if seals:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
+
+
+def test_set_mem_table_descriptor_kinds(session):
+    """§1.6 SET_MEM_TABLE: any descriptor mmap(MAP_SHARED, read/write) accepts; seals
+    not required; what mmap refuses is MEMORY."""
+    import fcntl
+    ev, mem, _ = session
+    region = [Region(0, 0x100000)]
+    # a tmpfs file (/dev/shm), unsealable
+    fd = os.open("/dev/shm", os.O_RDWR | os.O_TMPFILE, 0o600)
+    try:
+        os.ftruncate(fd, 0x100000)
+        assert ev.set_mem_table(region, [fd]).status == OK
+    finally:
+        os.close(fd)
+    # a memfd sealed against shrinking and growing: accepted
+    fd = _memfd_with(0x100000, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    try:
+        assert ev.set_mem_table(region, [fd]).status == OK
+    finally:
+        os.close(fd)
+    # refused with MEMORY: a pipe (mmap: ENODEV), a read-only descriptor (EACCES),
+    # a memfd sealed against writing (EPERM)
+    rd, wr = os.pipe()
+    ro = os.open(f"/proc/self/fd/{mem.fd}", os.O_RDONLY)
+    sealed = _memfd_with(0x100000, fcntl.F_SEAL_WRITE)
+    try:
+        for fd in (rd, ro, sealed):
+            r = ev.set_mem_table(region, [fd])
+            assert r.status == MEMORY and r.message, (fd, r)
+    finally:
+        for fd in (rd, wr, ro, sealed):
+            os.close(fd)
+    # the table in force is the last accepted one; put the guest's back
+    assert ev.set_mem_table([mem.region()], [mem.fd]).status == OK
+
+
+def test_shrunk_memory_is_memory_lost(daemon, vmm):
+    """§1.6 SET_MEM_TABLE / §1.7 MEMORY_LOST: a file shrunk under the daemon costs the
+    region, not the daemon."""
+    ram = GuestMemory(RAM)
+    tables = VTdTables(ram, *TABLES)
+    tables.set_context(SID, DID)
+    tables.map_4k(SID, 0x10000, 0x200000)
+    try:
+        start_session(vmm, ram, tables)
+        assert mapped(daemon) == [m(0x10000, 0x200000)]
+        ram.mem.close()                                 # never touch it again here
+        os.ftruncate(ram.fd, 0)
+        r = vmm.invalidate([iotlb_inv_domain(DID), wait_desc()])
+        assert r.status == MEMORY_LOST and "SET_MEM_TABLE" in r.message, r
+        assert r.batch().waits == 1
+        assert mapped(daemon) == []
+        lost = daemon.vmm_status()["lost-memory-regions"]
+        assert [(x["gpa"], x["size"]) for x in lost] == [("0x0", hexaddr(RAM))]
+        assert vmm.ping().status == OK
+        # a new table brings guest RAM back
+        os.ftruncate(ram.fd, RAM)
+        assert vmm.set_mem_table([ram.region()], [ram.fd]).status == OK
+        assert daemon.vmm_status()["lost-memory-regions"] == []
+    finally:
+        os.close(ram.fd)
+
+
+def test_batches_cut_at_each_wait(daemon, session):
+    """§1.6 INVALIDATE: a VMM cuts its batches after each wait descriptor (Linux
+    submits one invalidation plus one wait per call); each reply completes its wait."""
+    ev, mem, tables = session
+    tables.map_4k(SID, 0x20000, 0x300000)
+    tables.map_4k(SID, 0x21000, 0x301000)
+    # the guest's queue: (inv, wait), (inv, wait) -- sent as two pipelined requests
+    t1 = ev.send(INVALIDATE, invalidate_payload([iotlb_inv_page(DID, 0x20000), wait_desc()]))
+    t2 = ev.send(INVALIDATE, invalidate_payload([iotlb_inv_page(DID, 0x21000), wait_desc()]))
+    r1, r2 = ev.recv_reply(), ev.recv_reply()
+    assert (r1.tag, r2.tag) == (t1, t2)
+    assert_batch(r1, waits=1, maps=1)
+    assert_batch(r2, waits=1, maps=1)
+    assert mapped(daemon) == [m(0x20000, 0x300000), m(0x21000, 0x301000)]
