@@ -19,10 +19,12 @@ help:
 	@echo "make demo       boot the test VM and show the daemon bridging a simulated guest's DMA to real edu devices"
 	@echo "make demo-qemu  boot the test VM and show an unmodified QEMU 11.1 using the real edu through the daemon (vfio-user)"
 	@echo "make demo-l2    the whole stack: an L2 Linux's own intel-iommu driver maps edu DMA buffers through QEMU 11.1 and the daemon (4-7 min)"
-	@echo "make test       unit, protocol, real-device (VM) tests and 60 s of each fuzzer; ends with 'N passed, N failed'"
+	@echo "make test       unit, protocol, real-device (VM) and install tests and 60 s of each fuzzer; ends with 'N passed, N failed'"
 	@echo "make build      debug build of every target; fails on any warning (so do release and unit-test)"
 	@echo "make release    optimized build (static Swift stdlib)"
-	@echo "make install    binaries, systemd unit, example config (PREFIX, DESTDIR)"
+	@echo "make install    stripped binaries, man pages, completions, systemd unit, example config, docs (PREFIX, DESTDIR; WITH_SIM=1 adds vtdbridge-sim)"
+	@echo "make uninstall  removes what make install wrote; keeps /etc/vtd-bridge/*.json and /var/lib/vtd-bridge"
+	@echo "make install-test  install and uninstall into scratch roots, checked (part of make test)"
 	@echo "make vm-run CMD=script.sh   run a script in the test VM (VM_QEMU=1: with QEMU 11.1 inside; VM_SYSTEMD=1: under systemd)"
 	@echo "make qemu-deps  cache QEMU 11.1 (vfio-user, qtest) for the test VM in \$$VTD_CACHE (/var/cache/vtd-bridge)"
 	@echo "make vm-qemu-smoke  boot the test VM with QEMU 11.1 inside and check it runs (qtest)"
@@ -82,8 +84,8 @@ protocol-test: unit-test
 	scripts/test-summary --pytest $(BUILD_DIR)/protocol-test.log protocol > $(BUILD_DIR)/protocol-test.summary || status=1; \
 	cat $(BUILD_DIR)/protocol-test.summary; exit $$status
 
-test: unit-test protocol-test vm-test vm-systemd-test fuzz
-	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary $(BUILD_DIR)/vm-systemd-test.summary $(BUILD_DIR)/fuzz.summary
+test: unit-test protocol-test vm-test vm-systemd-test install-test fuzz
+	@scripts/test-summary --total $(BUILD_DIR)/unit-test.summary $(BUILD_DIR)/protocol-test.summary $(BUILD_DIR)/vm-test.summary $(BUILD_DIR)/vm-systemd-test.summary $(BUILD_DIR)/install-test.summary $(BUILD_DIR)/fuzz.summary
 
 clean:
 	rm -rf $(BUILD_DIR)
@@ -91,12 +93,14 @@ clean:
 # ---------------------------------------------------------------------------
 # Install, uninstall, and checking the systemd unit.
 #
-#   make install   [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=…]
+#   make install   [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=…] [WITH_SIM=1]
 #   make uninstall [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=…]
+#   make install-test   install and uninstall into scratch roots, checked (part of make test)
 #   make verify-unit
 #
 # What goes where (DESTDIR is prepended to every path, for packaging):
-#   $(PREFIX)/bin                  vtdbridged, vtdbridgectl, vtdbridge-sim
+#   $(PREFIX)/bin                  vtdbridged, vtdbridgectl, stripped; vtdbridge-sim (a
+#                                  test tool: a fake VMM and the VM tests) only with WITH_SIM=1
 #   $(UNITDIR)                     vtdbridged@.service, its ExecStart pointing at
 #                                  $(PREFIX)/bin. Default $(PREFIX)/lib/systemd/system:
 #                                  systemd searches /usr/local/lib/systemd/system
@@ -106,14 +110,33 @@ clean:
 #   /etc/vtd-bridge                vtdbridged.json.example. The instances' own
 #                                  configs (/etc/vtd-bridge/NAME.json) are never
 #                                  written or removed.
-#   $(PREFIX)/share/doc/vtd-bridge CONFIG.md (the unit's Documentation=)
+#   $(PREFIX)/share/doc/vtd-bridge CONFIG.md (the unit's Documentation=), PROTOCOL.md
+#   $(PREFIX)/share/man/man1       one page per program, from its --help (generate-manual)
+#   $(PREFIX)/share/bash-completion/completions, …/zsh/site-functions,
+#   …/fish/vendor_completions.d    each program's --generate-completion-script
+#
+# The binaries are stripped (strip --strip-unneeded): vtdbridged's 40 MB
+# (static Swift runtime) are 19 MB without DWARF and the symbol table. A
+# crash backtrace then shows addresses instead of names; the build's
+# .build/release/vtdbridged (same build id) symbolizes one.
 
 BINDIR       ?= $(PREFIX)/bin
 UNITDIR      ?= $(PREFIX)/lib/systemd/system
 DOCDIR       ?= $(PREFIX)/share/doc/vtd-bridge
+MANDIR       ?= $(PREFIX)/share/man
+BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR   ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR  ?= $(PREFIX)/share/fish/vendor_completions.d
 CONFDIR      := /etc/vtd-bridge
-PROGRAMS     := vtdbridged vtdbridgectl vtdbridge-sim
+WITH_SIM     ?=
+SIM          := vtdbridge-sim
+PROGRAMS     := vtdbridged vtdbridgectl
+# What `make install` puts in BINDIR; uninstall removes the simulator too,
+# whichever way it was installed.
+INSTALLED    := $(PROGRAMS) $(if $(filter-out 0,$(WITH_SIM)),$(SIM))
+DOCS         := CONFIG.md PROTOCOL.md
 UNIT         := vtdbridged@.service
+MAN_BUILD    := $(BUILD_DIR)/man
 
 # $(call install_unit,ROOT): writes the unit into ROOT$(UNITDIR) with the
 # install paths substituted, and fails if a placeholder is left.
@@ -122,26 +145,66 @@ install_unit = install -d -m 0755 "$(1)$(UNITDIR)" \
 	&& chmod 0644 "$(1)$(UNITDIR)/$(UNIT)" \
 	&& ! grep -n '@[A-Z]*@' "$(1)$(UNITDIR)/$(UNIT)"
 
-.PHONY: install uninstall verify-unit
+# Every file one program brings besides itself: its man page and completions.
+program_files = $(MANDIR)/man1/$(1).1 $(BASHCOMPDIR)/$(1) $(ZSHCOMPDIR)/_$(1) $(FISHCOMPDIR)/$(1).fish
 
-install: release
-	@set -e; bin="$$($(SWIFT) build -c release --show-bin-path $(SWIFT_FLAGS))"; \
-	install -d -m 0755 "$(DESTDIR)$(BINDIR)"; \
-	for p in $(PROGRAMS); do install -m 0755 "$$bin/$$p" "$(DESTDIR)$(BINDIR)/$$p"; echo "installed $(DESTDIR)$(BINDIR)/$$p"; done
+.PHONY: install uninstall man install-test verify-unit
+
+# Man pages from the release binaries, by swift-argument-parser's own
+# generate-manual tool (what `swift package plugin generate-manual` runs;
+# the plugin itself would build the whole package again without
+# --static-swift-stdlib), with two fixes (scripts/man-pages). It reads each
+# binary's --experimental-dump-help. Dated by the last commit, so that a
+# rebuild of the same tree makes the same pages.
+man: release
+	@set -eo pipefail; bin="$$($(SWIFT) build -c release --static-swift-stdlib --show-bin-path $(SWIFT_FLAGS))"; \
+	mkdir -p $(BUILD_DIR); $(SWIFT) build -c release --static-swift-stdlib --product generate-manual $(SWIFT_FLAGS) > $(BUILD_DIR)/man-build.log 2>&1 \
+	  || { cat $(BUILD_DIR)/man-build.log; exit 1; }; \
+	scripts/no-warnings $(BUILD_DIR)/man-build.log; \
+	date="$$(git log -1 --format=%cs 2>/dev/null || date +%F)"; \
+	rm -rf "$(MAN_BUILD)"; scripts/man-pages "$$bin" "$(MAN_BUILD)" "$$date" $(PROGRAMS) $(SIM)
+
+install: release man
+	@set -e; bin="$$($(SWIFT) build -c release --static-swift-stdlib --show-bin-path $(SWIFT_FLAGS))"; \
+	install -d -m 0755 "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(FISHCOMPDIR)"; \
+	for p in $(INSTALLED); do \
+	  install -m 0755 "$$bin/$$p" "$(DESTDIR)$(BINDIR)/$$p"; \
+	  strip --strip-unneeded "$(DESTDIR)$(BINDIR)/$$p"; \
+	  install -m 0644 "$(MAN_BUILD)/$$p.1" "$(DESTDIR)$(MANDIR)/man1/$$p.1"; \
+	  "$$bin/$$p" --generate-completion-script bash > "$(DESTDIR)$(BASHCOMPDIR)/$$p"; \
+	  "$$bin/$$p" --generate-completion-script zsh > "$(DESTDIR)$(ZSHCOMPDIR)/_$$p"; \
+	  "$$bin/$$p" --generate-completion-script fish > "$(DESTDIR)$(FISHCOMPDIR)/$$p.fish"; \
+	  chmod 0644 "$(DESTDIR)$(BASHCOMPDIR)/$$p" "$(DESTDIR)$(ZSHCOMPDIR)/_$$p" "$(DESTDIR)$(FISHCOMPDIR)/$$p.fish"; \
+	  echo "installed $(DESTDIR)$(BINDIR)/$$p (stripped), its man page and bash, zsh and fish completions"; \
+	done
 	@$(call install_unit,$(DESTDIR)) && echo "installed $(DESTDIR)$(UNITDIR)/$(UNIT)"
 	@install -d -m 0755 "$(DESTDIR)$(CONFDIR)" "$(DESTDIR)$(DOCDIR)"
 	@install -m 0644 config/vtdbridged.json "$(DESTDIR)$(CONFDIR)/vtdbridged.json.example" && echo "installed $(DESTDIR)$(CONFDIR)/vtdbridged.json.example"
-	@install -m 0644 docs/CONFIG.md "$(DESTDIR)$(DOCDIR)/CONFIG.md" && echo "installed $(DESTDIR)$(DOCDIR)/CONFIG.md"
+	@for d in $(DOCS); do install -m 0644 "docs/$$d" "$(DESTDIR)$(DOCDIR)/$$d" && echo "installed $(DESTDIR)$(DOCDIR)/$$d"; done
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "next: cp $(CONFDIR)/vtdbridged.json.example $(CONFDIR)/NAME.json, edit it, then systemctl enable --now vtdbridged@NAME"
 
 uninstall:
-	@for p in $(PROGRAMS); do rm -f "$(DESTDIR)$(BINDIR)/$$p"; done
-	@rm -f "$(DESTDIR)$(UNITDIR)/$(UNIT)" "$(DESTDIR)$(CONFDIR)/vtdbridged.json.example" "$(DESTDIR)$(DOCDIR)/CONFIG.md"
-	@# Directories go only when empty: /etc/vtd-bridge keeps the instances' configs.
+	@for p in $(PROGRAMS) $(SIM); do rm -f "$(DESTDIR)$(BINDIR)/$$p" $(foreach f,$(call program_files,$$p),"$(DESTDIR)$(f)"); done
+	@rm -f "$(DESTDIR)$(UNITDIR)/$(UNIT)" "$(DESTDIR)$(CONFDIR)/vtdbridged.json.example" $(foreach d,$(DOCS),"$(DESTDIR)$(DOCDIR)/$(d)")
+	@# Directories go only when empty: /etc/vtd-bridge keeps the instances'
+	@# configs, and the shared ones (bin, man1, completions) other packages' files.
 	@for d in "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(CONFDIR)"; do if [ -d "$$d" ]; then rmdir --ignore-fail-on-non-empty "$$d"; fi; done
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "uninstalled from $(DESTDIR)$(PREFIX); kept: $(CONFDIR)/*.json, /var/lib/vtd-bridge"
+
+# make install and make uninstall into scratch roots (scripts/install-test):
+# stripped binaries that run, man pages, completions, docs, no simulator
+# unless WITH_SIM=1, and nothing left after uninstall. Ends with
+# "install: N passed, N failed". Cheap in make test: the release build is
+# there already (vm-test made it).
+install-test: release
+	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/install-test.summary
+	@set -o pipefail; status=0; \
+	MAKE="$(MAKE)" scripts/install-test | tee $(BUILD_DIR)/install-test.log || status=1; \
+	grep -E "^install: [0-9]+ passed, [0-9]+ failed$$" $(BUILD_DIR)/install-test.log > $(BUILD_DIR)/install-test.summary \
+	  || { echo "install: 0 passed, 1 failed" > $(BUILD_DIR)/install-test.summary; status=1; }; \
+	exit $$status
 
 # Checks the unit exactly as `make install` writes it, with
 # `systemd-analyze verify`, offline (no running systemd needed). The check
@@ -282,8 +345,20 @@ demo-qemu: vm-image qemu-deps
 	  --add scripts/vm/qemu-vfio-user.sh:/vmtest/qemu-vfio-user.sh scripts/vm/demo-qemu.sh 2>&1 \
 	  | grep -vE '^\[ *[0-9]+\.[0-9]+\]|^qemu-system'
 
-demo: vm-image
+# The build goes to a log, so that the transcript is all there is to read
+# (a cold build prints hundreds of lines; its errors are shown if it fails).
+demo:
+	@mkdir -p $(BUILD_DIR); echo "make demo: building the release binaries and the test VM (log: $(BUILD_DIR)/demo-build.log) ..."; SECONDS=0; \
+	if ! $(MAKE) --no-print-directory vm-image > $(BUILD_DIR)/demo-build.log 2>&1; then \
+	  tail -n 40 $(BUILD_DIR)/demo-build.log; echo "make demo: the build failed (whole log: $(BUILD_DIR)/demo-build.log)"; exit 1; \
+	fi; echo "make demo: built in $${SECONDS} s; booting the VM"
 	@set -o pipefail; scripts/vm/run --edu 3 --timeout "$(VM_TIMEOUT)" scripts/vm/demo.sh 2>&1 | grep -vE '^\[ *[0-9]+\.[0-9]+\]|^qemu-system'
+	@echo ""
+	@echo "What to try next:"
+	@echo "  make demo-qemu     an unmodified QEMU 11.1 uses the real edu through the daemon (vfio-user)"
+	@echo "  make demo-l2       an L2 Linux's own intel-iommu driver maps DMA buffers through QEMU and the daemon (4-7 min)"
+	@echo "  make vm-run CMD=script.sh   your own script in the same VM (vtdbridged, vtdbridgectl and vtdbridge-sim are in /bin)"
+	@echo "  README.md, \"Run the daemon\": install it, write /etc/vtd-bridge/NAME.json, systemctl start vtdbridged@NAME"
 
 # ---------------------------------------------------------------------------
 # The systemd profile of the test VM (scripts/vm/README.md, "The systemd
@@ -295,8 +370,9 @@ demo: vm-image
 #                           $${VTD_CACHE:-/var/cache/vtd-bridge}/systemd-root-bookworm/
 #                           (scripts/vm/build-systemd-root; ~2-4 min once, then nothing;
 #                           installs debootstrap if missing)
-#   make vm-systemd-image   release build + `make install DESTDIR=.cache/vm/install
-#                           PREFIX=/usr/local`, which run --systemd appends to the root
+#   make vm-systemd-image   release build + `make install WITH_SIM=1 DESTDIR=.cache/vm/install
+#                           PREFIX=/usr/local` (the VM's VMM is vtdbridge-sim), which
+#                           run --systemd appends to the root
 #   make vm-systemd-test    boots it with QEMU 11.1 inside and 2 edu devices and runs
 #                           scripts/vm/systemd-service.sh, then scripts/vm/systemd-restarts.sh
 #                           (part of make test); writes "systemd: N passed, N failed" and
@@ -317,7 +393,7 @@ vm-systemd-deps: vm-deps
 # them too: two swift builds must not share .build (make -j test).
 vm-systemd-image: vm-systemd-deps vm-image
 	@rm -rf "$(VM_INSTALL)"
-	@$(MAKE) --no-print-directory install DESTDIR="$(VM_INSTALL)" PREFIX=/usr/local UNITDIR=/usr/local/lib/systemd/system
+	@$(MAKE) --no-print-directory install WITH_SIM=1 DESTDIR="$(VM_INSTALL)" PREFIX=/usr/local UNITDIR=/usr/local/lib/systemd/system
 
 vm-systemd-test: vm-systemd-image qemu-deps
 	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/vm-systemd-test.summary

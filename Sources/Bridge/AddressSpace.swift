@@ -250,6 +250,7 @@ public final class AddressSpace {
     /// Records `fault`, standing for `count` faults of its reason.
     func record(_ fault: TranslationFault, count: Int = 1, report: inout SyncReport) {
         report.faults += count
+        report.faultReasons[fault.reason, default: 0] += count
         faults.record(fault, count: count, sourceID: sourceID, logger: logger)
     }
 

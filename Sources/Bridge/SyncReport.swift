@@ -11,6 +11,9 @@ public struct SyncReport: Sendable, Equatable {
     public var failures: [Failure] = []
     /// Faults found in the guest's tables during this sync.
     public var faults = 0
+    /// `faults` by reason (the metrics label them); the values add up to
+    /// `faults`.
+    public var faultReasons: [FaultReason: Int] = [:]
     /// Guest RAM regions found lost (their file shrank under us) during this
     /// work; each is now out of the memory table.
     public var lostRegions: [GuestRAM.LostRegion] = []
@@ -36,6 +39,7 @@ public struct SyncReport: Sendable, Equatable {
         unmaps += other.unmaps
         failures += other.failures
         faults += other.faults
+        faultReasons.merge(other.faultReasons, uniquingKeysWith: +)
         lostRegions += other.lostRegions
     }
 }

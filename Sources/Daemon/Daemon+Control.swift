@@ -141,10 +141,7 @@ extension Daemon {
             case .mappings: return (.success(try mappingsCommand(request)), [])
             case .metrics:
                 try request.allowOnly([])
-                // Per-device gauges are set at scrape time, not on the
-                // request path: they cost a registry lookup each.
-                refreshDeviceMetrics()
-                return (.success(.object(["text": .string(metricsText?() ?? "")])), [])
+                return (.success(.object(["text": .string(currentMetricsText())])), [])
             case .logLevel: return (.success(try logLevelCommand(request)), [])
             case .shutdown:
                 try request.allowOnly([])

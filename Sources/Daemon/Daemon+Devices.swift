@@ -84,6 +84,7 @@ extension Daemon {
         device.close(logger: logger)
         metrics.record(report)
         metrics.attachedDevices.record(devices.count)
+        metrics.forgetDevice(guest)
         logger.info("detached", metadata: ["guest": "\(guest)", "unmapped": "\(unmapped)"])
         if device.persistent { persistAttachments() }
         notify("STATUS=\(statusLine)")

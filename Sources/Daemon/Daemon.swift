@@ -22,7 +22,9 @@ public final class Daemon {
     let logLevel: any LogLevelControl
     let metricsText: (@Sendable () -> String)?
     let version: String
-    let metrics = DaemonMetrics()
+    let metrics: DaemonMetrics
+    /// The node_exporter textfile (config key metrics.textfile), if any.
+    var metricsTextfile: MetricsTextfile?
     let policy: PeerPolicy
     let store: StateStore
     /// How devices are acquired (config key `backend`): type1 or dry-run.
@@ -109,6 +111,8 @@ public final class Daemon {
         self.logLevel = logLevel
         self.metricsText = metricsText
         self.version = version
+        metrics = DaemonMetrics(instance: config.name)
+        metricsTextfile = config.metricsTextfile.map { MetricsTextfile(path: $0, intervalSeconds: config.metricsIntervalSeconds) }
         policy = PeerPolicy(uids: Set(config.allowedUIDs), gids: Set(config.allowedGIDs))
         store = StateStore(directory: config.stateDirectory)
         hostBackend = config.backend.makeHostBackend(config, kernel: kernel)
@@ -153,6 +157,7 @@ public final class Daemon {
             var wake: [ContinuousClock.Instant] = nextWatchdog.map { [$0] } ?? []
             if !pendingDevices.isEmpty { wake.append(nextRetry) }
             if let due = refusedControls.values.map(\.deadline).min() { wake.append(due) }
+            if let textfile = metricsTextfile { wake.append(textfile.due) }
             if let due = wake.min() {
                 let left = ContinuousClock.now.duration(to: due)
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
@@ -185,12 +190,16 @@ public final class Daemon {
                 retryPendingDevices()
                 nextRetry = ContinuousClock.now + .seconds(1)
             }
+            if let textfile = metricsTextfile, ContinuousClock.now >= textfile.due { writeMetricsTextfile() }
             if let due = nextWatchdog, ContinuousClock.now >= due, let watchdog {
                 notify("WATCHDOG=1")
                 nextWatchdog = ContinuousClock.now + watchdog / 2
             }
         }
         if handOverRequested {
+            // The next process starts its counters from zero; the file keeps
+            // this one's last values until it writes its own.
+            writeMetricsTextfile()
             handOver()
             return Self.handOverExitStatus
         }
@@ -297,7 +306,13 @@ public final class Daemon {
                 logger.error("unmap at shutdown failed", metadata: ["failure": "\(failure)"])
             }
             devices.removeValue(forKey: sid)?.close(logger: logger)
+            metrics.record(report)
+            metrics.forgetDevice(sid)
         }
+        metrics.attachedDevices.record(devices.count)
+        // The last values, unmaps of this stop included: what a scrape
+        // after the stop reads (with the file's mtime telling its age).
+        writeMetricsTextfile()
         closeClients()
         if fdStore.isAvailable {
             // A stop (not a restart: that is SIGUSR1) means the VM is going

@@ -28,6 +28,9 @@ struct VTdBridgeBench: ParsableCommand {
     @Option(help: .hidden)
     var profileReplays: Int = 0
 
+    @Flag(help: "Measure only the daemon's installed size and idle memory.")
+    var footprintOnly = false
+
     func run() throws {
         if profileReplays > 0 {
             // For a profiler: build the 1M-leaf space once, then only replay.
@@ -38,7 +41,11 @@ struct VTdBridgeBench: ParsableCommand {
             print("\(t / Double(profileReplays) / Double(1 << 20) * 1e9) ns/leaf")
             return
         }
-        var rows: [Row] = []
+        var rows = try footprintRows()
+        if footprintOnly {
+            print(render(rows))
+            return
+        }
         let sync = try SyncBench.run(repetitions: repetitions)
         let leaves = Double(1 << 20)
         rows.append(Row(figure: "full sync, 4 GiB of 4K leaves (1,048,576 maps)", value: stats(sync.fullSync4K.map { $0 * 1e3 }, "ms"),
@@ -85,6 +92,21 @@ struct VTdBridgeBench: ParsableCommand {
             """
             try text.write(toFile: markdown, atomically: true, encoding: .utf8)
         }
+    }
+
+    /// The installed (stripped) size of vtdbridged and the resident memory
+    /// of an idle one, each beside a reference from this run.
+    func footprintRows() throws -> [Row] {
+        let f = try FootprintBench(binDirectory: bin).run(repetitions: repetitions)
+        func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+        var sizeReference = "unstripped build: \(mib(f.builtBytes)); /usr/bin/ls: \(mib(FootprintBench.size("/usr/bin/ls")))"
+        if let systemd = f.systemdBytes { sizeReference += "; systemd 252's PID 1 with libsystemd-shared: \(mib(systemd))" }
+        return [
+            Row(figure: "vtdbridged installed size (stripped, static Swift stdlib)", value: mib(f.installedBytes),
+                reference: sizeReference, goal: "", n: 1),
+            Row(figure: "vtdbridged idle resident memory (VmRSS, started, no device)", value: stats(f.idleRSS.map { $0 / 1024 }, "MiB"),
+                reference: "an idle sleep(1): " + stats(f.sleepRSS.map { $0 / 1024 }, "MiB"), goal: "", n: repetitions),
+        ]
     }
 
     static func date() -> String {

@@ -83,4 +83,19 @@ final class Transcript {
     func daemon(_ t: String) { line("daemon", t) }
     func check(_ t: String) { line("check", t) }
     func title(_ t: String) { if !quiet { print("\n== \(t)") } }
+    /// Rows under a header, columns right-aligned but the first, indented
+    /// under the text of the line before.
+    func table(_ header: [String], _ rows: [[String]]) {
+        guard !quiet else { return }
+        let all = [header] + rows
+        let widths = header.indices.map { c in all.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
+        for row in all {
+            let cells = row.enumerated().map { c, text in
+                let pad = String(repeating: " ", count: max(0, widths[c] - text.count))
+                return c == 0 ? text + pad : pad + text
+            }
+            print(String(repeating: " ", count: 10) + cells.joined(separator: "  "))
+        }
+    }
 }
+

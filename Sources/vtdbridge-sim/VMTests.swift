@@ -141,7 +141,7 @@ final class VMTestRunner {
             do {
                 try body()
                 passed += 1
-                print("PASS \(name) (\(start.duration(to: .now)))")
+                print("PASS \(name) (\(QTestLatencyLog.milliseconds(start.duration(to: .now))))")
             } catch {
                 failed += 1
                 print("FAIL \(name): \(error)")
@@ -238,7 +238,8 @@ final class VMTestRunner {
 
     func deliver(_ batch: [InvalidationDescriptor], _ what: String) throws {
         let r = try link.deliver(batch)
-        transcript.vmm("INVALIDATE \(batch.count) + wait (\(what)) → \(r.maps) MAP_DMA, \(r.unmaps) UNMAP_DMA")
+        // The wording of `vtdbridge-sim scenario` (Scenarios.swift), so both transcripts read alike.
+        transcript.vmm("INVALIDATE: \(batch.count) descriptor(s) + wait (\(what)) → \(r.maps) MAP_DMA, \(r.unmaps) UNMAP_DMA")
     }
 
     func gpa(_ page: UInt64) -> UInt64 { 0x10_0000 + page * 0x1000 }
@@ -366,7 +367,9 @@ final class VMTestRunner {
         let r = try control.require("replay", ["all": true])
         try expect(r["maps"]?.intValue == 0 && r["unmaps"]?.intValue == 0, "replay made kernel calls: \(r.serialized)")
         try expect(try counters() == before, "the daemon's map/unmap counters moved during a replay")
-        transcript.check("replay over unchanged tables: 0 MAP_DMA, 0 UNMAP_DMA (counters \(before))")
+        transcript.check("replay over unchanged tables: 0 MAP_DMA, 0 UNMAP_DMA; the daemon's counters, the same before and after:")
+        transcript.table(["device", "MAP_DMA", "UNMAP_DMA"],
+                         before.keys.sorted().map { [$0] + (before[$0] ?? []).map(String.init) })
         // DMA keeps working while replays run in a loop on another connection.
         let stop = ManagedAtomicFlag()
         let path = supervisor.controlSocket

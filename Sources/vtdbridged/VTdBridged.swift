@@ -93,7 +93,7 @@ struct VTdBridged: ParsableCommand {
             SharedLevelLogHandler(inner: StreamLogHandler.standardError(label: label), level: levels)
         }
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        MetricsSystem.bootstrap(DescribedPrometheusFactory(registry: registry))
         let logger = Logger(label: "vtdbridged.\(daemonConfig.name)")
 
         // What a previous process of this unit left in systemd's file

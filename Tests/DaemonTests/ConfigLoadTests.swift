@@ -225,6 +225,8 @@ final class ConfigLoadTests: XCTestCase {
             "VTDBRIDGE_MAPPING_QUOTA": "77",
             "VTDBRIDGE_WALK_BUDGET": "65536",
             "VTDBRIDGE_EVENT_BUSY_POLL_US": "250",
+            "VTDBRIDGE_METRICS_TEXTFILE": "/e/node-exporter/vm.prom",
+            "VTDBRIDGE_METRICS_INTERVAL": "5",
         ]
         XCTAssertEqual(Set(environment.keys), Set(DaemonConfig.keys.map(\.environmentVariable)),
                        "this test covers every key")
@@ -245,6 +247,31 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.mappingQuota, 77)
         XCTAssertEqual(config.walkBudget, 65536)
         XCTAssertEqual(config.busyPollMicroseconds, 250)
+        XCTAssertEqual(config.metricsTextfile, "/e/node-exporter/vm.prom")
+        XCTAssertEqual(config.metricsIntervalSeconds, 5)
+    }
+
+    func testMetricsTextfileIsOffByDefaultAndChecked() async throws {
+        let defaults = try await DaemonConfig.load(file: nil, environment: [:], overrides: [:])
+        XCTAssertNil(defaults.metricsTextfile)
+        XCTAssertEqual(defaults.metricsIntervalSeconds, 15)
+        let path = scratch.write(#"{"metrics": {"textfile": "/var/lib/prometheus/node-exporter/vm0.prom", "interval": 60}}"#)
+        let set = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        XCTAssertEqual(set.metricsTextfile, "/var/lib/prometheus/node-exporter/vm0.prom")
+        XCTAssertEqual(set.metricsIntervalSeconds, 60)
+
+        let notProm = try await configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "/var/lib/prometheus/vm0.txt"])
+        XCTAssertEqual(notProm.key, "metrics.textfile")
+        XCTAssertTrue(notProm.message.contains("\"/var/lib/prometheus/vm0.txt\" does not end in a file name with .prom"), notProm.message)
+        let bare = try await configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "/tmp/.prom"])
+        XCTAssertEqual(bare.key, "metrics.textfile", bare.message)
+        let relative = try await configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "vm0.prom"])
+        XCTAssertTrue(relative.message.contains("relative path"), relative.message)
+        for bad in ["0", "3601"] {
+            let error = try await configLoadError(environment: ["VTDBRIDGE_METRICS_INTERVAL": bad])
+            XCTAssertEqual(error.key, "metrics.interval")
+            XCTAssertTrue(error.message.contains("\(bad) is out of range; expected a whole number of seconds from 1 to 3600"), error.message)
+        }
     }
 
     func testWalkBudgetDefaultsAndItsFloor() async throws {

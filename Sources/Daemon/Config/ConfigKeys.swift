@@ -111,6 +111,12 @@ extension DaemonConfig {
         .init("event-busy-poll-us", .integer,
               expected: "a whole number of microseconds from 0 to 10000 (0: off)",
               "after each VMM request, poll the event socket without sleeping for this long"),
+        .init("metrics.textfile", .string,
+              expected: "an absolute path ending in .prom",
+              "file the metrics are written to for node_exporter's textfile collector (off when unset)"),
+        .init("metrics.interval", .integer,
+              expected: "a whole number of seconds from 1 to 3600",
+              "seconds between two writes of metrics.textfile"),
     ]
 
     /// The environment variable for a key, by the rule swift-configuration's

@@ -64,6 +64,14 @@ public struct DaemonConfig: Sendable, Equatable {
     /// up without a wake-up (a few µs natively, up to ~0.5 ms in a TCG
     /// guest). It costs a core while the VMM is busy; see BENCHMARKS.md.
     public var busyPollMicroseconds: Int
+    /// "metrics.textfile": where the metrics are written, in Prometheus text
+    /// format, for node_exporter's textfile collector; nil (the default):
+    /// not written. Written whole to `<path>.tmp` and renamed over the
+    /// path, so the collector never reads half a file.
+    public var metricsTextfile: String?
+    /// "metrics.interval": seconds between two writes of the textfile;
+    /// default 15, a quarter of Prometheus' default scrape interval.
+    public var metricsIntervalSeconds: Int
 
     /// Upper bound of "control.max-clients": each client holds a descriptor,
     /// and the unit's default soft RLIMIT_NOFILE is 1024.
@@ -87,6 +95,8 @@ public struct DaemonConfig: Sendable, Equatable {
         self.walkBudget = WalkBudget.defaultEntries
         self.maxClients = 16
         self.busyPollMicroseconds = 0
+        self.metricsTextfile = nil
+        self.metricsIntervalSeconds = 15
     }
 
     public static func defaultEventSocket(name: String) -> String { "/run/vtd-bridge/\(name)/event.sock" }
@@ -208,6 +218,25 @@ struct ConfigResolver {
                 throw fail(info("event-busy-poll-us"), source, "\(value) is out of range; expected \(info("event-busy-poll-us").expected)")
             }
             config.busyPollMicroseconds = value
+        }
+
+        if let textfile = try path("metrics.textfile", socket: false) {
+            // node_exporter's textfile collector reads only *.prom files
+            // (and ignores the .tmp the daemon writes first).
+            guard textfile.hasSuffix(".prom"), textfile.count > "/.prom".count, !textfile.hasSuffix("/.prom") else {
+                let found = try sources.lookup(info("metrics.textfile"), as: [.string])
+                throw fail(info("metrics.textfile"), found?.source ?? "default",
+                           "\"\(textfile)\" does not end in a file name with .prom, the only files node_exporter's textfile collector reads; expected \(info("metrics.textfile").expected)")
+            }
+            config.metricsTextfile = textfile
+        }
+
+        if let found = try integer("metrics.interval") {
+            let (value, source) = found
+            guard (1...3600).contains(value) else {
+                throw fail(info("metrics.interval"), source, "\(value) is out of range; expected \(info("metrics.interval").expected)")
+            }
+            config.metricsIntervalSeconds = value
         }
         return config
     }
