@@ -199,6 +199,10 @@ uninstall:
 # "install: N passed, N failed". Cheap in make test: the release build is
 # there already (vm-test made it).
 install-test: release
+	@if ! command -v groff >/dev/null 2>&1; then \
+	  echo "installing groff-base to render the man pages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq groff-base; \
+	fi
 	@mkdir -p $(BUILD_DIR); rm -f $(BUILD_DIR)/install-test.summary
 	@set -o pipefail; status=0; \
 	MAKE="$(MAKE)" scripts/install-test | tee $(BUILD_DIR)/install-test.log || status=1; \
