@@ -41,7 +41,7 @@ extension Daemon {
     private func refuseReload(_ error: String) -> ConfigReload {
         let result = ConfigReload(outcome: .refused, atNanoseconds: Self.realtimeNanoseconds(), error: error)
         lastReload = result
-        logger.error("configuration reload refused; the running configuration is kept", metadata: ["error": "\(error)"])
+        logger.error("configuration \(result.summary)")
         return result
     }
 
@@ -105,15 +105,9 @@ extension Daemon {
         }
         applyQuotas(into: &result)
 
-        if result.changes.isEmpty && result.needsRestart.isEmpty && result.failures.isEmpty {
-            logger.notice("configuration reloaded: no change")
-        } else {
-            logger.notice("configuration reloaded", metadata: [
-                "changes": "\(result.changes.joined(separator: "; "))",
-                "needs-restart": "\(result.needsRestart.joined(separator: ", "))",
-                "failures": "\(result.failures.joined(separator: "; "))",
-            ])
-        }
+        // The whole report in one message, as `systemctl status` and
+        // `journalctl` show it.
+        logger.notice("configuration \(result.summary)")
         if !result.needsRestart.isEmpty {
             logger.warning("changed settings need a restart to take effect; they keep their running values until then",
                            metadata: ["keys": "\(result.needsRestart.joined(separator: ", "))"])

@@ -10,6 +10,10 @@ import Posix
 /// CODE_FILE=, CODE_LINE=, CODE_FUNC= (systemd.journal-fields(7)), LOGGER=
 /// (the logger's label), ERROR= when the event has one, and one field per
 /// metadata key (JournalFieldName: "fault-reason" → FAULT_REASON=).
+/// MESSAGE= is the message followed by the metadata as key=value pairs,
+/// as a line on standard error would have them: `journalctl` without
+/// `-o json` shows only MESSAGE=, and "attached" alone would not say which
+/// device.
 ///
 /// An entry the socket does not take (no journald at its path, its queue
 /// full, too large for a datagram) goes to `fallback`, by default standard
@@ -61,13 +65,13 @@ public struct JournalLogHandler: LogHandler {
                 // Below: the stream still carries the priority.
             }
         }
-        fallback(SyslogLine.format(priority: SyslogPriority(event.level), message: entry["MESSAGE"] ?? "", metadata: pairs))
+        fallback(SyslogLine.format(priority: SyslogPriority(event.level), text: entry["MESSAGE"] ?? ""))
     }
 
     /// The entry for `event`, with `metadata` as merged by `mergedMetadata`.
     func entry(for event: LogEvent, metadata pairs: [(key: String, value: String)]) -> JournalEntry {
         var entry = JournalEntry()
-        entry.append("MESSAGE", "\(event.message)")
+        entry.append("MESSAGE", Self.messageText("\(event.message)", pairs))
         entry.append("PRIORITY", "\(SyslogPriority(event.level).rawValue)")
         entry.append("SYSLOG_IDENTIFIER", identifier)
         entry.append("CODE_FILE", event.file)
@@ -81,6 +85,11 @@ public struct JournalLogHandler: LogHandler {
             entry.append(field, value)
         }
         return entry
+    }
+
+    /// "attached device=00:03.0 host=0000:01:00.0"
+    static func messageText(_ message: String, _ pairs: [(key: String, value: String)]) -> String {
+        pairs.reduce(message) { $0 + " \($1.key)=\($1.value)" }
     }
 
     /// The handler's metadata, then the provider's, then the event's, a

@@ -115,7 +115,7 @@ final class ServiceTests: XCTestCase {
                                            "devices: detached 00:03.0 (0000:01:00.0)", "devices: attached 00:04.0 (0000:02:00.0)"])
         XCTAssertEqual(reload["needs-restart"], ["vfio.sysfs"])
         XCTAssertEqual(try daemon.control().require("log-level")["level"], "debug")
-        XCTAssertTrue(daemon.log.contains("configuration reloaded"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("configuration reloaded: log.level: info → debug; mapping-quota: none → 64"), daemon.log)
         XCTAssertTrue(daemon.log.contains("devices: attached 00:04.0 (0000:02:00.0)"), daemon.log)
         XCTAssertTrue(daemon.log.contains("keys=vfio.sysfs"), daemon.log)
         // Debug now reaches the log.
@@ -133,7 +133,7 @@ final class ServiceTests: XCTestCase {
         let after = try daemon.control().require("status")["last-reload"]
         XCTAssertEqual(after?["outcome"], "refused")
         XCTAssertTrue(after?["error"]?.stringValue?.contains("\"loud\" is not a log level") ?? false, "\(String(describing: after))")
-        XCTAssertTrue(daemon.log.contains("configuration reload refused; the running configuration is kept"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("configuration reload refused, the running configuration is kept: config key \"log.level\""), daemon.log)
 
         // Still serving, and SIGTERM still stops it cleanly.
         XCTAssertTrue(daemon.process.isRunning)

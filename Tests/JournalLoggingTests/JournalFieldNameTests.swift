@@ -41,10 +41,9 @@ final class JournalFieldNameTests: XCTestCase {
     }
 
     func testSyslogLinesCarryThePriorityPrefix() {
-        XCTAssertEqual(SyslogLine.format(priority: .warning, message: "translation fault",
-                                         metadata: [(key: "device", value: "00:03.0"), (key: "iova", value: "0x1000")]),
+        XCTAssertEqual(SyslogLine.format(priority: .warning, text: "translation fault device=00:03.0 iova=0x1000"),
                        "<4>translation fault device=00:03.0 iova=0x1000\n")
-        XCTAssertEqual(SyslogLine.format(priority: .error, message: "a\nb", metadata: [(key: "k", value: "c\nd")]),
+        XCTAssertEqual(SyslogLine.format(priority: .error, text: "a\nb k=c\nd"),
                        "<3>a b k=c d\n", "one line, so that journald keeps the priority for all of it")
     }
 }

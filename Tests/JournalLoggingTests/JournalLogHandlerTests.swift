@@ -88,7 +88,8 @@ final class JournalLogHandlerTests: XCTestCase {
         XCTAssertEqual(names, ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "LOGGER",
                                "DEVICE", "FAULT_REASON", "INSTANCE", "IOVA"])
         let values = Dictionary(fields, uniquingKeysWith: { a, _ in a })
-        XCTAssertEqual(values["MESSAGE"], "translation fault")
+        XCTAssertEqual(values["MESSAGE"], "translation fault device=00:03.0 fault-reason=not-present instance=vm0 iova=0x1000",
+                       "what journalctl shows without -o json says which device")
         XCTAssertEqual(values["PRIORITY"], "4")
         XCTAssertEqual(values["SYSLOG_IDENTIFIER"], "vtdbridged")
         XCTAssertEqual(values["CODE_FILE"], #fileID)
@@ -117,7 +118,7 @@ final class JournalLogHandlerTests: XCTestCase {
 
         logger.error("first line\nsecond line", metadata: ["detail": "a\nb"])
         let fields = try XCTUnwrap(try receive(server))
-        XCTAssertEqual(fields.first { $0.0 == "MESSAGE" }?.1, "first line\nsecond line")
+        XCTAssertEqual(fields.first { $0.0 == "MESSAGE" }?.1, "first line\nsecond line detail=a\nb")
         XCTAssertEqual(fields.first { $0.0 == "DETAIL" }?.1, "a\nb")
     }
 
@@ -127,7 +128,7 @@ final class JournalLogHandlerTests: XCTestCase {
         logger.info("hello", metadata: ["priority": "0", "message": "forged", "_PID": "1"])
         let fields = try XCTUnwrap(try receive(server))
         XCTAssertEqual(fields.filter { $0.0 == "PRIORITY" }.map(\.1), ["6"])
-        XCTAssertEqual(fields.filter { $0.0 == "MESSAGE" }.map(\.1), ["hello"])
+        XCTAssertEqual(fields.filter { $0.0 == "MESSAGE" }.map(\.1), ["hello _PID=1 message=forged priority=0"])
         XCTAssertEqual(fields.first { $0.0 == "METADATA_PRIORITY" }?.1, "0")
         XCTAssertEqual(fields.first { $0.0 == "METADATA_MESSAGE" }?.1, "forged")
         XCTAssertEqual(fields.first { $0.0 == "PID" }?.1, "1", "not _PID, which is journald's to set")
@@ -155,7 +156,7 @@ final class JournalLogHandlerTests: XCTestCase {
 
     func testAnEntryTooLargeForADatagramFallsBack() throws {
         let server = try journald()
-        _ = server
+        defer { withExtendedLifetime(server) {} }
         let fallback = Lines()
         let logger = Logger(label: "t") { JournalLogHandler(label: $0, identifier: "t", socket: try? JournalSocket(path: self.path), fallback: { fallback.append($0) }) }
         // Past the default socket buffer (net.core.wmem_max is ~208 KiB by
@@ -163,5 +164,6 @@ final class JournalLogHandlerTests: XCTestCase {
         logger.info("big", metadata: ["blob": .string(String(repeating: "x", count: 4 << 20))])
         XCTAssertEqual(fallback.all.count, 1)
         XCTAssertTrue(fallback.all.first?.hasPrefix("<6>big blob=xxx") ?? false)
+        XCTAssertEqual(fallback.all.first?.utf8.count, 3 + 3 + 6 + (4 << 20) + 1, "the whole entry, on one line")
     }
 }
