@@ -34,8 +34,11 @@ public struct JournalLogHandler: LogHandler {
 
     /// The fields this handler sets itself; a metadata key that would take
     /// one of these names is sent as METADATA_<name> instead, so that it can
-    /// neither replace the message nor forge a second priority.
-    static let ownFields: Set<String> = ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "LOGGER", "ERROR"]
+    /// neither replace the message nor forge a second priority. (ERROR= is
+    /// not one: the daemon's "error" metadata is that field, and an event's
+    /// own error, when it has one too, is a second ERROR= value, which the
+    /// journal allows.)
+    static let ownFields: Set<String> = ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "LOGGER"]
 
     /// `socket` nil: the socket could not be made; every entry goes to
     /// `fallback`.

@@ -134,6 +134,17 @@ final class JournalLogHandlerTests: XCTestCase {
         XCTAssertEqual(fields.first { $0.0 == "PID" }?.1, "1", "not _PID, which is journald's to set")
     }
 
+    func testErrorMetadataIsTheErrorField() throws {
+        struct Failure: Error, CustomStringConvertible { var description: String { "EBUSY" } }
+        let server = try journald()
+        let logger = Logger(label: "t") { JournalLogHandler(label: $0, identifier: "t", socket: try? JournalSocket(path: self.path)) }
+        logger.error("cannot attach", metadata: ["error": "open /dev/vfio/12: EBUSY"])
+        XCTAssertEqual(try XCTUnwrap(try receive(server)).filter { $0.0 == "ERROR" }.map(\.1), ["open /dev/vfio/12: EBUSY"])
+        logger.error("cannot attach", error: Failure(), metadata: ["error": "open"])
+        XCTAssertEqual(try XCTUnwrap(try receive(server)).filter { $0.0 == "ERROR" }.map(\.1), ["EBUSY", "open"],
+                       "the event's error and the metadata's, both")
+    }
+
     func testWithoutAJournaldTheEntryIsAPrefixedLine() throws {
         // Nothing is bound at `path`: sendto fails with ENOENT.
         let fallback = Lines()
