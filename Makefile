@@ -214,8 +214,8 @@ install-test: release
 # `systemd-analyze verify`, offline (no running systemd needed). The check
 # runs in a scratch root: systemd-analyze --root resolves ExecStart and the
 # unit's dependencies inside it, so the root gets the installed unit,
-# stand-in executables at $(BINDIR) (verify only checks that ExecStart is
-# executable; no release build needed) and a copy of the system's own units
+# stand-in executables at $(BINDIR) and /bin/kill, ExecReload's (verify only
+# checks that each command is executable; no release build needed) and a copy of the system's own units
 # (sysinit.target, modprobe@.service, multi-user.target). verify exits 0 on
 # warnings such as an unknown key, so any line it prints about the unit is a
 # failure too. Then `systemd-analyze security` must rate the sandbox 2.5 or
@@ -229,6 +229,7 @@ verify-unit:
 	$(call install_unit,$$root); \
 	install -d -m 0755 "$$root$(BINDIR)"; \
 	for p in $(PROGRAMS); do printf '#!/bin/sh\nexit 0\n' > "$$root$(BINDIR)/$$p"; chmod 0755 "$$root$(BINDIR)/$$p"; done; \
+	install -d -m 0755 "$$root/bin"; printf '#!/bin/sh\nexit 0\n' > "$$root/bin/kill"; chmod 0755 "$$root/bin/kill"; \
 	for d in /usr/lib/systemd/system /lib/systemd/system; do \
 	  if [ -d "$$d" ]; then install -d "$$root$$d"; cp -a "$$d/." "$$root$$d/"; fi; \
 	done; \

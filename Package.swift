@@ -86,8 +86,16 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
+        // A swift-log handler for the systemd journal: native-protocol
+        // entries with the priority and each metadata key as a field, `<N>`
+        // lines when the socket cannot take them. Only the daemon's
+        // executable bootstraps it (docs/CONFIG.md, "Logging").
+        .target(name: "JournalLogging", dependencies: [
+            "Posix",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "vtdbridged", dependencies: [
-            "Daemon", "VTdBuildInfo",
+            "Daemon", "VTdBuildInfo", "JournalLogging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -128,6 +136,10 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "VTd", "VTdGuest"]),
         .testTarget(name: "UnixIOTests", dependencies: ["UnixIO", "Posix", "CPosix"]),
+        .testTarget(name: "JournalLoggingTests", dependencies: [
+            "JournalLogging", "Posix",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", "Wire", "UnixIO", "Posix", "Bridge", "VTd", "VTdGuest", "VTdBridgeClient",
             "VFIO", "CVFIO", "VTdBridgeTestSupport",

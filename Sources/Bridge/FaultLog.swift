@@ -36,10 +36,14 @@ public struct FaultLog: Sendable {
         // The largest power of two ≤ n; passed since `before` means a power of two was reached.
         let power = UInt64(1) << UInt64(63 - n.leadingZeroBitCount)
         if before < 3 || power > before {
-            logger.warning("translation fault", metadata: [
-                "device": "\(sourceID)", "reason": "\(fault.reason)", "count": "\(n)",
+            // Keys the journal makes fields of (DEVICE=, FAULT_REASON=,
+            // IOVA=), so that `journalctl FAULT_REASON=not-present` finds them.
+            var metadata: Logger.Metadata = [
+                "device": "\(sourceID)", "fault-reason": "\(fault.reason)", "count": "\(n)",
                 "fault": "\(fault)",
-            ])
+            ]
+            if let iova = fault.iova { metadata["iova"] = "0x\(String(iova, radix: 16))" }
+            logger.warning("translation fault", metadata: metadata)
         }
     }
 }

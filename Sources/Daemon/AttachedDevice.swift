@@ -7,7 +7,8 @@ import VTd
 /// One host device the daemon owns for a guest source-id: what the host
 /// backend acquired for it (`HostDevice`), and how it was asked for.
 final class AttachedDevice {
-    let spec: DeviceSpec
+    /// A reload that changes only the quota of a configured device updates it.
+    var spec: DeviceSpec
     let host: any HostDevice
     let backendName: String
     /// Recorded in the state directory (a runtime `attach`), as opposed to

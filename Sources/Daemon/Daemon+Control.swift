@@ -353,6 +353,7 @@ extension Daemon {
             "vmm": .object(vmmObject), "devices": .array(deviceList), "failed-devices": .array(failed),
             "restart": adoptionJSON,
             "stages": stageObject,
+            "last-reload": lastReload?.json ?? .null,
         ])
     }
 }

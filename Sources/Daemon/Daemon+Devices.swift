@@ -58,10 +58,9 @@ extension Daemon {
         metrics.record(report)
         metrics.attachedDevices.record(devices.count)
         if let space = bridge.spaces[spec.guest] { metrics.recordDevice(space) }
-        logger.info("attached", metadata: ["guest": "\(spec.guest)", "host": "\(device.hostDescription)",
+        logger.info("attached", metadata: ["device": "\(spec.guest)", "host": "\(device.hostDescription)",
                                            "backend": "\(device.backendName)", "mappings": "\(report.maps)"])
         if persistent { persistAttachments() }
-        notify("STATUS=\(statusLine)")
         return (device, report)
     }
 
@@ -85,9 +84,8 @@ extension Daemon {
         metrics.record(report)
         metrics.attachedDevices.record(devices.count)
         metrics.forgetDevice(guest)
-        logger.info("detached", metadata: ["guest": "\(guest)", "unmapped": "\(unmapped)"])
+        logger.info("detached", metadata: ["device": "\(guest)", "unmapped": "\(unmapped)"])
         if device.persistent { persistAttachments() }
-        notify("STATUS=\(statusLine)")
         return report
     }
 

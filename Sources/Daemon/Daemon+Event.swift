@@ -56,8 +56,11 @@ extension Daemon {
             vmm = session
             register(session)
             metrics.vmmConnections.increment()
-            logger.info("VMM connected", metadata: ["pid": "\(connection.peer.pid)", "uid": "\(connection.peer.uid)"])
-            notify("STATUS=\(statusLine)")
+            // Not yet "VMM connected": a second daemon starting on these
+            // sockets connects and closes at once to see whether anyone
+            // listens (UnixListener's stale-socket probe). That is logged
+            // when the first bytes arrive (readVMM).
+            logger.debug("event channel: connection accepted", metadata: ["pid": "\(connection.peer.pid)", "uid": "\(connection.peer.uid)"])
         }
     }
 
@@ -93,6 +96,10 @@ extension Daemon {
                 dropVMM(session)
                 return
             case let .data(count, fds):
+                if !session.spoke {
+                    session.spoke = true
+                    logger.info("VMM connected", metadata: ["pid": "\(session.connection.peer.pid)", "uid": "\(session.connection.peer.uid)"])
+                }
                 session.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), fds: fds)
                 processFrames(session)
             }
@@ -157,8 +164,12 @@ extension Daemon {
         unregister(session)
         session.connection.close()
         vmm = nil
-        logger.info("VMM disconnected; mappings kept until it reconnects")
-        notify("STATUS=\(statusLine)")
+        if session.spoke {
+            logger.info("VMM disconnected; mappings kept until it reconnects")
+        } else {
+            logger.debug("event channel: a connection closed without sending anything (a probe for a live daemon, such as a second one starting)",
+                         metadata: ["pid": "\(session.connection.peer.pid)"])
+        }
     }
 
     // MARK: requests
@@ -220,7 +231,6 @@ extension Daemon {
             vmmConnectedOnce = true
             let report = bridge.resumeSync()
             recordResync(report)
-            notify("STATUS=\(statusLine)")
             logger.info("VMM ready; synced", metadata: ["maps": "\(report.maps)", "unmaps": "\(report.unmaps)", "faults": "\(report.faults)"])
             return reply(for: report)
         case let .invalidate(words):

@@ -132,7 +132,7 @@ extension Daemon {
         var objects = fdStore.takeDevice(sid)
         let journalFD = objects.removeValue(forKey: "journal")
         func giveUp(_ why: String) throws(ControlError) {
-            logger.error("stored device not adopted; opening it anew", metadata: ["guest": "\(sid)", "error": "\(why)"])
+            logger.error("stored device not adopted; opening it anew", metadata: ["device": "\(sid)", "error": "\(why)"])
             for fd in objects.values { try? fd.close() }
             try? journalFD?.close()
             fdStore.removeDevice(sid)
@@ -172,7 +172,7 @@ extension Daemon {
                 if let why = recovery.distrusted { distrust = why }
                 if let unsettled = recovery.settled {
                     logger.notice("settled a call the previous process left unfinished",
-                                  metadata: ["guest": "\(sid)", "call": "\(unsettled)", "how": "unmapped its range"])
+                                  metadata: ["device": "\(sid)", "call": "\(unsettled)", "how": "unmapped its range"])
                 }
                 settled = recovery.calls
                 entries = recovery.entries
@@ -197,7 +197,7 @@ extension Daemon {
                     try backend.unmapAll()
                     settled += 1
                     logger.notice("unmapped the regions of the vfio-user client that was connected before the restart",
-                                  metadata: ["guest": "\(sid)", "mappings": "\(entries.count)"])
+                                  metadata: ["device": "\(sid)", "mappings": "\(entries.count)"])
                     entries = []
                 }
             }
@@ -209,7 +209,7 @@ extension Daemon {
         if let distrust {
             adoption.distrusted += 1
             logger.error("the stored mapping record was not trusted; the container was emptied and is rebuilt from the guest's tables at the VMM's READY",
-                         metadata: ["guest": "\(sid)", "why": "\(distrust)"])
+                         metadata: ["device": "\(sid)", "why": "\(distrust)"])
         }
         let device = AttachedDevice(spec: spec, host: host, backendName: hostBackend.name, persistent: persistent,
                                     journaled: backend, adopted: true)
@@ -241,7 +241,7 @@ extension Daemon {
         metrics.attachedDevices.record(devices.count)
         if let space = bridge.spaces[sid] { metrics.recordDevice(space) }
         logger.info("adopted device from the fd store", metadata: [
-            "guest": "\(sid)", "host": "\(device.hostDescription)", "mappings": "\(entries.count)",
+            "device": "\(sid)", "host": "\(device.hostDescription)", "mappings": "\(entries.count)",
             "settled-calls": "\(settled)",
         ])
     }
@@ -257,11 +257,11 @@ extension Daemon {
                     let container = try Container.adopt(containerFD, logger: logger)
                     let bytes = try container.unmapAll()
                     logger.notice("released a stored device that is no longer configured",
-                                  metadata: ["guest": "\(sid)", "unmapped-bytes": "\(bytes)"])
+                                  metadata: ["device": "\(sid)", "unmapped-bytes": "\(bytes)"])
                     try? container.close()
                 } catch {
                     logger.error("emptying a stored device that is no longer configured failed; its mappings go when every descriptor of it is closed",
-                                 metadata: ["guest": "\(sid)", "error": "\(error)"])
+                                 metadata: ["device": "\(sid)", "error": "\(error)"])
                 }
             }
             for fd in objects.values { try? fd.close() }

@@ -32,7 +32,7 @@ extension Daemon {
         let server = VFIOUserServer(guest: guest, listener: listener)
         vfioUserServers[guest] = server
         register(VFIOUserListenerClient(server))
-        logger.info("serving vfio-user", metadata: ["guest": "\(guest)", "socket": "\(path)"])
+        logger.info("serving vfio-user", metadata: ["device": "\(guest)", "socket": "\(path)"])
     }
 
     /// Stops serving `guest`: its client is dropped (its regions unmapped,
@@ -54,7 +54,7 @@ extension Daemon {
             }
             if let current = server.session {
                 logger.warning("vfio-user: a second client for the device was refused; one QEMU drives a device at a time",
-                               metadata: ["guest": "\(server.guest)", "pid": "\(connection.peer.pid)",
+                               metadata: ["device": "\(server.guest)", "pid": "\(connection.peer.pid)",
                                           "connected-pid": "\(current.connection.peer.pid)"])
                 connection.close()
                 continue
@@ -69,7 +69,7 @@ extension Daemon {
             devices[server.guest]?.journaled?.files = session.memory
             register(session)
             metrics.vfioUserConnections.increment()
-            logger.info("vfio-user client connected", metadata: ["guest": "\(server.guest)", "pid": "\(connection.peer.pid)",
+            logger.info("vfio-user client connected", metadata: ["device": "\(server.guest)", "pid": "\(connection.peer.pid)",
                                                                  "uid": "\(connection.peer.uid)"])
         }
     }
@@ -111,7 +111,7 @@ extension Daemon {
                         // stream cannot go on (VFIOUserStreamDecoder).
                         session.server.counters.refused += 1
                         metrics.vfioUserRefused.increment()
-                        logger.warning("vfio-user: closing the connection", metadata: ["guest": "\(session.server.guest)", "error": "\(error)"])
+                        logger.warning("vfio-user: closing the connection", metadata: ["device": "\(session.server.guest)", "error": "\(error)"])
                         if let reply = VFIOUserCodec.encodeErrorReply(for: error) { session.outbound.enqueue(reply) }
                         session.closing = true
                     case let .success(message):
@@ -154,8 +154,7 @@ extension Daemon {
         }
         session.memory.releaseAll()
         logger.info("vfio-user client disconnected; its mappings are removed",
-                    metadata: ["guest": "\(server.guest)", "why": "\(why)", "unmapped": "\(unmapped)"])
-        notify("STATUS=\(statusLine)")
+                    metadata: ["device": "\(server.guest)", "why": "\(why)", "unmapped": "\(unmapped)"])
     }
 
     /// The `vfio-user` object of a device in `status`.

@@ -44,7 +44,7 @@ extension Daemon {
             memfd = try FileDescriptor.memoryFile(name: "vtd-bridge vfio-user session \(sid)", size: 0)
             try memfd.writeAll(text)
         } catch {
-            logger.error("vfio-user: the session cannot be written down; it ends with this process", metadata: ["guest": "\(sid)", "error": "\(error)"])
+            logger.error("vfio-user: the session cannot be written down; it ends with this process", metadata: ["device": "\(sid)", "error": "\(error)"])
             return false
         }
         for file in session.memory.files { fdStore.store(FDStore.deviceName(sid, "vu-file"), file.descriptor) }
@@ -52,7 +52,7 @@ extension Daemon {
         // Last: its presence says the rest is complete.
         fdStore.store(FDStore.deviceName(sid, "vu-session"), memfd)
         logger.notice("vfio-user: the client's session is handed over", metadata: [
-            "guest": "\(sid)", "pid": "\(session.connection.peer.pid)", "files": "\(session.memory.files.count)",
+            "device": "\(sid)", "pid": "\(session.connection.peer.pid)", "files": "\(session.memory.files.count)",
             "regions": "\(bridge.spaces[sid]?.shadow.count ?? 0)",
         ])
         return true
@@ -71,7 +71,7 @@ extension Daemon {
         func discard(_ why: String) -> (connection: UnixConnection, memory: VFIOUserMemory, record: JSONValue)? {
             if connectionFD != nil || recordFD != nil || !files.isEmpty {
                 logger.warning("vfio-user: the stored session is not taken over; its client's connection ends",
-                               metadata: ["guest": "\(sid)", "why": "\(why)"])
+                               metadata: ["device": "\(sid)", "why": "\(why)"])
             }
             try? connectionFD?.close()
             try? recordFD?.close()
@@ -103,7 +103,7 @@ extension Daemon {
         let memory = VFIOUserMemory()
         let problems = memory.adopt(files)
         if !problems.isEmpty {
-            logger.warning("vfio-user: stored files not mapped; their regions are unmapped", metadata: ["guest": "\(sid)", "problems": "\(problems)"])
+            logger.warning("vfio-user: stored files not mapped; their regions are unmapped", metadata: ["device": "\(sid)", "problems": "\(problems)"])
         }
         return (connection, memory, record)
     }
@@ -130,7 +130,7 @@ extension Daemon {
         metrics.record(report)
         register(session)
         logger.notice("vfio-user: resumed the client's session from the previous process", metadata: [
-            "guest": "\(sid)", "pid": "\(taken.connection.peer.pid)", "regions": "\(bridge.spaces[sid]?.clientDMA?.count ?? 0)",
+            "device": "\(sid)", "pid": "\(taken.connection.peer.pid)", "regions": "\(bridge.spaces[sid]?.clientDMA?.count ?? 0)",
             "calls": "\(report.maps + report.unmaps)",
         ])
     }

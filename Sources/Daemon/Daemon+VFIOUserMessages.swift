@@ -81,7 +81,7 @@ extension Daemon {
         // some (the error IRQ of a conventional PCI device) is not worth a
         // warning at each start.
         logger.log(level: expected ? .debug : .warning, "vfio-user: request refused", metadata: [
-            "guest": "\(session.server.guest)", "errno": "\(errno) (\(String(cString: strerror(errno))))", "error": "\(message)",
+            "device": "\(session.server.guest)", "errno": "\(errno) (\(String(cString: strerror(errno))))", "error": "\(message)",
         ])
         guard let header, !header.noReply, !header.isReply else { return (nil, []) }
         return (VFIOUserCodec.encodeErrorReply(messageID: header.messageID, command: header.command, errno: UInt32(errno)), [])
@@ -198,19 +198,19 @@ extension Daemon {
             if done.removed + done.straddled == 0 {
                 server.counters.emptyUnmaps += 1
                 logger.debug("vfio-user: DMA_UNMAP of a range holding no region", metadata: [
-                    "guest": "\(server.guest)", "iova": "\(hex(unmap.iova))", "size": "\(hex(unmap.size))"])
+                    "device": "\(server.guest)", "iova": "\(hex(unmap.iova))", "size": "\(hex(unmap.size))"])
             }
             if done.straddled > 0 {
                 server.counters.straddled += done.straddled
                 metrics.vfioUserStraddledUnmaps.increment(by: done.straddled)
                 logger.warning("vfio-user: DMA_UNMAP cut regions at its edges; each was unmapped whole and its parts outside the range mapped again", metadata: [
-                    "guest": "\(server.guest)", "iova": "\(hex(unmap.iova))", "size": "\(hex(unmap.size))", "regions": "\(done.straddled)"])
+                    "device": "\(server.guest)", "iova": "\(hex(unmap.iova))", "size": "\(hex(unmap.size))", "regions": "\(done.straddled)"])
             }
             return .success(.dmaUnmap(unmap))
         case let .failure(error):
             metrics.record(error.report)
             logger.error("vfio-user: DMA_UNMAP failed in the kernel; part of the range stays reachable",
-                         metadata: ["guest": "\(server.guest)", "error": "\(error)"])
+                         metadata: ["device": "\(server.guest)", "error": "\(error)"])
             return .failure(VFIOUserRefusal(errno: error.errno, "\(header): \(error.message)"))
         }
     }

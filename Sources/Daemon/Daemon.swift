@@ -17,7 +17,16 @@ import Wire
 /// that ordering is the ack guarantee of docs/PROTOCOL.md §1.5, and it is why
 /// SIGTERM never interrupts a batch half-way.
 public final class Daemon {
-    public let config: DaemonConfig
+    /// The configuration in force: the start's, then each reload's for the
+    /// keys a reload may change (Daemon+Reload.swift).
+    public internal(set) var config: DaemonConfig
+    /// Reads the configuration again for a reload (SIGHUP), from the same
+    /// sources as the start; nil: reloads are refused.
+    let reloadConfig: (() throws -> DaemonConfig)?
+    /// What the last reload did, for `status`.
+    var lastReload: ConfigReload?
+    /// STATUS= as sent to systemd, at most once a second (StatusReporter).
+    var statusReporter = StatusReporter<DaemonStatus>()
     let logger: Logger
     let logLevel: any LogLevelControl
     let metricsText: (@Sendable () -> String)?
@@ -101,11 +110,15 @@ public final class Daemon {
     /// and SIGINT reach the daemon only through it. `kernel` is the VFIO
     /// kernel interface the type1 backend uses: the real one, or a fake in
     /// tests, which then see every open, ioctl and close of an attach.
+    /// `reloadConfig` loads the configuration again when SIGHUP asks for a
+    /// reload, as the start loaded it.
     public init(config: DaemonConfig, signals: SignalDescriptor, logger: Logger, logLevel: any LogLevelControl,
                 metricsText: (@Sendable () -> String)? = nil, version: String = "dev",
                 kernel: any VFIOKernel = LinuxVFIOKernel(),
-                inherited: [(name: String, descriptor: FileDescriptor)] = []) throws {
+                inherited: [(name: String, descriptor: FileDescriptor)] = [],
+                reloadConfig: (() throws -> DaemonConfig)? = nil) throws {
         self.config = config
+        self.reloadConfig = reloadConfig
         self.signals = signals
         self.logger = logger
         self.logLevel = logLevel
@@ -142,6 +155,7 @@ public final class Daemon {
         let watchdog = SystemdNotify.watchdogInterval()
         var nextWatchdog = watchdog.map { ContinuousClock.now + $0 / 2 }
         adoption.readyAtNanoseconds = Self.realtimeNanoseconds()
+        statusReporter.record(currentStatus, at: .now)
         notify("READY=1\nSTATUS=\(statusLine)")
         if adoption.devices > 0 {
             logger.notice("restarted with every mapping kept", metadata: [
@@ -158,6 +172,7 @@ public final class Daemon {
             if !pendingDevices.isEmpty { wake.append(nextRetry) }
             if let due = refusedControls.values.map(\.deadline).min() { wake.append(due) }
             if let textfile = metricsTextfile { wake.append(textfile.due) }
+            if let due = statusReporter.due { wake.append(due) }
             if let due = wake.min() {
                 let left = ContinuousClock.now.duration(to: due)
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
@@ -195,6 +210,9 @@ public final class Daemon {
                 notify("WATCHDOG=1")
                 nextWatchdog = ContinuousClock.now + watchdog / 2
             }
+            // Whatever this round changed (a batch's mappings, an attach, the
+            // VMM coming or going) reaches STATUS=, rate-limited.
+            if !shutdownRequested { reportStatus() }
         }
         if handOverRequested {
             // The next process starts its counters from zero; the file keeps
@@ -233,7 +251,7 @@ public final class Daemon {
             } catch {
                 failedDevices[spec.guest] = error.message
                 if error.code == .vfioError { pendingDevices[spec.guest] = (spec, false) }
-                logger.error("configured device not attached; retrying every second", metadata: ["guest": "\(spec.guest)", "error": "\(error.message)"])
+                logger.error("configured device not attached; retrying every second", metadata: ["device": "\(spec.guest)", "error": "\(error.message)"])
             }
         }
         let records: [StateStore.Record]
@@ -250,15 +268,15 @@ public final class Daemon {
                 guard devices[spec.guest] == nil else { continue }
                 do {
                     try attachOrAdopt(spec, persistent: true)
-                    logger.info("restored attachment", metadata: ["guest": "\(spec.guest)", "host": "\(record.host)"])
+                    logger.info("restored attachment", metadata: ["device": "\(spec.guest)", "host": "\(record.host)"])
                 } catch {
                     failedDevices[spec.guest] = error.message
                     pendingDevices[spec.guest] = (spec, true)
                     logger.error("recorded attachment not restored yet; retrying every second",
-                                 metadata: ["guest": "\(record.guest)", "error": "\(error.message)"])
+                                 metadata: ["device": "\(record.guest)", "error": "\(error.message)"])
                 }
             } catch {
-                logger.error("recorded attachment not restored", metadata: ["guest": "\(record.guest)", "error": "\(error)"])
+                logger.error("recorded attachment not restored", metadata: ["device": "\(record.guest)", "error": "\(error)"])
             }
         }
         releaseUnclaimedDevices()
@@ -273,10 +291,10 @@ public final class Daemon {
             do {
                 try attachDevice(pending.spec, persistent: pending.persistent)
                 pendingDevices.removeValue(forKey: sid)
-                logger.info("attached after retrying", metadata: ["guest": "\(sid)"])
+                logger.info("attached after retrying", metadata: ["device": "\(sid)"])
             } catch {
                 failedDevices[sid] = error.message
-                logger.debug("attach retry failed", metadata: ["guest": "\(sid)", "error": "\(error.message)"])
+                logger.debug("attach retry failed", metadata: ["device": "\(sid)", "error": "\(error.message)"])
             }
         }
     }
@@ -350,6 +368,9 @@ public final class Daemon {
                 shutdownRequested = true
             case SIGUSR1:
                 requestHandOver(reason: "SIGUSR1")
+            case SIGHUP:
+                logger.notice("signal received; reloading the configuration", metadata: ["signal": "SIGHUP"])
+                reload()
             default:
                 break
             }
@@ -386,9 +407,16 @@ public final class Daemon {
         _ = SystemdNotify.send(state)
     }
 
-    var statusLine: String {
-        let vmmText = vmm.map { "VMM \($0.phase.rawValue)" } ?? "no VMM"
-        return "\(devices.count) device(s), \(vmmText), \(mappingCount) mapping(s)"
+    var currentStatus: DaemonStatus {
+        DaemonStatus(devices: devices.count, vmmPhase: vmm?.phase.rawValue, mappings: mappingCount)
+    }
+
+    var statusLine: String { currentStatus.description }
+
+    /// Sends STATUS= if it changed, at most once a second; a change held
+    /// back is sent when `statusReporter.due` passes.
+    func reportStatus(now: ContinuousClock.Instant = .now) {
+        if let status = statusReporter.offer(currentStatus, now: now) { notify("STATUS=\(status)") }
     }
 
     /// Mappings the kernel holds for every attached device.

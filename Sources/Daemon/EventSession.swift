@@ -21,6 +21,10 @@ final class EventSession {
     var phase = Phase.awaitingHello
     /// Set once the connection must close after its queued replies are sent.
     var closing = false
+    /// Set when its first bytes arrive. A connection that closes before
+    /// is a liveness probe (a second daemon checking the socket), not a
+    /// VMM, and is not logged as one.
+    var spoke = false
 
     init(connection: UnixConnection) {
         self.connection = connection

@@ -83,7 +83,7 @@ struct VFIOUserDeviceProxy {
             case .deviceReset:
                 try kernel { () throws(VFIOError) in try device.reset() }
                 server.counters.resets += 1
-                logger.info("vfio-user: device reset", metadata: ["guest": "\(server.guest)"])
+                logger.info("vfio-user: device reset", metadata: ["device": "\(server.guest)"])
                 return .success((.deviceReset, []))
             case .version, .dmaMap, .dmaUnmap:
                 preconditionFailure("the daemon handles \(request.command.name) itself")

@@ -27,7 +27,8 @@ struct VTdBridged: ParsableCommand {
 
         Sockets: the event channel (VMM) and the control socket (vtdbridgectl), see \
         docs/PROTOCOL.md. SIGTERM stops it gracefully: it finishes the request in flight, \
-        unmaps, closes the containers and exits 0.
+        unmaps, closes the containers and exits 0. SIGHUP reloads the config (the log level, \
+        quotas and the device list; see docs/CONFIG.md, "Reloading").
         """,
         version: BuildInfo.versionLine(program: "vtdbridged")
     )
@@ -56,15 +57,22 @@ struct VTdBridged: ParsableCommand {
     @Option(name: .customLong("device"), help: ArgumentHelp("A device to attach at start (config key devices); repeatable.", valueName: "HOST=GUEST[,quota=N][,vfio-user=PATH]"))
     var devices: [String] = []
 
+    @Flag(name: .customLong("check-config"), help: "Load and check the configuration (file, environment, flags) as a start would, print it in one line, and exit: 0 if it is valid, 78 if not. Opens no socket and no device.")
+    var checkConfig = false
+
     func run() throws {
-        // Block SIGTERM/SIGINT before any other thread exists, so that every
-        // thread inherits the mask and the signals arrive only on the
-        // daemon's signalfd.
+        // Block the signals the daemon handles before any other thread
+        // exists (config loading below starts Swift's cooperative pool), so
+        // that every thread inherits the mask and they arrive only on the
+        // daemon's signalfd. A signal not blocked here runs its default
+        // action: for SIGHUP that ends the process (exit 129) and leaves
+        // the socket files behind.
         let signals: SignalDescriptor
         do {
             // SIGUSR1 is the unit's RestartKillSignal: hand over to the next
-            // process (Daemon.handOver) instead of unmapping.
-            signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGUSR1])
+            // process (Daemon.handOver) instead of unmapping. SIGHUP is the
+            // unit's ExecReload: reload the config (Daemon.reload).
+            signals = try SignalDescriptor(signals: Daemon.handledSignals)
         } catch {
             FileHandleStderr.write("vtdbridged: \(error)\n")
             throw ExitCode(1)
@@ -78,20 +86,25 @@ struct VTdBridged: ParsableCommand {
         overrides["state-directory"] = stateDirectory
         if !devices.isEmpty { overrides["devices"] = devices.joined(separator: " ") }
 
+        // The same sources on every load: a reload (SIGHUP) reads the file
+        // again, under the flags and environment this process started with.
+        let load = { [config, overrides] () throws -> DaemonConfig in
+            try blocking { try await DaemonConfig.load(file: config, environment: Self.environment(), overrides: overrides) }
+        }
         let daemonConfig: DaemonConfig
         do {
-            daemonConfig = try blocking { [config, overrides] in
-                try await DaemonConfig.load(file: config, environment: Self.environment(), overrides: overrides)
-            }
+            daemonConfig = try load()
         } catch {
-            FileHandleStderr.write("vtdbridged: \(error)\n")
+            FileHandleStderr.write(LoggingBootstrap.errorLine("\(error)"))
             throw ExitCode(78)  // EX_CONFIG: systemd shows it as a configuration error
+        }
+        if checkConfig {
+            print("vtdbridged: configuration OK: \(daemonConfig.summary)")
+            return
         }
 
         let levels = SharedLogLevel(daemonConfig.logLevel)
-        LoggingSystem.bootstrap { label in
-            SharedLevelLogHandler(inner: StreamLogHandler.standardError(label: label), level: levels)
-        }
+        LoggingBootstrap.bootstrap(level: levels)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(DescribedPrometheusFactory(registry: registry))
         let logger = Logger(label: "vtdbridged.\(daemonConfig.name)")
@@ -118,7 +131,7 @@ struct VTdBridged: ParsableCommand {
                                     var buffer: [UInt8] = []
                                     registry.emit(into: &buffer)
                                     return String(decoding: buffer, as: UTF8.self)
-                                }, version: BuildInfo.version, inherited: inherited)
+                                }, version: BuildInfo.version, inherited: inherited, reloadConfig: load)
         } catch {
             FileHandleStderr.write("vtdbridged: \(error)\n")
             throw ExitCode(1)
@@ -152,37 +165,4 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thr
     }
     done.wait()
     return try box.withLock { $0! }.get()
-}
-
-/// The process-wide log level: every logger's handler reads it, so the
-/// control socket's log-level command changes them all at once.
-final class SharedLogLevel: LogLevelControl {
-    private let storage: Mutex<Logger.Level>
-    init(_ level: Logger.Level) { storage = Mutex(level) }
-    var level: Logger.Level { storage.withLock { $0 } }
-    func setLevel(_ level: Logger.Level) { storage.withLock { $0 = level } }
-}
-
-struct SharedLevelLogHandler: LogHandler {
-    var inner: StreamLogHandler
-    let level: SharedLogLevel
-
-    var logLevel: Logger.Level {
-        get { level.level }
-        set { level.setLevel(newValue) }
-    }
-
-    var metadata: Logger.Metadata {
-        get { inner.metadata }
-        set { inner.metadata = newValue }
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { inner[metadataKey: key] }
-        set { inner[metadataKey: key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        inner.log(event: event)
-    }
 }

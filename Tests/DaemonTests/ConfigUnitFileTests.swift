@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import XCTest
 import Daemon
 
@@ -53,6 +54,10 @@ final class ConfigUnitFileTests: XCTestCase {
         }
         XCTAssertEqual(settings["ExecStart"], ["@BINDIR@/vtdbridged --config /etc/vtd-bridge/%i.json --name %i"])
         XCTAssertEqual(settings["Type"], ["notify"])
+        // `systemctl reload`: SIGHUP, which the daemon reads as a reload
+        // (Daemon.handledSignals); systemd 252 has no Type=notify-reload.
+        XCTAssertEqual(settings["ExecReload"], ["/bin/kill -HUP $MAINPID"])
+        XCTAssertTrue(Daemon.handledSignals.contains(SIGHUP), "without it SIGHUP's default action ends the daemon")
         XCTAssertEqual(settings["NotifyAccess"], ["main"])
         XCTAssertEqual(settings["WatchdogSec"], ["30s"])
         XCTAssertEqual(settings["Restart"], ["on-failure"])

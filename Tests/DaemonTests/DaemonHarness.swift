@@ -22,14 +22,16 @@ final class DaemonHarness {
     static var binDirectory: URL { Bundle.main.bundleURL }
     static func binary(_ name: String) -> URL { binDirectory.appendingPathComponent(name) }
 
+    /// `logLevel` nil: no --log-level flag, so that a config file's
+    /// log.level decides.
     init(name: String = "test", devices: [String] = ["0000:01:00.0=00:03.0"], extraArguments: [String] = [],
-         environment: [String: String] = [:], directory: String? = nil) throws {
+         environment: [String: String] = [:], directory: String? = nil, logLevel: String? = "debug") throws {
         self.directory = directory ?? NSTemporaryDirectory() + "vtdbridged-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         logPath = self.directory + "/daemon.log"
         process.executableURL = Self.binary("vtdbridged")
         var args = ["--backend", "dry-run", "--name", name, "--event-socket", eventSocket, "--control-socket", controlSocket,
-                    "--state-directory", stateDirectory, "--log-level", "debug"]
+                    "--state-directory", stateDirectory] + (logLevel.map { ["--log-level", $0] } ?? [])
         for d in devices { args += ["--device", d] }
         process.arguments = args + extraArguments
         var env = ProcessInfo.processInfo.environment

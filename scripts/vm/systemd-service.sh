@@ -123,6 +123,95 @@ else
     bad "vtdbridgectl as nobody: exit $rc (expected 2, with 'Permission denied' and a hint)"
 fi
 
+# --- 4b. systemctl reload ---------------------------------------------------------
+# The unit's ExecReload sends SIGHUP; the daemon reads vm0.json again. On
+# systemd 252 `systemctl reload` can return before the daemon's READY=1, so
+# each check waits for the daemon's own report in the journal.
+echo
+echo "== systemctl reload vtdbridged@vm0"
+# wait_journal UNIT TEXT N: until the unit's journal has TEXT at least N times (10 s at most).
+wait_journal() {
+    i=0
+    while [ "$i" -lt 50 ]; do
+        [ "$(journalctl -u "$1" -o cat --no-pager 2>/dev/null | grep -c "$2")" -ge "$3" ] && return 0
+        sleep 0.2; i=$((i + 1))
+    done
+    return 1
+}
+# wait_active UNIT: until it is active again, not reloading (5 s at most).
+wait_active() {
+    i=0
+    while [ "$i" -lt 25 ] && [ "$(systemctl is-active "$1")" != active ]; do sleep 0.2; i=$((i + 1)); done
+    systemctl is-active "$1"
+}
+pid_before=$(systemctl show -P MainPID vtdbridged@vm0)
+cp /etc/vtd-bridge/vm0.json /tmp/vm0.start.json
+devices="group:$group0=00:03.0"
+[ -z "$addr1" ] || devices="$devices\", \"group:$group1=00:04.0"
+write_config vm0 "$devices"
+sed -i -e 's/"level": "info"/"level": "debug"/' -e 's/"mapping-quota": 262144/"mapping-quota": 131072/' /etc/vtd-bridge/vm0.json
+vtdbridged --config /etc/vtd-bridge/vm0.json --name vm0 --check-config > /tmp/check.out 2>&1
+crc=$?
+cat /tmp/check.out
+systemctl reload vtdbridged@vm0
+rc=$?
+wait_journal vtdbridged@vm0 "configuration reloaded" 1
+state=$(wait_active vtdbridged@vm0)
+pid_after=$(systemctl show -P MainPID vtdbridged@vm0)
+vtdbridgectl status --name vm0 --json > /tmp/reload.json 2>&1
+level=$(vtdbridgectl log-level --name vm0 2>&1)
+journalctl -u vtdbridged@vm0 -o cat --no-pager | grep "configuration reloaded" | tail -n 1
+echo "check-config exit $crc; systemctl reload: exit $rc, $state, MainPID $pid_before → $pid_after; $level; STATUS=$(systemctl show -P StatusText vtdbridged@vm0)"
+if [ "$crc" -eq 0 ] && grep -q "configuration OK: name vm0, backend vfio" /tmp/check.out \
+    && [ "$rc" -eq 0 ] && [ "$state" = active ] && [ "$pid_before" = "$pid_after" ] \
+    && grep -q '"outcome":"applied"' /tmp/reload.json && grep -q 'log.level: info → debug' /tmp/reload.json \
+    && grep -q 'mapping-quota: 262144 → 131072' /tmp/reload.json && [ "$level" = "log level: debug" ] \
+    && { [ -z "$addr1" ] || grep -q "\"guest\":\"00:04.0\",\"host\":\"group:$group1\"" /tmp/reload.json; } \
+    && journalctl -u vtdbridged@vm0 -o cat --no-pager | grep -q "configuration reloaded: log.level: info → debug; mapping-quota: 262144 → 131072"; then
+    ok "systemctl reload vtdbridged@vm0: the same process, active, applied log.level and mapping-quota${addr1:+ and attached edu $addr1 as 00:04.0}; the journal has the report"
+else
+    bad "systemctl reload vtdbridged@vm0: check-config exit $crc, reload exit $rc, $state, MainPID $pid_before → $pid_after, '$level'"
+    cat /tmp/reload.json
+    diagnose vtdbridged@vm0
+fi
+
+# A file that no longer validates: refused, the running configuration kept.
+cp /etc/vtd-bridge/vm0.json /tmp/vm0.good.json
+echo '{ "log": { "level": "loud" } }' > /etc/vtd-bridge/vm0.json
+vtdbridged --config /etc/vtd-bridge/vm0.json --name vm0 --check-config > /tmp/check-bad.out 2>&1
+crc=$?
+systemctl reload vtdbridged@vm0
+rc=$?
+wait_journal vtdbridged@vm0 "configuration reload refused" 1
+state=$(wait_active vtdbridged@vm0)
+vtdbridgectl status --name vm0 --json > /tmp/refused.json 2>&1
+echo "check-config exit $crc ($(cat /tmp/check-bad.out)); systemctl reload: exit $rc, $state; STATUS=$(systemctl show -P StatusText vtdbridged@vm0)"
+if [ "$crc" -eq 78 ] && grep -q '"loud" is not a log level' /tmp/check-bad.out && [ "$state" = active ] \
+    && grep -q '"outcome":"refused"' /tmp/refused.json && grep -q '"guest":"00:03.0"' /tmp/refused.json \
+    && [ "$(vtdbridgectl log-level --name vm0 2>&1)" = "log level: debug" ]; then
+    ok "an invalid vm0.json: --check-config exits 78, the reload is refused, the unit stays active with its devices and log level"
+else
+    bad "an invalid vm0.json: check-config exit $crc, reload exit $rc, $state"
+    cat /tmp/refused.json
+    diagnose vtdbridged@vm0
+fi
+
+# Back to the start's configuration: the second device is detached (vm1 needs it below).
+cp /tmp/vm0.start.json /etc/vtd-bridge/vm0.json
+systemctl reload vtdbridged@vm0
+wait_journal vtdbridged@vm0 "configuration reloaded" 2
+state=$(wait_active vtdbridged@vm0)
+vtdbridgectl status --name vm0 --json > /tmp/back.json 2>&1
+if [ "$state" = active ] && grep -q '"guest":"00:03.0"' /tmp/back.json && ! grep -q '"guest":"00:04.0"' /tmp/back.json \
+    && [ "$(vtdbridgectl log-level --name vm0 2>&1)" = "log level: info" ] \
+    && { [ -z "$addr1" ] || journalctl -u vtdbridged@vm0 -o cat --no-pager | grep -q "devices: detached 00:04.0"; }; then
+    ok "reloading the start's vm0.json again: ${addr1:+00:04.0 detached, }log level info, 00:03.0 kept"
+else
+    bad "reloading the start's vm0.json again: $state"
+    cat /tmp/back.json
+    diagnose vtdbridged@vm0
+fi
+
 # --- 5. QEMU as vmm, against vtdbridged@vm1 over vfio-user -------------------
 echo
 echo "== vtdbridged@vm1 serving edu ${addr1:-none} over vfio-user; QEMU 11.1 as vmm"
@@ -188,10 +277,12 @@ echo "== the journal of $units"
 journalctl -u vtdbridged@vm0 -o cat --no-pager > /tmp/journal.out 2>&1
 : > /tmp/journals.out
 for u in $units; do journalctl -u "$u" -o cat --no-pager >> /tmp/journals.out 2>&1; done
-# Error level: systemd's own lines about the units (priority err and worse),
-# and the daemon's (swift-log's stream format: "<time> <level> <label> : …",
-# all at the journal's default priority).
-errors=$( (for u in $units; do journalctl -u "$u" -p err -o cat --no-pager; done; grep -E '^[^ ]+ (error|critical) ' /tmp/journals.out) 2>&1)
+# Error level: systemd's own lines about the units and the daemon's, which
+# reach the journal natively at their priority (JournalLogging), or as
+# swift-log's stream lines ("<time> <level> <label>: …") if the daemon ever
+# fell back to plain stderr. The refusal provoked in 4b is expected.
+errors=$( (for u in $units; do journalctl -u "$u" -p err -o cat --no-pager; done; grep -E '^[^ ]+ (error|critical) ' /tmp/journals.out) 2>&1 \
+    | grep -v "configuration reload refused")
 if [ -z "$errors" ]; then
     ok "the journal of $units has no error-level line"
 else
@@ -202,6 +293,23 @@ if grep -q "Failed to set thread priority" /tmp/journals.out; then
     bad "the journal of $units has 'Failed to set thread priority' lines ($(grep -c "Failed to set thread priority" /tmp/journals.out))"
 else
     ok "the journal of $units has no 'Failed to set thread priority' line"
+fi
+
+# The daemon's entries are native: each at its priority, with its metadata
+# as fields (journalctl -o json prints one entry per line).
+journalctl -u vtdbridged@vm0 -o json --no-pager > /tmp/journal.json 2>&1
+attached=$(grep -E '"MESSAGE" ?: ?"attached ' /tmp/journal.json | head -n 1)
+refused=$(grep -E '"MESSAGE" ?: ?"configuration reload refused' /tmp/journal.json | head -n 1)
+echo "the 'attached' entry: $attached"
+if echo "$attached" | grep -qE '"PRIORITY" ?: ?"6"' && echo "$attached" | grep -qE '"DEVICE" ?: ?"00:03.0"' \
+    && echo "$attached" | grep -qE '"SYSLOG_IDENTIFIER" ?: ?"vtdbridged"' && echo "$attached" | grep -qE '"CODE_FUNC" ?: ?"' \
+    && echo "$refused" | grep -qE '"PRIORITY" ?: ?"3"' \
+    && [ -n "$(journalctl -u vtdbridged@vm0 -p err -o cat --no-pager | grep "configuration reload refused")" ] \
+    && [ -n "$(journalctl -u vtdbridged@vm0 DEVICE=00:03.0 -o cat --no-pager)" ]; then
+    ok "journal entries are native: 'attached' at PRIORITY=6 with DEVICE=00:03.0, SYSLOG_IDENTIFIER and CODE_FUNC; the refused reload at PRIORITY=3 (journalctl -p err)"
+else
+    bad "journal entries lack their priority or fields: attached '$attached', refused '$refused'"
+    tail -n 5 /tmp/journal.json
 fi
 
 # --- 8. systemd-analyze security --------------------------------------------------
