@@ -55,7 +55,6 @@ extension Daemon {
             let session = EventSession(connection: connection)
             vmm = session
             register(session)
-            metrics.vmmConnections.increment()
             // Not yet "VMM connected": a second daemon starting on these
             // sockets connects and closes at once to see whether anyone
             // listens (UnixListener's stale-socket probe). That is logged
@@ -98,6 +97,7 @@ extension Daemon {
             case let .data(count, fds):
                 if !session.spoke {
                     session.spoke = true
+                    metrics.vmmConnections.increment()
                     logger.info("VMM connected", metadata: ["pid": "\(session.connection.peer.pid)", "uid": "\(session.connection.peer.uid)"])
                 }
                 session.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), fds: fds)

@@ -79,6 +79,13 @@ extension Daemon {
             result.changes.append("event-busy-poll-us: \(running.busyPollMicroseconds) → \(next.busyPollMicroseconds)")
             busyUntil = nil
         }
+        if next.metricsTextfile != running.metricsTextfile || next.metricsIntervalSeconds != running.metricsIntervalSeconds {
+            // A new writer, due at once: the file (or its new path) is
+            // written in this poll round rather than an interval later. A
+            // file the reload stops naming is left as it is, as after a stop.
+            result.changes.append("metrics: \(Self.textfileSetting(running)) → \(Self.textfileSetting(next))")
+            metricsTextfile = next.metricsTextfile.map { MetricsTextfile(path: $0, intervalSeconds: next.metricsIntervalSeconds) }
+        }
         // From here on attachDevice sees the new mapping-quota.
         config = next
 
@@ -196,5 +203,10 @@ extension Daemon {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+    }
+
+    /// How a reload's report names the metrics textfile setting.
+    private static func textfileSetting(_ config: DaemonConfig) -> String {
+        config.metricsTextfile.map { "\($0) every \(config.metricsIntervalSeconds) s" } ?? "no textfile"
     }
 }

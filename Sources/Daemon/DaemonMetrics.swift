@@ -97,7 +97,7 @@ public enum DaemonMetricFamilies {
         "vtdbridge_invalidation_descriptors_total": "Invalidation descriptors received from the VMM (INVALIDATE requests).",
         "vtdbridge_notifier_entries_total": "IOTLB notifier entries received from the VMM (NOTIFY requests).",
         "vtdbridge_rejected_requests_total": "Event-channel requests answered with an error status.",
-        "vtdbridge_vmm_connections_total": "VMM connections accepted on the event socket.",
+        "vtdbridge_vmm_connections_total": "VMM connections on the event socket that sent a frame (a liveness probe that closes silently is not counted).",
         "vtdbridge_batch_duration_seconds": "Time to apply one INVALIDATE or NOTIFY batch or one vfio-user DMA request, kernel calls included.",
         "vtdbridge_attached_devices": "Devices attached now.",
         "vtdbridge_guest_ram_regions_lost_total": "Guest RAM regions dropped because their file shrank under the daemon.",

@@ -102,6 +102,21 @@ final class ConfigReloadTests: XCTestCase {
         XCTAssertEqual(result.summary, "reloaded: log.level: info → debug; walk-budget: 4194304 → 1048576; control.max-clients: 16 → 4; event-busy-poll-us: 0 → 50")
     }
 
+    func testTheMetricsTextfileIsWrittenWhereTheReloadSays() throws {
+        XCTAssertNil(daemon.metricsTextfile)
+        var loaded = started
+        loaded.metricsTextfile = directory + "/vm.prom"
+        loaded.metricsIntervalSeconds = 30
+        let result = daemon.applyReload(loaded)
+        XCTAssertEqual(result.changes, ["metrics: no textfile → \(directory)/vm.prom every 30 s"])
+        let textfile = try XCTUnwrap(daemon.metricsTextfile)
+        XCTAssertEqual(textfile.path, directory + "/vm.prom")
+        // Due at once: the next poll round writes it.
+        XCTAssertLessThanOrEqual(textfile.due, ContinuousClock.now)
+        _ = daemon.applyReload(started)
+        XCTAssertNil(daemon.metricsTextfile)
+    }
+
     func testSettingsBuiltAtStartAreReportedAndKept() {
         var loaded = started
         loaded.eventSocket = "/run/elsewhere/event.sock"
@@ -172,7 +187,8 @@ final class ConfigReloadTests: XCTestCase {
     func testTheRestartOnlyKeysAreEveryKeyAReloadLeavesAlone() {
         // Each key of the table is either reloadable or restart-only; a new
         // key must be put in one of the two lists on purpose.
-        let reloadable: Set = ["log.level", "devices", "mapping-quota", "walk-budget", "control.max-clients", "event-busy-poll-us"]
+        let reloadable: Set = ["log.level", "devices", "mapping-quota", "walk-budget", "control.max-clients", "event-busy-poll-us",
+                                "metrics.textfile", "metrics.interval"]
         XCTAssertEqual(Set(DaemonConfig.keys.map(\.key)), reloadable.union(DaemonConfig.restartOnlyKeys))
         XCTAssertTrue(reloadable.isDisjoint(with: DaemonConfig.restartOnlyKeys))
     }

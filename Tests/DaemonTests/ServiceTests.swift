@@ -239,12 +239,22 @@ final class ServiceTests: XCTestCase {
         }
         XCTAssertFalse(daemon.log.contains("VMM connected"), daemon.log)
         XCTAssertFalse(daemon.log.contains("VMM disconnected"), daemon.log)
+        // Nor counted as one.
+        XCTAssertEqual(try vmmConnections(daemon), 0)
 
         // A VMM that speaks is logged as one, once.
         let (client, _, _) = try daemon.connectGuest(SourceID("00:03.0")!)
         client.close()
         try waitFor("the VMM's disconnect") { daemon.log.contains("VMM disconnected") }
         XCTAssertEqual(daemon.log.components(separatedBy: "VMM connected").count, 2, daemon.log)
+        XCTAssertEqual(try vmmConnections(daemon), 1)
         XCTAssertEqual(daemon.terminate(), 0, daemon.log)
+    }
+
+    /// vtdbridge_vmm_connections_total, as `vtdbridgectl metrics` prints it.
+    private func vmmConnections(_ daemon: DaemonHarness) throws -> Int {
+        let text = try XCTUnwrap(daemon.control().require("metrics")["text"]?.stringValue)
+        let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("vtdbridge_vmm_connections_total{") }, text)
+        return try XCTUnwrap(Int(line.split(separator: " ").last ?? ""), String(line))
     }
 }

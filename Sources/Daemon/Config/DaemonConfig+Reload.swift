@@ -1,7 +1,7 @@
 /// Which settings a reload (SIGHUP) can change in a running daemon.
 ///
 /// The log level, the quotas, the walk budget, control.max-clients,
-/// event-busy-poll-us and the device list take effect at once. The rest is
+/// event-busy-poll-us, the metrics textfile and the device list take effect at once. The rest is
 /// fixed for the life of the process, because something was built from it
 /// at start: the listening sockets and their files (name, event-socket,
 /// control.socket, control.group), the peer policy checked on every
