@@ -13,7 +13,7 @@ struct Status: ParsableCommand {
         attached devices: guest source-id, host device, VFIO group, guest domain, mode, \
         mappings and the bytes they cover, DMA mappings the kernel still allows, and \
         faults by reason. Devices of the config that could not be attached follow, with \
-        the reason. With --json, the daemon's reply as is (docs/PROTOCOL.md §2.3).
+        the reason, and what the last reload (SIGHUP) did. With --json, the daemon's reply as is (docs/PROTOCOL.md §2.3).
         """)
     @OptionGroup var options: ControlOptions
 
@@ -57,8 +57,24 @@ struct Status: ParsableCommand {
             for f in s["failed-devices"]?.arrayValue ?? [] {
                 out += "not attached: \(f["guest"]?.stringValue ?? "?"): \(f["error"]?.stringValue ?? "?")\n"
             }
+            if let reload = s["last-reload"], reload.objectValue != nil { out += Self.lastReload(reload) }
             return out
         }
+    }
+
+    /// The last SIGHUP's outcome (status's "last-reload", PROTOCOL.md §2.3),
+    /// in the words of the daemon's own log line.
+    static func lastReload(_ r: JSONValue) -> String {
+        if r["outcome"]?.stringValue == "refused" {
+            return "last reload refused, the running configuration is kept: \(r["error"]?.stringValue ?? "?")\n"
+        }
+        let changes = (r["changes"]?.arrayValue ?? []).compactMap(\.stringValue)
+        var out = "last reload: " + (changes.isEmpty ? "no change" : changes.joined(separator: "; "))
+        let restart = (r["needs-restart"]?.arrayValue ?? []).compactMap(\.stringValue)
+        if !restart.isEmpty { out += "; needs a restart (kept as running): " + restart.joined(separator: ", ") }
+        let failures = (r["failures"]?.arrayValue ?? []).compactMap(\.stringValue)
+        if !failures.isEmpty { out += "; failed: " + failures.joined(separator: "; ") }
+        return out + "\n"
     }
 }
 

@@ -146,6 +146,40 @@ final class ControlCommandLineTests: XCTestCase {
         XCTAssertEqual(daemon.terminate(), 0, daemon.log)
     }
 
+    func testStatusSaysWhatTheLastReloadDid() throws {
+        let directory = NSTemporaryDirectory() + "vtdbridgectl-reload-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config = directory + "/vm0.json"
+        try #"{"log": {"level": "info"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try CLIDaemon(arguments: ["--config", config, "--backend", "dry-run", "--name", "vm0", "--event-socket", directory + "/event.sock",
+                                              "--control-socket", directory + "/control.sock", "--state-directory", directory + "/state"],
+                                   directory: directory)
+        var status = try ctl(["status", "--socket", daemon.controlSocket])
+        XCTAssertFalse(status.stdout.contains("last reload"), status.stdout)
+
+        try #"{"log": {"level": "debug"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        try waitUntil("the reload") { try self.ctl(["status", "--socket", daemon.controlSocket]).stdout.contains("last reload") }
+        status = try ctl(["status", "--socket", daemon.controlSocket])
+        XCTAssertTrue(status.stdout.hasSuffix("last reload: log.level: info → debug\n"), status.stdout)
+
+        try #"{"log": {"level": "loud"}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        try waitUntil("the refusal") { try self.ctl(["status", "--socket", daemon.controlSocket]).stdout.contains("last reload refused") }
+        status = try ctl(["status", "--socket", daemon.controlSocket])
+        XCTAssertTrue(status.stdout.contains("last reload refused, the running configuration is kept: config key \"log.level\""), status.stdout)
+        XCTAssertEqual(daemon.terminate(), 0, daemon.log)
+    }
+
+    private func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if try condition() { return }
+            usleep(20_000)
+        }
+        XCTFail("timed out waiting for \(what)")
+    }
+
     func testVersionNamesTheCommit() throws {
         for name in ["vtdbridgectl", "vtdbridged", "vtdbridge-sim"] {
             let r = try CLIProcess.run(name, ["--version"])
