@@ -119,7 +119,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Test doubles live here and only here.
-        .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest", "VFIO", "CVFIO"]),
+        .target(name: "VTdBridgeTestSupport", dependencies: ["Bridge", "VTd", "VTdGuest", "VFIO", "CVFIO", "UnixIO"]),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix", "CPosix"]),
         .testTarget(name: "CVFIOTests", dependencies: ["CVFIO"]),

@@ -6,15 +6,18 @@ import UnixIO
 import VTd
 import VTdBridgeClient
 import VTdGuest
+import VTdBridgeTestSupport
 import Wire
 import XCTest
 
 /// A real vtdbridged process on the dry-run backend, in a temporary
-/// directory of its own, for end-to-end tests.
+/// directory of its own, for end-to-end tests (DaemonProcess starts, waits
+/// for and stops it).
 final class DaemonHarness {
-    let directory: String
-    let process = Process()
-    let logPath: String
+    let daemon: DaemonProcess
+    var directory: String { daemon.directory }
+    var process: Process { daemon.process }
+    var logPath: String { daemon.logPath }
     var eventSocket: String { directory + "/event.sock" }
     var controlSocket: String { directory + "/control.sock" }
     var stateDirectory: String { directory + "/state" }
@@ -26,72 +29,26 @@ final class DaemonHarness {
     /// log.level decides.
     init(name: String = "test", devices: [String] = ["0000:01:00.0=00:03.0"], extraArguments: [String] = [],
          environment: [String: String] = [:], directory: String? = nil, logLevel: String? = "debug") throws {
-        self.directory = directory ?? NSTemporaryDirectory() + "vtdbridged-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
-        logPath = self.directory + "/daemon.log"
-        process.executableURL = Self.binary("vtdbridged")
-        var args = ["--backend", "dry-run", "--name", name, "--event-socket", eventSocket, "--control-socket", controlSocket,
-                    "--state-directory", stateDirectory] + (logLevel.map { ["--log-level", $0] } ?? [])
+        let directory = directory ?? DaemonProcess.temporaryDirectory(prefix: "vtdbridged")
+        var args = ["--backend", "dry-run", "--name", name, "--event-socket", directory + "/event.sock",
+                    "--control-socket", directory + "/control.sock",
+                    "--state-directory", directory + "/state"] + (logLevel.map { ["--log-level", $0] } ?? [])
         for d in devices { args += ["--device", d] }
-        process.arguments = args + extraArguments
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "NOTIFY_SOCKET")
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw HarnessError("cannot create \(logPath)") }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        daemon = try DaemonProcess(executable: Self.binary("vtdbridged"), arguments: args + extraArguments,
+                                   environment: environment, directory: directory)
         try waitForSocket()
     }
 
-    func waitForSocket(timeout: Double = 20) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let c = try? UnixConnection.connect(path: controlSocket) {
-                c.close()
-                return
-            }
-            guard process.isRunning else {
-                throw HarnessError("vtdbridged exited (\(process.terminationStatus)) before listening:\n\(log)")
-            }
-            usleep(20_000)
-        }
-        throw HarnessError("vtdbridged did not listen on \(controlSocket) within \(timeout) s:\n\(log)")
-    }
+    func waitForSocket(timeout: Double = 20) throws { try daemon.waitForSocket(controlSocket, timeout: timeout) }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    var log: String { daemon.log }
 
     func control() throws -> ControlClient { try ControlClient(path: controlSocket) }
 
-    /// Sends SIGTERM and waits; returns the exit status.
+    /// Sends SIGTERM (or `signal`) and waits; returns the exit status.
     @discardableResult
     func terminate(signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
-        guard process.isRunning else {
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
-        kill(process.processIdentifier, signal)
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return -1
-        }
-        // Foundation's Process keeps itself alive until someone waits
-        // (LeakSanitizer saw one per daemon); it has exited, so this returns.
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(atPath: directory)
+        daemon.terminate(signal: signal, timeout: timeout)
     }
 }
 
