@@ -340,6 +340,11 @@ public final class GuestIOMMU {
         guard let space = spaces.removeValue(forKey: sourceID) else {
             throw BridgeError(.notAttached, "device \(sourceID) is not attached")
         }
+        // Forgotten by a loading session's checkpoint too: attached again
+        // before that session ends, the device starts with nothing notified,
+        // as after any attach, even if the session is abandoned (found by
+        // FuzzSync once it modelled abandoned sessions).
+        checkpoint?.notified[sourceID] = nil
         var report = SyncReport()
         space.unmapEverything(report: &report)
         return report

@@ -8,12 +8,13 @@ extension SyncRun {
     /// lie in guest RAM and in the host's usable IOVA ranges (when nothing
     /// was refused, no quota was reached and syncing is not suspended).
     func checkNotifiedModel(_ what: String) throws(Violation) {
-        guard bridge.source == .notifier, failurePeriod == 0, !bridge.syncSuspended, let memory = bridge.memory else { return }
+        let state = session.current
+        guard state.source == .notifier, failurePeriod == 0, !state.suspended, let memory = state.memory else { return }
         for (sid, backend) in backends {
             let space = bridge.spaces[sid]!
             guard (space.faults.counts[.quotaExceeded] ?? 0) == 0 else { continue }
             var expected: [CheckingBackend.Mapping] = []
-            for (iova, m) in (model.spaces[sid] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            for (iova, m) in (state.notified.spaces[sid] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 guard let host = memory.hostAddress(gpa: m.gpa, size: m.size), info.isUsable(iova: iova, size: m.size) else { continue }
                 expected.append(.init(iova: iova, size: m.size, hostAddress: host, permission: m.permission))
             }

@@ -214,7 +214,8 @@ public struct SyncProgram {
     mutating func hello(caps: (UInt8, UInt8), notifier: Bool) { bytes += [8, caps.0, caps.1, notifier ? 1 : 0] }
     mutating func memory(_ image: Int?) { bytes += [9, image.map { UInt8($0 + 1) } ?? 0] }
     mutating func suspend() { bytes += [10, 1] }
-    mutating func resume() { bytes += [10, 0] }
+    mutating func ready() { bytes += [10, 0] }
+    mutating func vmmGone() { bytes += [10, 2] }
 
     mutating func notify(_ events: [(device: UInt8, page: UInt8, target: UInt8, shift: UInt8, perm: UInt8)]) {
         precondition((1 ... 16).contains(events.count))
@@ -348,7 +349,7 @@ enum SyncSeeds {
             seeds.append(("notifier-mode", p.bytes))
         }
 
-        // 4. A reconnecting VMM: HELLO (suspends), state, READY (resume).
+        // 4. A reconnecting VMM: HELLO (loading: nothing syncs), state, READY.
         do {
             var p = SyncProgram(caps: capBytes)
             let (memory, w0) = guest(caps)
@@ -361,12 +362,78 @@ enum SyncSeeds {
             p.memory(1)
             p.rootTable(page: 1)
             p.translation(true)
-            p.resume()
+            p.ready()
             p.hello(caps: capBytes, notifier: true)
-            p.resume()
+            p.ready()
             p.hello(caps: capBytes, notifier: false)
-            p.resume()
+            p.ready()
             seeds.append(("reconnect", p.bytes))
+        }
+
+        // 4b. A VMM that goes away while loading: it sends another memory
+        //     table, moves the root table, turns translation off and adds a
+        //     mapping of its own, then disconnects before READY. The last
+        //     completed session's state is in force again (its mappings,
+        //     into the RAM it named), and a replay while loading that mapped
+        //     the unfinished state is undone. A second VMM reconnects with
+        //     two HELLOs, re-sends a state and sends READY, then a third
+        //     goes away having only said HELLO, and a disconnect with no
+        //     session loading changes nothing.
+        do {
+            var p = SyncProgram(caps: capBytes, sids: [sid0, sid1])
+            let (memory, w0) = guest(caps)
+            var w = w0
+            var d = try! w.attach(SourceID(rawValue: sid0), domain: 1)
+            d += try! w.attach(SourceID(rawValue: sid1), domain: 2)
+            d += try! w.map(domain: 1, iova: 0x1000, gpa: 0x3_0000)
+            d += try! w.map(domain: 1, iova: 0x20_0000, gpa: pageB, sizeShift: 21)
+            d += try! w.map(domain: 2, iova: 0x5000, gpa: 0x3_1000, permission: .read)
+            memory.flush(into: &p)
+            p.batch(d + [wait])
+            p.hello(caps: capBytes, notifier: false)
+            p.memory(1)
+            _ = try! w.map(domain: 1, iova: 0x9000, gpa: 0x3_2000)
+            memory.flush(into: &p)
+            p.replay(0)
+            p.rootTable(page: 40)
+            p.translation(false)
+            p.vmmGone()
+            p.hello(caps: (0x44, 0x00), notifier: false)
+            p.hello(caps: capBytes, notifier: false)
+            p.memory(1)
+            p.rootTable(page: 1)
+            p.translation(true)
+            p.ready()
+            p.hello(caps: capBytes, notifier: true)
+            p.memory(nil)
+            p.vmmGone()
+            p.vmmGone()
+            p.replay()
+            seeds.append(("abandoned-session", p.bytes))
+        }
+
+        // 4c. The same in notifier mode: what was notified before the
+        //     unfinished session stands after it, although that session
+        //     switched to tables, turned translation off and reset; a device
+        //     detached and attached again meanwhile starts with nothing.
+        do {
+            var p = SyncProgram(caps: capBytes, state: 0x07, sids: [sid0, sid1])
+            p.notify([(0, 1, 48, 0, 3), (0, 2, 64, 9, 1), (1, 1, 49, 0, 2)])
+            p.hello(caps: capBytes, notifier: true)
+            p.memory(1)
+            p.translation(false)
+            p.vmmGone()
+            p.replay()
+            p.hello(caps: capBytes, notifier: false)
+            p.reset()
+            p.toggleAttach(1)
+            p.toggleAttach(1)
+            p.vmmGone()
+            p.replay()
+            p.hello(caps: capBytes, notifier: true)
+            p.ready()
+            p.notify([(1, 3, 50, 0, 3)])
+            seeds.append(("abandoned-notifier-session", p.bytes))
         }
 
         // 5. Hostile tables: a level-2 table whose entries point at itself

@@ -14,12 +14,20 @@ import VTd
 /// source-ids) and a program of
 /// operations: writes into guest RAM, batches of raw or composed
 /// invalidation descriptors, replays, root-pointer / translation / memory
-/// table / capability changes, resets, attach and detach, suspend and resume,
+/// table changes, resets, attach and detach, a VMM's session as the daemon
+/// drives it (HELLO: `beginLoading`; READY: `resumeSync`; the VMM gone
+/// before READY: `abandonLoading`), a restarted daemon's suspension,
 /// notifier events. `SyncProgram` (Seeds.swift) writes the same format.
 ///
+/// The guest state in force is modelled apart from the bridge
+/// (`SessionModel`): after an abandoned session it is the last completed
+/// session's again, and the checks below read it from the model.
+///
 /// After every operation:
-/// - no backend call broke the backend's rules (inside guest RAM, no
-///   overlap, exact unmaps; see `CheckingBackend`);
+/// - the bridge's guest state (capabilities, source, memory table, root
+///   table, translation, suspension) is the one in force;
+/// - no backend call broke the backend's rules (inside the guest RAM in
+///   force, no overlap, exact unmaps; see `CheckingBackend`);
 /// - the shadow of every attached address space equals exactly what its
 ///   backend holds;
 /// - the report counts exactly the maps and unmaps the backend accepted, and
@@ -30,9 +38,9 @@ import VTd
 ///   nothing is mapped while there is no RAM, or (table mode, not suspended)
 ///   while translation is off or there is no root table, and a detached
 ///   device's backend is empty;
-/// - without injected failures, after a replay that hit no mapping quota
-///   and no walk budget: the space holds exactly what a new bridge maps from
-///   the same state;
+/// - without injected failures, after a replay, a READY or an abandoned
+///   session that hit no mapping quota and no walk budget: the space holds
+///   exactly what a new bridge maps from the state in force;
 /// - notifier mode: the batch is refused where the documented contract
 ///   refuses it (`NotifierModel`), and each space holds exactly the notified
 ///   mappings that lie in guest RAM and in the usable IOVA ranges.
@@ -88,13 +96,15 @@ final class SyncRun {
     var injected = 0
     var successfulMaps = 0
     var successfulUnmaps = 0
-    var installedMemory: GuestRAM?
+    /// The guest RAM in force: the only RAM a MAP may point into.
+    var installedMemory: GuestRAM? { session.current.memory }
     var violation: String?
     var spent = 0
     /// Shared by the runs of a process, so its tables are allocated once.
     var cost: WalkCost { world.cost }
-    /// What a notifier-mode VMM has notified, per device, as documented.
-    var model = NotifierModel()
+    /// The guest state in force and the one a loading session put aside,
+    /// with what a notifier-mode VMM has notified, as documented.
+    var session: SessionModel!
 
     init(world: SyncWorld) { self.world = world }
 
@@ -165,18 +175,29 @@ final class SyncRun {
         }
         let rootSelector = input.u8(or: 1)
 
+        let source: TranslationSource = state & 1 != 0 ? .notifier : .tables
         do {
             bridge = try GuestIOMMU(caps: caps, walkBudget: walkBudget, logger: logger)
-            try bridge.setCapabilities(caps, source: state & 1 != 0 ? .notifier : .tables)
+            try bridge.setCapabilities(caps, source: source)
         } catch {
             throw Violation("a bridge with caching mode was refused: \(error)")
         }
-        let memory = world.images[Int((state >> 3) & 1)]
-        installedMemory = memory
-        _ = bridge.setMemory(memory)
-        if state & 4 != 0 { _ = bridge.setRootTable(SyncWorld.pageGPA(rootSelector)) }
-        if state & 2 != 0 { _ = bridge.setTranslationEnabled(true) }
-        if state & 0x10 != 0 { bridge.suspendSync() }
+        // The state of a completed session (no checkpoint), or with bit 4 a
+        // restarted daemon's, suspended until a VMM's READY.
+        session = SessionModel(.init(caps: caps, source: source, memory: world.images[Int((state >> 3) & 1)]))
+        _ = bridge.setMemory(session.current.memory)
+        if state & 4 != 0 {
+            session.current.rootTable = SyncWorld.pageGPA(rootSelector)
+            _ = bridge.setRootTable(session.current.rootTable)
+        }
+        if state & 2 != 0 {
+            session.current.translationEnabled = true
+            _ = bridge.setTranslationEnabled(true)
+        }
+        if state & 0x10 != 0 {
+            session.current.suspended = true
+            bridge.suspendSync()
+        }
         for sid in sids { try attach(sid) }
         try verify("setup")
 
@@ -225,7 +246,7 @@ final class SyncRun {
                     words.append(composeDescriptor(kind: kind, did: did, addr: addr, am: am))
                 }
             }
-            guard bridge.source == .tables else { return true } // the daemon refuses INVALIDATE in notifier mode
+            guard session.current.source == .tables else { return true } // the daemon refuses INVALIDATE in notifier mode
             let waits = words.count(where: { $0.low & 0xf == 5 })
             guard afford(multiplier: waits + 1) else { return false }
             if SyncFuzzer.trace {
@@ -253,8 +274,9 @@ final class SyncRun {
         case 4:
             guard let b = input.u8() else { return true }
             guard afford() else { return false }
+            session.current.translationEnabled = b & 1 != 0
             try checkReport(bridge.setTranslationEnabled(b & 1 != 0), since: before, "\(what) translation")
-            if b & 1 == 0 { model.clear() }
+            if b & 1 == 0 { session.current.notified.clear() }
         case 5:
             guard let mode = input.u8() else { return true }
             let root: UInt64?
@@ -264,11 +286,14 @@ final class SyncRun {
             default: guard let page = input.u8() else { return true }; root = SyncWorld.pageGPA(page)
             }
             guard afford(root: root) else { return false }
+            session.current.rootTable = root
             try checkReport(bridge.setRootTable(root), since: before, "\(what) root table")
         case 6:
             guard afford() else { return false }
+            session.current.rootTable = nil
+            session.current.translationEnabled = false
             try checkReport(bridge.reset(), since: before, "\(what) reset")
-            model.clear()
+            session.current.notified.clear()
         case 7:
             guard let selector = input.u8() else { return true }
             let sid = sids.isEmpty || selector & 0x80 != 0 ? SourceID(rawValue: UInt16(selector) << 3) : sids[Int(selector) % sids.count]
@@ -276,7 +301,7 @@ final class SyncRun {
                 let report: SyncReport
                 do { report = try bridge.detach(sid) } catch { throw Violation("\(what): detach of an attached device refused: \(error)") }
                 backends[sid] = nil
-                model.spaces[sid] = nil
+                session.detach(sid)
                 try checkReport(report, since: before, "\(what) detach")
                 if failurePeriod == 0 {
                     try check(backend.mappings.isEmpty, "\(what): \(sid) still holds \(backend.mappings.count) mappings after detach")
@@ -290,28 +315,42 @@ final class SyncRun {
             let caps = Self.readCaps(&input)
             guard let flags = input.u8() else { return true }
             guard afford(caps: caps) else { return false }
-            // As the daemon takes a HELLO: new capabilities, and no sync until
-            // READY (a resume, op 10) once the VMM has re-sent its state.
-            if (bridge.source == .notifier) != (flags & 1 != 0) { model.clear() }
+            // As the daemon takes a HELLO: a loading session starts, with new
+            // capabilities and no sync until READY (op 10) once the VMM has
+            // re-sent its state.
+            let source: TranslationSource = flags & 1 != 0 ? .notifier : .tables
             do {
-                try bridge.setCapabilities(caps, source: flags & 1 != 0 ? .notifier : .tables)
+                try bridge.beginLoading(caps, source: source)
             } catch {
                 throw Violation("\(what): capabilities with caching mode refused: \(error)")
             }
-            bridge.suspendSync()
+            session.hello(caps, source: source)
+            try checkReport(SyncReport(), since: before, "\(what) HELLO (loading syncs nothing)")
         case 9:
             guard let which = input.u8() else { return true }
             let memory: GuestRAM? = which % 3 == 0 ? nil : world.images[Int(which % 3) - 1]
             guard afford(memory: memory) else { return false }
-            installedMemory = memory
+            session.current.memory = memory
             try checkReport(bridge.setMemory(memory), since: before, "\(what) memory table")
         case 10:
+            // The VMM connection's life: bit 0, a restarted daemon that
+            // kept its devices (nothing syncs until a VMM's READY); else
+            // bit 1, the VMM goes away (the daemon drops a loading session);
+            // else READY.
             guard let b = input.u8() else { return true }
             if b & 1 != 0 {
+                session.current.suspended = true
                 bridge.suspendSync()
+            } else if b & 2 != 0 {
+                return try vmmGone(what, since: before)
             } else {
                 guard afford() else { return false }
-                try checkReport(bridge.resumeSync(), since: before, "\(what) resume")
+                let quotaFaults = spacesQuotaFaults()
+                try checkReport(bridge.resumeSync(), since: before, "\(what) READY")
+                session.ready()
+                try verify(what)
+                try checkAgainstNewBridge(nil, quotaFaultsBefore: quotaFaults, what)
+                try checkNotifiedModel(what)
             }
         case 11:
             guard let n = input.u8() else { return true }
@@ -331,14 +370,14 @@ final class SyncRun {
                 let permission = DMAPermission(rawValue: perm & DMAPermission.readWrite.rawValue)
                 events.append(NotifierEvent(sourceID: sid, iova: iova, gpa: gpa, size: mask &+ 1, permission: permission))
             }
-            guard bridge.source == .notifier else { return true } // the daemon refuses NOTIFY in table mode
-            guard bridge.translationEnabled else { return true } // and while translation is disabled
+            guard session.current.source == .notifier else { return true } // the daemon refuses NOTIFY in table mode
+            guard session.current.translationEnabled else { return true } // and while translation is disabled
             if SyncFuzzer.trace {
                 for e in events { print("  notify \(e.sourceID) iova \(hex(e.iova)) gpa \(hex(e.gpa)) size \(hex(e.size)) perm \(e.permission.rawValue)") }
             }
             let result = bridge.notify(events)
             try checkReport(result.report, since: before, "\(what) notify")
-            let refused = model.apply(events, attached: Set(backends.keys))
+            let refused = session.current.notified.apply(events, attached: Set(backends.keys))
             try check(result.rejected?.index == refused,
                       "\(what): notify batch refused at \(String(describing: result.rejected?.index)) (\(result.rejected?.reason ?? "")), the model refuses \(String(describing: refused))")
             try verify(what)
@@ -362,6 +401,29 @@ final class SyncRun {
             return true
         }
         try verify(what)
+        return true
+    }
+
+    /// The VMM went away. Before its READY the daemon abandons the loading
+    /// session (`Daemon.dropVMM`): the last completed session's state is in
+    /// force again, and if it was live every device is synced against it.
+    /// Otherwise the bridge has no session to abandon and nothing changes.
+    private func vmmGone(_ what: String, since before: (Int, Int, Int)) throws(Violation) -> Bool {
+        guard let restored = session.checkpoint else {
+            try checkReport(bridge.abandonLoading(), since: before, "\(what) VMM gone, no session loading")
+            try check(successfulMaps == before.0 && successfulUnmaps == before.1,
+                      "\(what): the VMM went away with no session loading, and the kernel was called")
+            try verify(what)
+            return true
+        }
+        guard afford(caps: restored.caps, root: restored.rootTable, memory: restored.memory, source: restored.source) else { return false }
+        let quotaFaults = spacesQuotaFaults()
+        // Before the call: the backend checks each MAP against the RAM in force.
+        _ = session.abandon()
+        try checkReport(bridge.abandonLoading(), since: before, "\(what) VMM gone while loading")
+        try verify(what)
+        try checkAgainstNewBridge(nil, quotaFaultsBefore: quotaFaults, what)
+        try checkNotifiedModel(what)
         return true
     }
 
@@ -396,12 +458,12 @@ final class SyncRun {
     /// the state the operation will leave (`caps`, `root`, `memory`),
     /// `multiplier` times (a batch syncs at each wait).
     func afford(multiplier: Int = 1, caps: IOMMUCapabilities? = nil, root: UInt64?? = nil,
-                memory: GuestRAM?? = nil, extra: SourceID? = nil) -> Bool {
+                memory: GuestRAM?? = nil, source: TranslationSource? = nil, extra: SourceID? = nil) -> Bool {
         guard SyncFuzzer.walkBudget else { return true }
-        let caps = caps ?? bridge.caps
-        let root = root ?? bridge.rootTable
-        let memory = memory ?? bridge.memory
-        guard let memory, bridge.source == .tables else { return true }
+        let caps = caps ?? session.current.caps
+        let root = root ?? session.current.rootTable
+        let memory = memory ?? session.current.memory
+        guard let memory, (source ?? session.current.source) == .tables else { return true }
         var total = 0
         var targets = Array(backends.keys)
         if let extra { targets.append(extra) }
@@ -465,12 +527,14 @@ final class SyncRun {
     func verify(_ what: String) throws(Violation) {
         if let violation { throw Violation("\(what): \(violation)") }
         try check(Set(bridge.spaces.keys) == Set(backends.keys), "\(what): the bridge's devices \(bridge.spaces.keys.sorted()) are not those attached")
+        try checkStateInForce(what)
         let clean = failurePeriod == 0
-        let tableMode = bridge.source == .tables
+        let state = session.current
+        let tableMode = state.source == .tables
         // While suspended, state changes are recorded and not synced yet.
-        let settled = !bridge.syncSuspended
+        let settled = !state.suspended
         // Translation disabled maps nothing in either mode (PROTOCOL.md §1.6).
-        let blocked = settled && (bridge.memory == nil || !bridge.translationEnabled || (tableMode && bridge.rootTable == nil))
+        let blocked = settled && (state.memory == nil || !state.translationEnabled || (tableMode && state.rootTable == nil))
         for (sid, backend) in backends {
             let shadow = bridge.spaces[sid]!.shadow.entries
             let held = backend.mappings
@@ -486,11 +550,11 @@ final class SyncRun {
             }
             guard clean else { continue }
             if blocked {
-                try check(held.isEmpty, "\(what): \(sid) holds \(held.count) mappings while nothing may be mapped (memory \(bridge.memory == nil ? "none" : "set"), translation \(bridge.translationEnabled), root \(String(describing: bridge.rootTable)))")
+                try check(held.isEmpty, "\(what): \(sid) holds \(held.count) mappings while nothing may be mapped (memory \(world.describe(state.memory)), translation \(state.translationEnabled), root \(String(describing: state.rootTable)))")
             }
-            if settled, let memory = bridge.memory {
+            if settled, let memory = state.memory {
                 for m in held where memory.gpa(hostAddress: m.hostAddress, size: m.size) == nil {
-                    throw Violation("\(what): \(sid) holds iova \(hex(m.iova)) → host \(hex(m.hostAddress)) size \(hex(m.size)), outside the guest RAM installed now")
+                    throw Violation("\(what): \(sid) holds iova \(hex(m.iova)) → host \(hex(m.hostAddress)) size \(hex(m.size)), outside the guest RAM in force")
                 }
             }
         }
@@ -500,20 +564,22 @@ final class SyncRun {
         entries.prefix(6).map { "\(hex($0.0))+\(hex($0.1))→\(hex($0.2))" }.joined(separator: " ") + (entries.count > 6 ? " …" : "")
     }
 
-    /// After a replay, a space holds exactly what a new bridge maps from the
-    /// same state (when nothing was refused and no quota was reached).
+    /// After a full sync (a replay, READY, an abandoned session), a space
+    /// holds exactly what a new bridge maps from the state in force (when
+    /// nothing was refused and no quota was reached).
     private func checkAgainstNewBridge(_ target: SourceID?, quotaFaultsBefore: [SourceID: UInt64], _ what: String) throws(Violation) {
-        guard failurePeriod == 0, bridge.source == .tables, target != nil || !bridge.syncSuspended else { return }
+        let state = session.current
+        guard failurePeriod == 0, state.source == .tables, target != nil || !state.suspended else { return }
         let after = spacesQuotaFaults()
         for sid in target.map({ [$0] }) ?? Array(backends.keys) {
             guard after[sid] == quotaFaultsBefore[sid] else { continue }
             let probe: GuestIOMMU
             let backend = CheckingBackend(run: self, info: info, injects: false, name: "reference \(sid)")
             do {
-                probe = try GuestIOMMU(caps: bridge.caps, walkBudget: walkBudget, logger: logger)
-                _ = probe.setMemory(bridge.memory)
-                _ = probe.setRootTable(bridge.rootTable)
-                _ = probe.setTranslationEnabled(bridge.translationEnabled)
+                probe = try GuestIOMMU(caps: state.caps, walkBudget: walkBudget, logger: logger)
+                _ = probe.setMemory(state.memory)
+                _ = probe.setRootTable(state.rootTable)
+                _ = probe.setTranslationEnabled(state.translationEnabled)
                 try probe.attach(sid, backend: backend, mappingQuota: quota)
             } catch {
                 throw Violation("\(what): reference bridge refused: \(error)")
@@ -524,7 +590,7 @@ final class SyncRun {
             let mine = bridge.spaces[sid]!.shadow.entries
             let theirs = reference.shadow.entries
             try check(mine == theirs,
-                      "\(what): after the replay \(sid) holds \(mine.count) mappings (\(describe(mine.map { ($0.iova, $0.size, $0.hostAddress) }))); a new bridge maps \(theirs.count) (\(describe(theirs.map { ($0.iova, $0.size, $0.hostAddress) })))")
+                      "\(what): after the full sync \(sid) holds \(mine.count) mappings (\(describe(mine.map { ($0.iova, $0.size, $0.hostAddress) }))); a new bridge maps \(theirs.count) (\(describe(theirs.map { ($0.iova, $0.size, $0.hostAddress) })))")
         }
     }
 }

@@ -47,6 +47,12 @@ final class SyncWorld: @unchecked Sendable {
         selector < 64 ? regionA.gpa + UInt64(selector) << 12 : regionB.gpa + UInt64(selector - 64) << 12
     }
 
+    /// Which of the images `memory` is, for messages.
+    func describe(_ memory: GuestRAM?) -> String {
+        guard let memory else { return "none" }
+        return images.firstIndex { $0 === memory }.map { "image \($0)" } ?? "another memory"
+    }
+
     /// Writes `words` into the page `selector` names, from word `index`,
     /// wrapping inside the page, in both images.
     func poke(page selector: UInt8, index: Int, words: [UInt64]) {

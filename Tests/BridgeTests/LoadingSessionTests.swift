@@ -74,6 +74,34 @@ final class LoadingSessionTests: SyncTestCase {
         XCTAssertEqual(backend.calls, [])
     }
 
+    /// A device detached while a session loads is forgotten by that
+    /// session's checkpoint too: attached again, it starts with nothing
+    /// notified, as after any attach, and an abandoned session does not
+    /// bring back what was notified for it before (found by FuzzSync).
+    func testADeviceDetachedWhileLoadingGetsNoNotifiedMappingsBackWhenTheSessionIsAbandoned() throws {
+        try bridge.setCapabilities(guest.caps, source: .notifier)
+        _ = bridge.setTranslationEnabled(true)
+        let other = SourceID(rawValue: 0x20)
+        let backend = RecordingBackend(), otherBackend = RecordingBackend()
+        try bridge.attach(sid, backend: backend)
+        try bridge.attach(other, backend: otherBackend)
+        XCTAssertNil(bridge.notify([event(0x1000, 0x10000),
+                                    NotifierEvent(sourceID: other, iova: 0x2000, gpa: 0x11000, size: 4096, permission: .read)]).rejected)
+        XCTAssertEqual(backend.mappings.count, 1)
+        try bridge.beginLoading(guest.caps, source: .notifier)
+        try bridge.detach(sid)
+        let again = RecordingBackend()
+        try bridge.attach(sid, backend: again)
+        XCTAssertEqual(bridge.abandonLoading().maps, 0)
+        XCTAssertEqual(space(sid).notified?.count, 0)
+        XCTAssertEqual(again.mappings.count, 0)
+        XCTAssertEqual(try bridge.replay(sid).maps, 0)
+        XCTAssertEqual(again.mappings.count, 0)
+        // The device that stayed attached keeps what was notified for it.
+        XCTAssertEqual(space(other).notified?.count, 1)
+        XCTAssertEqual(otherBackend.mappings.count, 1)
+    }
+
     /// PROTOCOL.md §1.5: a VMM that reconnects in the other mode starts from
     /// nothing in it; its READY unmaps what the old mode mapped.
     func testSwitchingFromTablesToNotifierModeUnmapsAtREADY() throws {
