@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "Daemon", dependencies: [
             "Bridge", "VFIO", "VTd", "JSON", "Wire", "UnixIO", "Posix",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
         // A swift-log handler for the systemd journal: native-protocol
@@ -98,7 +98,7 @@ let package = Package(
             "Daemon", "VTdBuildInfo", "JournalLogging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "vtdbridgectl", dependencies: [

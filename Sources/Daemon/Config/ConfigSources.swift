@@ -34,7 +34,7 @@ struct ConfigSources {
     let environment: [String: String]
     let overrides: [String: String]
 
-    static func make(file: String?, environment: [String: String], overrides: [String: String]) async throws(ConfigError) -> ConfigSources {
+    static func make(file: String?, environment: [String: String], overrides: [String: String]) throws(ConfigError) -> ConfigSources {
         var providers: [any ConfigProvider] = []
         var origins: [Origin] = []
 
