@@ -18,9 +18,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        // No traits: its JSON trait needs all of Foundation (and ICU) for
-        // JSONSerialization; the config file is read by our own parser.
-        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: []),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
@@ -84,7 +81,6 @@ let package = Package(
             "Bridge", "VFIO", "VTd", "JSON", "Wire", "UnixIO", "Posix",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
-            .product(name: "Configuration", package: "swift-configuration"),
         ]),
         // A swift-log handler for the systemd journal: native-protocol
         // entries with the priority and each metadata key as a field, `<N>`
