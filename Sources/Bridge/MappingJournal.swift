@@ -341,9 +341,43 @@ public final class MappingJournal {
             e[4] = entry.location.offset
         }
         publish(target == 0 ? .count0 : .count1, UInt64(entries.count))
+        let retired = 1 - target
+        let hadLog = logCount > 0
         active = target
         logCount = 0
         publishState()
+        releasePages(area: retired, log: hadLog)
+    }
+
+    /// Gives the pages of what the state word no longer points at back to
+    /// the kernel: the snapshot area just retired and, if it held records,
+    /// the log. A memfd is shmem, so every page once written stays resident
+    /// (counted in the daemon's RssShmem) until it is punched out: without
+    /// this a journal that once held 1M mappings, or whose 3 MiB log once
+    /// filled, would keep that memory for the rest of its life. Only whole
+    /// pages inside each range are punched, so a page shared with the
+    /// current snapshot is kept. Runs after the state store: a process
+    /// killed before or during the punch leaves a journal whose current
+    /// snapshot and (empty) log are untouched. One syscall per range, at a
+    /// rewrite (a sync, or once per `logCapacity` records), never per call.
+    private func releasePages(area: Int, log punchLog: Bool) {
+        let areaBytes = snapshotCapacity * Self.entryWords * 8
+        let areaStart = Self.headerSize + area * areaBytes
+        punch(from: areaStart, to: areaStart + areaBytes)
+        if punchLog {
+            punch(from: Self.headerSize + 2 * areaBytes, to: length)
+        }
+    }
+
+    /// Punches the whole pages of [start, end) of the memfd. A failure
+    /// (fallocate refused by the file system) costs memory, not
+    /// correctness: the range is no longer referenced either way.
+    private func punch(from start: Int, to end: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (start + page - 1) / page * page
+        let last = end / page * page
+        guard last > first else { return }
+        try? file.punchHole(offset: UInt64(first), length: UInt64(last - first))
     }
 
     /// Folds the log into a snapshot. Called when the log is full; a record

@@ -87,6 +87,15 @@ int cposix_ftruncate(int fd, uint64_t size) {
     RESULT_OR_ERRNO(ftruncate(fd, (off_t)size));
 }
 
+int cposix_punch_hole(int fd, uint64_t offset, uint64_t length) {
+    if (offset > (uint64_t)INT64_MAX || length > (uint64_t)INT64_MAX - offset) {
+        return -EFBIG;
+    }
+    // KEEP_SIZE is required with PUNCH_HOLE (fallocate(2)): the file keeps
+    // its length, the range reads back as zeros and its pages are freed.
+    RESULT_OR_ERRNO(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length));
+}
+
 int cposix_poll(struct pollfd *fds, unsigned long count, int timeout_ms) {
     RESULT_OR_ERRNO(poll(fds, (nfds_t)count, timeout_ms));
 }

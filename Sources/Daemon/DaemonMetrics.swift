@@ -1,5 +1,5 @@
 import Bridge
-import Metrics
+import CoreMetrics
 import VTd
 
 /// The daemon's metrics, through swift-metrics. The executable bootstraps the

@@ -26,6 +26,13 @@ extension FileDescriptor {
         try call("ftruncate", detail: "\(size) bytes") { cposix_ftruncate($0, size) }
     }
 
+    /// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: the
+    /// range reads back as zeros and the whole pages in it stop costing
+    /// memory (tmpfs, memfd) or disk; the file's size is unchanged.
+    public func punchHole(offset: UInt64, length: UInt64) throws(SystemError) {
+        try call("fallocate", detail: "punch \(length) bytes at \(offset)") { cposix_punch_hole($0, offset, length) }
+    }
+
     /// One read(2) into `buffer`: the bytes read, 0 at the end of the file.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
         try call("read") { cposix_read($0, buffer.baseAddress, buffer.count) }

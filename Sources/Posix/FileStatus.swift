@@ -14,6 +14,9 @@ public struct FileStatus: Sendable, Equatable {
     /// The permission bits (st_mode & 07777).
     public var permissions: mode_t
     public var kind: Kind
+    /// st_blocks × 512: the storage the file really holds, less than `size`
+    /// for a sparse file (a memfd's unwritten or punched pages).
+    public var allocatedBytes: Int64 = 0
 
     public init(device: UInt64, inode: UInt64, size: Int64, permissions: mode_t, kind: Kind) {
         self.device = device
@@ -38,6 +41,7 @@ public struct FileStatus: Sendable, Equatable {
         }
         self.init(device: UInt64(raw.st_dev), inode: UInt64(raw.st_ino), size: Int64(raw.st_size),
                   permissions: raw.st_mode & 0o7777, kind: kind)
+        allocatedBytes = Int64(raw.st_blocks) * 512
     }
 
     /// The same file: device and inode match.

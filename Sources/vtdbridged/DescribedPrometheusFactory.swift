@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 import Daemon
 import Prometheus
 

@@ -1,12 +1,10 @@
 import ArgumentParser
 import Daemon
-import Dispatch
 import Glibc
 import Logging
-import Metrics
+import CoreMetrics
 import Posix
 import Prometheus
-import Synchronization
 import UnixIO
 import VTdBuildInfo
 
@@ -62,9 +60,9 @@ struct VTdBridged: ParsableCommand {
 
     func run() throws {
         // Block the signals the daemon handles before any other thread
-        // exists (config loading below starts Swift's cooperative pool), so
-        // that every thread inherits the mask and they arrive only on the
-        // daemon's signalfd. A signal not blocked here runs its default
+        // could exist, so that every thread inherits the mask and they
+        // arrive only on the daemon's signalfd. (The daemon runs on this one
+        // thread; a library that started one later would inherit the mask.) A signal not blocked here runs its default
         // action: for SIGHUP that ends the process (exit 129) and leaves
         // the socket files behind.
         let signals: SignalDescriptor
@@ -88,8 +86,12 @@ struct VTdBridged: ParsableCommand {
 
         // The same sources on every load: a reload (SIGHUP) reads the file
         // again, under the flags and environment this process started with.
+        // Loading is synchronous, on this thread: bridging an async load
+        // with a Task and a semaphore started Swift's cooperative pool (a
+        // worker thread, its stack and its own malloc arena) for the
+        // lifetime of the process, only to wait for it.
         let load = { [config, overrides] () throws -> DaemonConfig in
-            try blocking { try await DaemonConfig.load(file: config, environment: Self.environment(), overrides: overrides) }
+            try DaemonConfig.load(file: config, environment: Self.environment(), overrides: overrides)
         }
         let daemonConfig: DaemonConfig
         do {
@@ -152,17 +154,4 @@ struct VTdBridged: ParsableCommand {
         }
         return env
     }
-}
-
-/// Runs async work to completion from synchronous code (config loading is
-/// async; the daemon's loop is not).
-func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = Mutex<Result<T, any Error>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { let value = try await body(); box.withLock { $0 = .success(value) } } catch { box.withLock { $0 = .failure(error) } }
-        done.signal()
-    }
-    done.wait()
-    return try box.withLock { $0! }.get()
 }

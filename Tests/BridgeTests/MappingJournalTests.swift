@@ -126,6 +126,57 @@ final class MappingJournalTests: XCTestCase {
         XCTAssertEqual(try reopen(journal).contents().entries.map(\.iova), kernel.mappings.keys.sorted())
     }
 
+    /// The bytes of the memfd in [start, end).
+    func bytes(_ journal: MappingJournal, from start: Int, to end: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0xAA, count: end - start)
+        let read = try buffer.withUnsafeMutableBytes { try journal.file.read(at: Int64(start), into: $0) }
+        XCTAssertEqual(read, end - start)
+        return buffer
+    }
+
+    func testARetiredSnapshotAreaAndAFoldedLogGiveTheirPagesBack() throws {
+        // Areas of 40,000 B (1000 × 40) at 4096 and 44096, the log (256 ×
+        // 48 B) at 84096: no area starts or ends on a page boundary, so the
+        // punch must keep the pages each shares with a neighbour.
+        let journal = try MappingJournal.create(owner: owner, snapshotCapacity: 1000, logCapacity: 256)
+        let areaA = 4096, areaB = 44096, logStart = 84096, logEnd = logStart + 256 * 48
+        func roundUp(_ x: Int) -> Int { (x + 4095) / 4096 * 4096 }
+        func roundDown(_ x: Int) -> Int { x / 4096 * 4096 }
+        func zeros(_ start: Int, _ end: Int) -> [UInt8] { [UInt8](repeating: 0, count: end - start) }
+        let many = (0..<1000).map { i in
+            MappingJournal.Entry(iova: 0x10_0000 + UInt64(i) * 0x1000, size: 0x1000, permission: .readWrite,
+                                 location: location(UInt64(i) * 0x1000))
+        }
+        journal.rewrite(many)  // into area B
+        let full = try journal.file.status().allocatedBytes
+        XCTAssertGreaterThanOrEqual(full, Int64(1000 * 40))
+
+        journal.rewrite(Array(many.prefix(3)))  // into area A; B is retired
+        let after = try journal.file.status().allocatedBytes
+        // B's nine whole pages go; A's first page is written.
+        XCTAssertLessThanOrEqual(after, full - Int64(32 << 10))
+        XCTAssertEqual(try bytes(journal, from: roundUp(areaB), to: roundDown(logStart)), zeros(roundUp(areaB), roundDown(logStart)))
+        XCTAssertEqual(try reopen(journal).contents().entries, Array(many.prefix(3)))
+
+        // Fill the log with one page mapped and unmapped in turn; the next
+        // record folds it (3 mappings) into area B and starts the log again.
+        let page: UInt64 = 0x4000_0000
+        for i in 0..<256 {
+            let record = i % 2 == 0
+                ? journal.begin(.map, iova: page, size: 0x1000, permission: .read, location: location(0))
+                : journal.begin(.unmap, iova: page, size: 0x1000)
+            journal.finish(record, succeeded: true)
+        }
+        let logFull = try journal.file.status().allocatedBytes
+        journal.finish(journal.begin(.map, iova: page, size: 0x1000, permission: .read, location: location(0)), succeeded: true)
+        XCTAssertNil(journal.broken)
+        // The log's two whole pages and area A's (retired) one page go.
+        XCTAssertLessThanOrEqual(try journal.file.status().allocatedBytes, logFull - Int64(8 << 10))
+        XCTAssertEqual(try bytes(journal, from: roundUp(logStart), to: roundDown(logEnd)), zeros(roundUp(logStart), roundDown(logEnd)))
+        XCTAssertEqual(try bytes(journal, from: areaA, to: roundDown(areaB)), zeros(areaA, roundDown(areaB)))
+        XCTAssertEqual(try reopen(journal).contents().entries.map(\.iova), many.prefix(3).map(\.iova) + [page])
+    }
+
     func testTheRecordIsRefusedWhenItsHeaderIsNotComplete() throws {
         let journal = try MappingJournal.create(owner: owner, snapshotCapacity: 8)
         journal.invalidate("test")

@@ -49,16 +49,16 @@ final class ConfigDeviceSpecTests: XCTestCase {
         XCTAssertTrue(parseError("01:00.0=00:03.0,vfio-user=\(long)")?.message.contains("at most 107") ?? false)
     }
 
-    func testVFIOUserNeedsARealDeviceAndItsOwnSocket() async throws {
+    func testVFIOUserNeedsARealDeviceAndItsOwnSocket() throws {
         do {
-            _ = try await DaemonConfig.load(file: nil, environment: [:], overrides: [
+            _ = try DaemonConfig.load(file: nil, environment: [:], overrides: [
                 "backend": "dry-run", "devices": "01:00.0=00:03.0,vfio-user=/run/x.sock"])
             XCTFail("dry-run with a vfio-user device was accepted")
         } catch {
             XCTAssertTrue(error.message.contains("dry-run backend opens no device"), error.message)
         }
         do {
-            _ = try await DaemonConfig.load(file: nil, environment: [:], overrides: [
+            _ = try DaemonConfig.load(file: nil, environment: [:], overrides: [
                 "devices": "01:00.0=00:03.0,vfio-user=/run/x.sock 02:00.0=00:04.0,vfio-user=/run/x.sock"])
             XCTFail("two devices on one vfio-user socket were accepted")
         } catch {

@@ -40,10 +40,10 @@ struct ConfigUnexpectedlyLoaded: Error, CustomStringConvertible {
 /// Loads and returns the ConfigError; throws (failing the test) if loading succeeds.
 func configLoadError(
     file: String? = nil, environment: [String: String] = [:], overrides: [String: String] = [:]
-) async throws -> ConfigError {
+) throws -> ConfigError {
     let config: DaemonConfig
     do {
-        config = try await DaemonConfig.load(file: file, environment: environment, overrides: overrides)
+        config = try DaemonConfig.load(file: file, environment: environment, overrides: overrides)
     } catch {
         return error
     }
@@ -55,8 +55,8 @@ final class ConfigLoadTests: XCTestCase {
 
     // MARK: - Defaults
 
-    func testDefaultsWithoutFileEnvironmentOrFlags() async throws {
-        let config = try await DaemonConfig.load(file: nil, environment: [:], overrides: [:])
+    func testDefaultsWithoutFileEnvironmentOrFlags() throws {
+        let config = try DaemonConfig.load(file: nil, environment: [:], overrides: [:])
         XCTAssertEqual(config.name, "default")
         XCTAssertEqual(config.eventSocket, "/run/vtd-bridge/default/event.sock")
         XCTAssertEqual(config.controlSocket, "/run/vtd-bridge/default/control.sock")
@@ -75,29 +75,29 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config, DaemonConfig(name: "default"))
     }
 
-    func testDefaultPathsFollowTheName() async throws {
-        let config = try await DaemonConfig.load(file: nil, environment: [:], overrides: ["name": "vm7"])
+    func testDefaultPathsFollowTheName() throws {
+        let config = try DaemonConfig.load(file: nil, environment: [:], overrides: ["name": "vm7"])
         XCTAssertEqual(config.name, "vm7")
         XCTAssertEqual(config.eventSocket, "/run/vtd-bridge/vm7/event.sock")
         XCTAssertEqual(config.controlSocket, "/run/vtd-bridge/vm7/control.sock")
         XCTAssertEqual(config.stateDirectory, "/var/lib/vtd-bridge/vm7")
     }
 
-    func testAllowedGIDsDefaultToTheControlGroup() async throws {
-        let config = try await DaemonConfig.load(file: nil, environment: [:], overrides: ["control.group": "root"])
+    func testAllowedGIDsDefaultToTheControlGroup() throws {
+        let config = try DaemonConfig.load(file: nil, environment: [:], overrides: ["control.group": "root"])
         XCTAssertEqual(config.controlGroup, 0)
         XCTAssertEqual(config.allowedGIDs, [0])
     }
 
-    func testEmptyFileObjectGivesTheDefaults() async throws {
+    func testEmptyFileObjectGivesTheDefaults() throws {
         let path = scratch.write("{}")
-        let config = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(config, DaemonConfig())
     }
 
-    func testNullInTheFileMeansNotSet() async throws {
+    func testNullInTheFileMeansNotSet() throws {
         let path = scratch.write(#"{"log": {"level": null}, "mapping-quota": null}"#)
-        let config = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(config.logLevel, .info)
         XCTAssertNil(config.mappingQuota)
     }
@@ -119,9 +119,9 @@ final class ConfigLoadTests: XCTestCase {
     }
     """
 
-    func testEveryKeyFromTheFile() async throws {
+    func testEveryKeyFromTheFile() throws {
         let path = scratch.write(Self.fullFile)
-        let config = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(config.name, "vm3")
         XCTAssertEqual(config.eventSocket, "/run/vm3/ev.sock")
         XCTAssertEqual(config.controlSocket, "/run/vm3/ctl.sock")
@@ -144,26 +144,26 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.quota(for: config.devices[1]), 4096, "the device's own quota wins")
     }
 
-    func testDottedKeysMayBeWrittenFlat() async throws {
+    func testDottedKeysMayBeWrittenFlat() throws {
         let path = scratch.write(#"{"log.level": "error", "control.max-clients": 2}"#)
-        let config = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(config.logLevel, .error)
         XCTAssertEqual(config.maxClients, 2)
     }
 
-    func testMappingQuotaZeroMeansNoLimit() async throws {
+    func testMappingQuotaZeroMeansNoLimit() throws {
         let path = scratch.write(#"{"mapping-quota": 0}"#)
-        let config = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertNil(config.mappingQuota)
     }
 
     /// The shipped example must load; its host-specific group ("kvm") is
     /// replaced through flags, as this test machine may not have it.
-    func testTheShippedExampleLoads() async throws {
+    func testTheShippedExampleLoads() throws {
         let example = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("config/vtdbridged.json").path
-        let config = try await DaemonConfig.load(
+        let config = try DaemonConfig.load(
             file: example, environment: [:], overrides: ["control.group": "0", "access.gids": "0"])
         XCTAssertEqual(config.name, "vm0")
         XCTAssertEqual(config.controlSocket, "/run/vtd-bridge/vm0/control.sock")
@@ -182,9 +182,9 @@ final class ConfigLoadTests: XCTestCase {
 
     // MARK: - Precedence
 
-    func testEnvironmentOverridesTheFile() async throws {
+    func testEnvironmentOverridesTheFile() throws {
         let path = scratch.write(#"{"log": {"level": "debug"}, "backend": "dry-run", "devices": ["01:00.0=00:03.0"]}"#)
-        let config = try await DaemonConfig.load(file: path, environment: [
+        let config = try DaemonConfig.load(file: path, environment: [
             "VTDBRIDGE_LOG_LEVEL": "warning",
             "VTDBRIDGE_DEVICES": "02:00.0=00:05.0,quota=8 group:3=00:06.0",
         ], overrides: [:])
@@ -196,9 +196,9 @@ final class ConfigLoadTests: XCTestCase {
         ], "a list from a higher source replaces the file's list whole")
     }
 
-    func testFlagsOverrideTheEnvironment() async throws {
+    func testFlagsOverrideTheEnvironment() throws {
         let path = scratch.write(#"{"log": {"level": "debug"}, "name": "from-file"}"#)
-        let config = try await DaemonConfig.load(
+        let config = try DaemonConfig.load(
             file: path,
             environment: ["VTDBRIDGE_LOG_LEVEL": "warning", "VTDBRIDGE_NAME": "from-env"],
             overrides: ["log.level": "critical"])
@@ -207,7 +207,7 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.controlSocket, "/run/vtd-bridge/from-env/control.sock")
     }
 
-    func testEveryKeyHasAnEnvironmentVariable() async throws {
+    func testEveryKeyHasAnEnvironmentVariable() throws {
         let environment = [
             "VTDBRIDGE_NAME": "envvm",
             "VTDBRIDGE_EVENT_SOCKET": "/e/ev.sock",
@@ -230,7 +230,7 @@ final class ConfigLoadTests: XCTestCase {
         ]
         XCTAssertEqual(Set(environment.keys), Set(DaemonConfig.keys.map(\.environmentVariable)),
                        "this test covers every key")
-        let config = try await DaemonConfig.load(file: nil, environment: environment, overrides: [:])
+        let config = try DaemonConfig.load(file: nil, environment: environment, overrides: [:])
         XCTAssertEqual(config.name, "envvm")
         XCTAssertEqual(config.eventSocket, "/e/ev.sock")
         XCTAssertEqual(config.controlSocket, "/e/ctl.sock")
@@ -251,44 +251,44 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.metricsIntervalSeconds, 5)
     }
 
-    func testMetricsTextfileIsOffByDefaultAndChecked() async throws {
-        let defaults = try await DaemonConfig.load(file: nil, environment: [:], overrides: [:])
+    func testMetricsTextfileIsOffByDefaultAndChecked() throws {
+        let defaults = try DaemonConfig.load(file: nil, environment: [:], overrides: [:])
         XCTAssertNil(defaults.metricsTextfile)
         XCTAssertEqual(defaults.metricsIntervalSeconds, 15)
         let path = scratch.write(#"{"metrics": {"textfile": "/var/lib/prometheus/node-exporter/vm0.prom", "interval": 60}}"#)
-        let set = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let set = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(set.metricsTextfile, "/var/lib/prometheus/node-exporter/vm0.prom")
         XCTAssertEqual(set.metricsIntervalSeconds, 60)
 
-        let notProm = try await configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "/var/lib/prometheus/vm0.txt"])
+        let notProm = try configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "/var/lib/prometheus/vm0.txt"])
         XCTAssertEqual(notProm.key, "metrics.textfile")
         XCTAssertTrue(notProm.message.contains("\"/var/lib/prometheus/vm0.txt\" does not end in a file name with .prom"), notProm.message)
-        let bare = try await configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "/tmp/.prom"])
+        let bare = try configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "/tmp/.prom"])
         XCTAssertEqual(bare.key, "metrics.textfile", bare.message)
-        let relative = try await configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "vm0.prom"])
+        let relative = try configLoadError(environment: ["VTDBRIDGE_METRICS_TEXTFILE": "vm0.prom"])
         XCTAssertTrue(relative.message.contains("relative path"), relative.message)
         for bad in ["0", "3601"] {
-            let error = try await configLoadError(environment: ["VTDBRIDGE_METRICS_INTERVAL": bad])
+            let error = try configLoadError(environment: ["VTDBRIDGE_METRICS_INTERVAL": bad])
             XCTAssertEqual(error.key, "metrics.interval")
             XCTAssertTrue(error.message.contains("\(bad) is out of range; expected a whole number of seconds from 1 to 3600"), error.message)
         }
     }
 
-    func testWalkBudgetDefaultsAndItsFloor() async throws {
-        let defaults = try await DaemonConfig.load(file: nil, environment: [:], overrides: [:])
+    func testWalkBudgetDefaultsAndItsFloor() throws {
+        let defaults = try DaemonConfig.load(file: nil, environment: [:], overrides: [:])
         XCTAssertEqual(defaults.walkBudget, WalkBudget.defaultEntries)
         XCTAssertEqual(defaults.walkBudget, 4_194_304)
         let path = scratch.write(#"{"walk-budget": 65536}"#)
-        let floor = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let floor = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(floor.walkBudget, 65536)
-        let error = try await configLoadError(environment: ["VTDBRIDGE_WALK_BUDGET": "65535"])
+        let error = try configLoadError(environment: ["VTDBRIDGE_WALK_BUDGET": "65535"])
         XCTAssertEqual(error.key, "walk-budget")
         XCTAssertTrue(error.message.contains("65535 is too small") && error.message.contains("≥ 65536"), error.message)
     }
 
-    func testBusyPollOutOfRangeIsRefusedWithTheRange() async throws {
+    func testBusyPollOutOfRangeIsRefusedWithTheRange() throws {
         do {
-            _ = try await DaemonConfig.load(file: nil, environment: ["VTDBRIDGE_EVENT_BUSY_POLL_US": "20000"], overrides: [:])
+            _ = try DaemonConfig.load(file: nil, environment: ["VTDBRIDGE_EVENT_BUSY_POLL_US": "20000"], overrides: [:])
             XCTFail("20000 µs accepted")
         } catch {
             XCTAssertEqual(error.key, "event-busy-poll-us")
@@ -306,8 +306,8 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(DaemonConfig.keyInfo("log.level")?.flag, "--log-level")
     }
 
-    func testRepeatedFlagValuesAndOtherVariablesAreIgnored() async throws {
-        let config = try await DaemonConfig.load(
+    func testRepeatedFlagValuesAndOtherVariablesAreIgnored() throws {
+        let config = try DaemonConfig.load(
             file: nil,
             environment: ["PATH": "/usr/bin", "HOME": "/root", "VTDBRIDGEX": "not ours"],
             overrides: ["devices": DaemonConfig.overrideValue(list: ["01:00.0=00:03.0,quota=9", "group:4=00:04.0"])])
@@ -316,16 +316,16 @@ final class ConfigLoadTests: XCTestCase {
         XCTAssertEqual(config.devices[1].host, .group(4))
     }
 
-    func testEmptyListFromTheEnvironmentClearsTheFileList() async throws {
+    func testEmptyListFromTheEnvironmentClearsTheFileList() throws {
         let path = scratch.write(#"{"devices": ["01:00.0=00:03.0"]}"#)
-        let config = try await DaemonConfig.load(file: path, environment: ["VTDBRIDGE_DEVICES": ""], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: ["VTDBRIDGE_DEVICES": ""], overrides: [:])
         XCTAssertEqual(config.devices, [])
     }
 
-    func testLoaderTouchesNoDevice() async throws {
+    func testLoaderTouchesNoDevice() throws {
         // Paths that do not exist are accepted as they are: the loader only
         // reads the config file and the user/group databases.
-        let config = try await DaemonConfig.load(
+        let config = try DaemonConfig.load(
             file: nil, environment: [:],
             overrides: ["vfio.device-directory": "/nonexistent/vfio", "vfio.sysfs": "/nonexistent/sys",
                         "devices": "0000:ff:1f.7=ff:1f.7"])

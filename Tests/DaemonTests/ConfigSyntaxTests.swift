@@ -46,28 +46,28 @@ final class ConfigSyntaxTests: XCTestCase {
 
     /// A file saved with a byte-order mark loaded before the parsers became
     /// one, and still does; its lines and columns ignore the mark.
-    func testAByteOrderMarkAtTheStartIsSkipped() async throws {
+    func testAByteOrderMarkAtTheStartIsSkipped() throws {
         let path = scratch.write("\u{FEFF}{\n  \"name\": \"vm7\"\n}\n")
-        let config = try await DaemonConfig.load(file: path, environment: [:], overrides: [:])
+        let config = try DaemonConfig.load(file: path, environment: [:], overrides: [:])
         XCTAssertEqual(config.name, "vm7")
 
         let bad = scratch.write("\u{FEFF}{\"mapping-quota\": \"many\"}", name: "b.json")
-        let error = try await configLoadError(file: bad)
+        let error = try configLoadError(file: bad)
         XCTAssertEqual(error.source, "\(bad), line 1")
         XCTAssertEqual(fileError([0xef, 0xbb, 0xbf] + Array("{\"a\" 1}".utf8))?.message,
                        "not valid JSON at line 1, column 6: expected \":\" after the key \"a\", found '1'")
         XCTAssertEqual(fileError(Array("{\"a\": \u{FEFF}1}".utf8))?.message.contains("found a byte-order mark (U+FEFF)"), true)
     }
 
-    func testNumbersAreQuotedAsWritten() async throws {
+    func testNumbersAreQuotedAsWritten() throws {
         let exponent = scratch.write(#"{"mapping-quota": 1e3}"#, name: "a.json")
-        var error = try await configLoadError(file: exponent)
+        var error = try configLoadError(file: exponent)
         XCTAssertEqual(error.message, "is the number 1e3; expected a whole number")
         let aboveInt64 = scratch.write(#"{"mapping-quota": 9223372036854775808}"#, name: "b.json")
-        error = try await configLoadError(file: aboveInt64)
+        error = try configLoadError(file: aboveInt64)
         XCTAssertEqual(error.message, "9223372036854775808 is too large; expected a whole number within 64 bits")
         let infinite = scratch.write(#"{"mapping-quota": 1e400}"#, name: "c.json")
-        error = try await configLoadError(file: infinite)
+        error = try configLoadError(file: infinite)
         XCTAssertEqual(error.message, "not valid JSON at line 1, column 19: number 1e400 is out of the range of a 64-bit float")
     }
 }

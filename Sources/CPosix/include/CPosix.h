@@ -192,6 +192,9 @@ int cposix_chmod(const char *path, mode_t mode);
 /// lchown(2) that changes only the group (the owner stays as it is).
 int cposix_chgrp(const char *path, gid_t group);
 int cposix_ftruncate(int fd, uint64_t size);
+/// fallocate(PUNCH_HOLE | KEEP_SIZE): frees the pages of [offset,
+/// offset + length), which then read as zeros. 0 or -errno.
+int cposix_punch_hole(int fd, uint64_t offset, uint64_t length);
 /// poll(2). Returns the number of ready entries or -errno.
 int cposix_poll(struct pollfd *fds, unsigned long count, int timeout_ms);
 

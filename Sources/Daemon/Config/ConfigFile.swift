@@ -1,4 +1,3 @@
-import Configuration
 import Posix
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +8,7 @@ import Darwin
 #endif
 import JSON
 
-/// The config file, read and checked before swift-configuration reads its
+/// The config file, read and checked before `ConfigSources` serves its
 /// values: the file must exist, be JSON, hold only known keys, and give each
 /// key a value of the right JSON kind. The line of every key is kept so that
 /// any later error about a value from the file names its line.
@@ -18,10 +17,8 @@ struct ConfigFile {
     /// Line of each key given in the file (dotted key → line).
     var lines: [String: Int]
     /// Each key's value, checked against its kind (dotted key → value); a
-    /// null is absent, so the default applies. `ConfigSources` serves these
-    /// through an in-memory provider: the file is parsed once, by our one
-    /// parser, and swift-configuration's JSON trait (which needs all of
-    /// Foundation, ICU included) is not built.
+    /// null is absent, so the default applies. The file is parsed once, by
+    /// our one parser, and `ConfigSources` serves these as they are.
     var values: [String: ConfigContent] = [:]
 
     /// The section names ("control", "access", "log", "vfio").
@@ -146,7 +143,7 @@ struct ConfigFile {
         func isInteger(_ node: JSONNode) -> Bool {
             if case .scalar(.int) = node.content { true } else { false }
         }
-        // null means "not set": the default applies (as swift-configuration reads it).
+        // null means "not set": the default applies.
         if case .scalar(.null) = node.content { return }
         switch info.kind {
         case .string:
@@ -186,7 +183,7 @@ struct ConfigFile {
         }
     }
 
-    /// The provider value of a checked node (nil for null). Arrays are all
+    /// The value of a checked node (nil for null). Arrays are all
     /// strings or all integers by now; an empty one is a string array, which
     /// every list lookup accepts.
     private static func content(of node: JSONNode) -> ConfigContent? {

@@ -119,10 +119,10 @@ extension DaemonConfig {
               "seconds between two writes of metrics.textfile"),
     ]
 
-    /// The environment variable for a key, by the rule swift-configuration's
-    /// EnvironmentVariablesProvider applies to the key prefixed with
-    /// "vtdbridge": upper-case, and `_` for every `.`, `-` or other
-    /// non-alphanumeric character. "log.level" → `VTDBRIDGE_LOG_LEVEL`.
+    /// The environment variable for a key: the key prefixed with
+    /// "vtdbridge", upper-case, and `_` for every `.`, `-` or other
+    /// non-alphanumeric character (the rule of swift-configuration's
+    /// EnvironmentVariablesProvider, which the daemon used to read them). "log.level" → `VTDBRIDGE_LOG_LEVEL`.
     public static func environmentVariable(forKey key: String) -> String {
         environmentPrefix + String(key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
     }

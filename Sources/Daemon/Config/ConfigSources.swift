@@ -1,19 +1,22 @@
-import Configuration
-import Synchronization
-
-/// The three sources of configuration, as swift-configuration providers in
-/// priority order, read through one ConfigReader:
+/// The three sources of configuration, in priority order:
 ///
-/// 1. command-line flags: an InMemoryProvider built from `overrides`;
-/// 2. the environment: an EnvironmentVariablesProvider under the key prefix
-///    "vtdbridge", so that key "log.level" is `VTDBRIDGE_LOG_LEVEL`;
-/// 3. the JSON config file, parsed and checked by `ConfigFile` and served
-///    by an InMemoryProvider.
+/// 1. command-line flags: `overrides`, typed here by each key's kind;
+/// 2. the environment: `VTDBRIDGE_…` variables, text read as the type a
+///    lookup asks for;
+/// 3. the JSON config file, parsed and checked by `ConfigFile`.
 ///
-/// The first provider that has a key decides its value; lists are never
-/// merged across sources. The reader's access reporter tells which provider
-/// decided, so that every error can name the flag, the variable or the file
-/// line the bad value came from.
+/// The first source that has a key decides its value, alone: lists are
+/// never merged across sources, and a value the deciding source cannot give
+/// as the type asked for is an error naming that source, not a reason to ask
+/// the next one. Every error names the flag, the variable or the file line
+/// the bad value came from.
+///
+/// Our own merge, not swift-configuration's ConfigReader: it is the only
+/// thing the daemon used it for, and the library brought FoundationEssentials
+/// and ~0.5 MiB of code into an executable whose idle footprint is counted
+/// (issue 14). The rules are the ones its providers applied (in-memory values
+/// convert only to their own type; an environment list is split at each
+/// space and each item trimmed), so no config means something new.
 struct ConfigSources {
     struct Found {
         var content: ConfigContent
@@ -27,42 +30,18 @@ struct ConfigSources {
         case file(ConfigFile)
     }
 
-    let reader: ConfigReader
-    let recorder: ConfigLookupRecorder
-    /// One per provider, in the reader's order.
-    let origins: [Origin]
+    /// The flag values, keyed by config key.
+    let flags: [String: ConfigContent]
+    let file: ConfigFile?
     let environment: [String: String]
     let overrides: [String: String]
 
-    static func make(file: String?, environment: [String: String], overrides: [String: String]) async throws(ConfigError) -> ConfigSources {
-        var providers: [any ConfigProvider] = []
-        var origins: [Origin] = []
-
-        providers.append(InMemoryProvider(name: "flags", values: try flagValues(overrides)))
-        origins.append(.flags)
-
+    static func make(file: String?, environment: [String: String], overrides: [String: String]) throws(ConfigError) -> ConfigSources {
+        let flags = try flagValues(overrides)
         try checkEnvironment(environment)
-        // Lists in the environment are separated by whitespace (device specs
-        // contain commas); `splitList` also splits id lists at commas.
-        providers.append(EnvironmentVariablesProvider(environmentVariables: environment, arraySeparator: " ")
-            .prefixKeys(with: ConfigKey(["vtdbridge"])))
-        origins.append(.environment)
-
-        if let file {
-            let checked = try ConfigFile.load(path: file)
-            var values: [AbsoluteConfigKey: ConfigValue] = [:]
-            for (key, content) in checked.values { values[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: false) }
-            providers.append(InMemoryProvider(name: file, values: values))
-            origins.append(.file(checked))
-        }
-
-        let recorder = ConfigLookupRecorder()
-        return ConfigSources(
-            reader: ConfigReader(providers: providers, accessReporter: recorder),
-            recorder: recorder,
-            origins: origins,
-            environment: environment,
-            overrides: overrides)
+        var checked: ConfigFile?
+        if let file { checked = try ConfigFile.load(path: file) }
+        return ConfigSources(flags: flags, file: checked, environment: environment, overrides: overrides)
     }
 
     /// The value of `info`'s key from the highest-priority source that has
@@ -70,38 +49,68 @@ struct ConfigSources {
     /// (a JSON [0, 1000] is an .intArray, not a .stringArray). Nil when no
     /// source has the key.
     func lookup(_ info: ConfigKeyInfo, as types: [ConfigType]) throws(ConfigError) -> Found? {
-        let key = ConfigKey(info.key)
-        for (attempt, type) in types.enumerated() {
-            // The lenient getters never throw; the reporter sees each
-            // provider's answer, including a conversion failure.
-            switch type {
-            case .string: _ = reader.string(forKey: key)
-            case .int: _ = reader.int(forKey: key)
-            case .stringArray: _ = reader.stringArray(forKey: key)
-            case .intArray: _ = reader.intArray(forKey: key)
-            default: preconditionFailure("config type \(type) is not used")
-            }
-            guard let event = recorder.takeLast(), let decisive = event.providerResults.last else {
-                return nil
-            }
-            let origin = origins[event.providerResults.count - 1]
-            switch decisive.result {
-            case .success(let result):
-                guard let value = result.value else { return nil }
-                return Found(content: value.content, source: source(origin, info))
-            case .failure:
-                if attempt < types.count - 1 { continue }
-                let raw: String? = switch origin {
-                case .flags: overrides[info.key]
-                case .environment: environment[info.environmentVariable]
-                case .file: nil
-                }
-                let what = raw.map { "\"\($0)\"" } ?? "the value"
-                throw ConfigError(key: info.key, message: "\(what) is not \(info.kind.expectation); expected \(info.expected)",
-                                  source: source(origin, info))
+        let origin: Origin
+        if flags[info.key] != nil {
+            origin = .flags
+        } else if environment[info.environmentVariable] != nil {
+            origin = .environment
+        } else if let file, file.values[info.key] != nil {
+            origin = .file(file)
+        } else {
+            return nil
+        }
+        for type in types {
+            if let content = value(of: info, in: origin, as: type) {
+                return Found(content: content, source: source(origin, info))
             }
         }
-        return nil
+        let raw: String? = switch origin {
+        case .flags: overrides[info.key]
+        case .environment: environment[info.environmentVariable]
+        case .file: nil
+        }
+        let what = raw.map { "\"\($0)\"" } ?? "the value"
+        throw ConfigError(key: info.key, message: "\(what) is not \(info.kind.expectation); expected \(info.expected)",
+                          source: source(origin, info))
+    }
+
+    /// What `origin` holds for the key, as `type`; nil if it does not
+    /// convert. Flag and file values are typed already and are only what
+    /// they are; an environment variable is text, parsed as asked.
+    private func value(of info: ConfigKeyInfo, in origin: Origin, as type: ConfigType) -> ConfigContent? {
+        let typed: ConfigContent?
+        switch origin {
+        case .flags: typed = flags[info.key]
+        case .file(let file): typed = file.values[info.key]
+        case .environment: return environment[info.environmentVariable].flatMap { Self.parse($0, as: type) }
+        }
+        return typed.flatMap { $0.type == type ? $0 : nil }
+    }
+
+    /// An environment variable's text as `type`. Numbers are whole decimal
+    /// numbers with no space around them (`Int.init`); lists are split at
+    /// every space with each item trimmed, empty items kept for
+    /// `splitList` to drop.
+    static func parse(_ text: String, as type: ConfigType) -> ConfigContent? {
+        switch type {
+        case .string:
+            return .string(text)
+        case .int:
+            return Int(text).map { .int($0) }
+        case .stringArray:
+            return .stringArray(items(text))
+        case .intArray:
+            var numbers: [Int] = []
+            for item in items(text) {
+                guard let number = Int(item) else { return nil }
+                numbers.append(number)
+            }
+            return .intArray(numbers)
+        }
+    }
+
+    private static func items(_ text: String) -> [String] {
+        text.split(separator: " ", omittingEmptySubsequences: false).map { ConfigText.trim($0) }
     }
 
     func source(_ origin: Origin, _ info: ConfigKeyInfo) -> String {
@@ -123,8 +132,8 @@ struct ConfigSources {
 
     /// The flag values as typed config values. Keys are config keys; values
     /// are the flag's text (a repeated flag: items joined by spaces).
-    private static func flagValues(_ overrides: [String: String]) throws(ConfigError) -> [AbsoluteConfigKey: ConfigValue] {
-        var values: [AbsoluteConfigKey: ConfigValue] = [:]
+    private static func flagValues(_ overrides: [String: String]) throws(ConfigError) -> [String: ConfigContent] {
+        var values: [String: ConfigContent] = [:]
         for (key, raw) in overrides.sorted(by: { $0.key < $1.key }) {
             guard let info = DaemonConfig.keyInfo(key) else {
                 var message = "unknown key passed from the command line"
@@ -132,19 +141,17 @@ struct ConfigSources {
                 message += " Known keys: \(DaemonConfig.keys.map(\.key).joined(separator: ", "))"
                 throw ConfigError(key: key, message: message, source: "command line")
             }
-            let content: ConfigContent
             switch info.kind {
             case .string, .nameOrID:
-                content = .string(raw)
+                values[key] = .string(raw)
             case .integer:
                 guard let number = Int(ConfigText.trim(raw)) else {
                     throw ConfigError(key: key, message: "\"\(raw)\" is not a whole number; expected \(info.expected)", source: info.flag)
                 }
-                content = .int(number)
+                values[key] = .int(number)
             case .stringList, .nameOrIDList:
-                content = .stringArray(splitList([raw], kind: info.kind))
+                values[key] = .stringArray(splitList([raw], kind: info.kind))
             }
-            values[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: false)
         }
         return values
     }
@@ -161,19 +168,5 @@ struct ConfigSources {
             }
             throw ConfigError(key: name, message: message, source: "environment")
         }
-    }
-}
-
-/// Keeps the access events of the ConfigReader, so that a lookup can tell
-/// which provider answered.
-final class ConfigLookupRecorder: AccessReporter {
-    private let events = Mutex<[AccessEvent]>([])
-
-    func report(_ event: AccessEvent) {
-        events.withLock { $0.append(event) }
-    }
-
-    func takeLast() -> AccessEvent? {
-        events.withLock { $0.popLast() }
     }
 }

@@ -120,8 +120,8 @@ public struct DaemonConfig: Sendable, Equatable {
         file: String?,
         environment: [String: String],
         overrides: [String: String]
-    ) async throws(ConfigError) -> DaemonConfig {
-        let sources = try await ConfigSources.make(file: file, environment: environment, overrides: overrides)
+    ) throws(ConfigError) -> DaemonConfig {
+        let sources = try ConfigSources.make(file: file, environment: environment, overrides: overrides)
         return try ConfigResolver(sources: sources).resolve()
     }
 }
