@@ -41,8 +41,9 @@ struct ProcessFootprint {
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2 else { continue }
-            let words = parts[1].split(separator: " ", omittingEmptySubsequences: true)
-            guard let first = words.first, let value = Int(first.trimmingCharacters(in: .whitespaces)) else { continue }
+            // The kernel pads with a tab and spaces ("VmRSS:\t    1234 kB").
+            let words = parts[1].split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let first = words.first, let value = Int(first) else { continue }
             out[String(parts[0])] = value
         }
         return out
