@@ -19,6 +19,9 @@ extension VFIOUserBench {
         var roundTripWithFD: LatencyFigure
         var rawMap: LatencyFigure
         var rawUnmap: LatencyFigure
+        /// Each against its per-round floor (round trip + raw call).
+        var mapFloor: FloorComparison
+        var unmapFloor: FloorComparison
     }
 
     /// Pages of the memory file cycled through: all touched before the
@@ -42,29 +45,14 @@ extension VFIOUserBench {
         defer { try? SharedMapping.unmap(base, length: Int(size)) }
         memset(base, 0x5a, Int(size))
 
-        // The floor's second process: this binary, echoing 48-byte requests
-        // (a DMA_MAP's size) with 16-byte replies (its reply's).
-        let echoPath = directory + "/echo.sock"
-        let echoListener = try UnixListener.listen(path: echoPath, mode: 0o600)
-        defer { echoListener.close() }
-        let echo = try ChildProcess([ChildProcess.selfExecutable, "socket-echo", "--socket", echoPath, "--request-size", "48", "--reply-size", "16"],
-                                    logPath: directory + "/echo.log")
-        defer { echo.stop() }
-        let echoConnection = try acceptOne(echoListener, from: echo)
-        let echoTrip = TimedRoundTrip(connection: echoConnection)
+        // The floor (FloorProbe): this binary echoing 48-byte requests (a
+        // DMA_MAP's size) with 16-byte replies (its reply's), and the same
+        // ioctls on a container of the second edu.
+        let probe = try FloorProbe(directory: directory, rawDevice: rawDevice, requestSize: 48, replySize: 16)
+        defer { probe.stop() }
+        let echoTrip = probe.trip
         let echoRequest = VFIOUserCodec.encodeCommand(.dmaMap(VFIOUserDMAMap(flags: 3, offset: 0, iova: Self.dmaIOVABase, size: 4096)), messageID: 1)
         precondition(echoRequest.count == 48, "a DMA_MAP message is 48 bytes")
-
-        // The raw reference: the same ioctls on a container of the second edu.
-        var quiet = Logger(label: "vfio-user-bench")
-        quiet.logLevel = .critical
-        let group = try Group.open(pciAddress: rawDevice, logger: quiet)
-        let container = try Container.open(logger: quiet)
-        try container.attach(group)
-        defer {
-            try? container.close()
-            try? group.close()
-        }
 
         let client = TimedRoundTrip(connection: try UnixConnection.connect(path: socket))
         defer { client.connection.close() }
@@ -74,6 +62,7 @@ extension VFIOUserBench {
         var map = LatencyFigure.histogram(), unmap = LatencyFigure.histogram()
         var trip = LatencyFigure.histogram(), tripFD = LatencyFigure.histogram()
         var rawMap = LatencyFigure.histogram(), rawUnmap = LatencyFigure.histogram()
+        var floorMap = FloorSamples(), floorUnmap = FloorSamples()
         func ns(_ d: Duration) -> UInt64 { UInt64(max(0, d.nanosecondCount)) }
         for round in 0..<(warmup + rounds) {
             let timed = round >= warmup
@@ -105,12 +94,8 @@ extension VFIOUserBench {
             }
 
             let host = UInt64(UInt(bitPattern: base)) + offset
-            var start = ContinuousClock.now
-            try container.map(iova: iova, size: 4096, hostAddress: host, permission: .readWrite)
-            let rawMapped = start.duration(to: .now)
-            start = ContinuousClock.now
-            try container.unmap(iova: iova, size: 4096)
-            let rawUnmapped = start.duration(to: .now)
+            let rawMapped = try probe.map(iova: iova, hostAddress: host)
+            let rawUnmapped = try probe.unmap(iova: iova)
 
             if timed {
                 map.record(ns(mapped.latency))
@@ -119,6 +104,11 @@ extension VFIOUserBench {
                 tripFD.record(ns(withFD.latency))
                 rawMap.record(ns(rawMapped))
                 rawUnmap.record(ns(rawUnmapped))
+                // This round's floor for each: the plain round trip plus
+                // the same raw call (a DMA_MAP carries an fd, the floor's
+                // trip does not: the with-fd figure is shown beside it).
+                floorMap.record(roundTrip: plain.latency, ioctl: rawMapped)
+                floorUnmap.record(roundTrip: plain.latency, ioctl: rawUnmapped)
             }
         }
         // Every DMA_MAP must have reached the kernel through the daemon.
@@ -127,7 +117,9 @@ extension VFIOUserBench {
             throw SimError("the daemon counted \(maps) DMA_MAPs for \(warmup + rounds) sent")
         }
         return DMAFigures(map: LatencyFigure(map), unmap: LatencyFigure(unmap), roundTrip: LatencyFigure(trip),
-                          roundTripWithFD: LatencyFigure(tripFD), rawMap: LatencyFigure(rawMap), rawUnmap: LatencyFigure(rawUnmap))
+                          roundTripWithFD: LatencyFigure(tripFD), rawMap: LatencyFigure(rawMap), rawUnmap: LatencyFigure(rawUnmap),
+                          mapFloor: floorMap.comparison(with: map, ioctlName: "MAP_DMA"),
+                          unmapFloor: floorUnmap.comparison(with: unmap, ioctlName: "UNMAP_DMA"))
     }
 
     /// The one device's `vfio-user` counter `name` in the daemon's status.
@@ -137,17 +129,5 @@ extension VFIOUserBench {
             throw SimError("the daemon's status has no vfio-user counter \(name)")
         }
         return value
-    }
-
-    /// The child's connection to `listener`, blocking up to 30 s.
-    func acceptOne(_ listener: UnixListener, from child: ChildProcess) throws -> UnixConnection {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while true {
-            var entry = pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)
-            _ = poll(&entry, 1, 100)
-            if let connection = try listener.accept(nonBlocking: false) { return connection }
-            guard child.isRunning else { throw SimError("\(child.arguments.joined(separator: " ")) ended before connecting:\n\(child.log)") }
-            guard ContinuousClock.now < deadline else { throw SimError("\(child.arguments[1]) did not connect to \(listener.path) within 30 s") }
-        }
     }
 }

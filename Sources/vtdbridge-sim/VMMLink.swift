@@ -24,18 +24,22 @@ final class VMMLink {
 
     /// HELLO, the memory table (the memfd by SCM_RIGHTS), the root table,
     /// translation on, READY: the state a VMM sends on every (re)connect.
-    func handshake(translation: Bool = true) throws {
-        let hello = try events.require(.hello(version: 1, flags: 0, cap: guest.caps.cap, ecap: guest.caps.ecap))
+    /// With `flags` `.notifierMode` it is the handshake of a VMM that walks
+    /// the tables itself (PROTOCOL.md §1.6): no root table, since the daemon
+    /// reads none, and NOTIFY after READY in place of INVALIDATE.
+    func handshake(translation: Bool = true, flags: HelloFlags = []) throws {
+        let hello = try events.require(.hello(version: 1, flags: flags.rawValue, cap: guest.caps.cap, ecap: guest.caps.ecap))
         if case let .hello(_, _, devices) = hello.body {
-            transcript.vmm("HELLO accepted; the daemon has \(devices) device(s) attached")
+            transcript.vmm("HELLO\(flags.contains(.notifierMode) ? " (notifier mode)" : "") accepted; the daemon has \(devices) device(s) attached")
         }
         try events.require(.setMemTable([MemoryRegionDescriptor(gpa: 0, size: guest.ramSize, offset: 0)]), fds: [guest.memfd])
         transcript.vmm("guest RAM: \(guest.ramSize >> 20) MiB memfd sent with SET_MEM_TABLE")
-        try events.require(.setRootTable(guest.rootTable))
+        if !flags.contains(.notifierMode) { try events.require(.setRootTable(guest.rootTable)) }
         try events.require(.setTranslation(translation))
         let ready = try events.request(.ready)
         guard ready.status == .ok else { throw SimError("READY: \(ready.status.name): \(ready.message)") }
-        transcript.vmm("root table 0x\(String(guest.rootTable, radix: 16)), translation \(translation ? "on" : "off"), READY")
+        let tables = flags.contains(.notifierMode) ? "no root table (notifier mode)" : "root table 0x\(String(guest.rootTable, radix: 16))"
+        transcript.vmm("\(tables), translation \(translation ? "on" : "off"), READY")
     }
 
     /// Drops the connection and makes a new one (a VMM restart).
@@ -60,6 +64,15 @@ final class VMMLink {
         let reply = try events.request(.invalidate(words))
         guard case let .batch(body) = reply.body else { throw SimError("INVALIDATE reply without a batch result") }
         guard reply.status == .ok else { throw SimError("INVALIDATE: \(reply.status.name): \(reply.message)") }
+        return body
+    }
+
+    /// Sends one NOTIFY (notifier mode); returns the batch result.
+    @discardableResult
+    func notify(_ entries: [NotifierEntry]) throws -> BatchResultBody {
+        let reply = try events.request(.notify(entries))
+        guard case let .batch(body) = reply.body else { throw SimError("NOTIFY reply without a batch result") }
+        guard reply.status == .ok else { throw SimError("NOTIFY: \(reply.status.name): \(reply.message)") }
         return body
     }
 }
