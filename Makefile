@@ -514,7 +514,7 @@ $(CHECK_SANITIZERS:%=check-%): check-%: deps
 
 bench: vm-image qemu-deps
 	@mkdir -p $(BUILD_DIR)
-	@scripts/vm/run --qemu --edu 2 --timeout 1200 --log $(BUILD_DIR)/vm-bench.log scripts/vm/bench.sh | grep -E "^(BENCH-ROW|vm-run)"
+	@scripts/vm/run --qemu --edu 2 --timeout 2400 --log $(BUILD_DIR)/vm-bench.log scripts/vm/bench.sh | grep -E "^(BENCH-ROW|vm-run)"
 	@bin="$$($(SWIFT) build -c release --show-bin-path)"; \
 	"$$bin/vtdbridge-bench" --bin "$$bin" --vm-results $(BUILD_DIR)/vm-bench.log --markdown docs/BENCHMARKS.md.table
 	@scripts/bench-report docs/BENCHMARKS.md.table docs/BENCHMARKS.md && rm -f docs/BENCHMARKS.md.table
