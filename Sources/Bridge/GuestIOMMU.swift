@@ -376,6 +376,10 @@ public final class GuestIOMMU {
         var ranges: [(UInt64, UInt64)] = []
     }
 
+    /// The batch being processed, by device: kept between batches (emptied,
+    /// its storage kept) so that a request does not allocate a dictionary.
+    private var pending: [SourceID: Pending] = [:]
+
     /// Executes a batch of raw 128-bit descriptors, as the guest wrote them.
     ///
     /// Invalidations are merged over the whole batch and each address space
@@ -389,7 +393,7 @@ public final class GuestIOMMU {
     /// core against self-aliasing tables).
     public func process(_ descriptors: [(low: UInt64, high: UInt64)]) -> BatchResult {
         var result = BatchResult()
-        var pending: [SourceID: Pending] = [:]
+        pending.removeAll(keepingCapacity: true)
         for (index, raw) in descriptors.enumerated() {
             switch InvalidationDescriptor.decode(low: raw.low, high: raw.high, caps: caps) {
             case let .failure(error):
@@ -399,12 +403,12 @@ public final class GuestIOMMU {
                 if case .wait = descriptor {
                     result.waits += 1
                 } else {
-                    collect(descriptor, into: &pending)
+                    collect(descriptor)
                 }
             }
             if result.rejected != nil { break }
         }
-        result.report = guardingRAM { execute(&pending, into: &$0) }
+        result.report = guardingRAM { execute(into: &$0) }
         return result
     }
 
@@ -461,7 +465,7 @@ public final class GuestIOMMU {
         process(descriptors.map { $0.encoded })
     }
 
-    private func collect(_ descriptor: InvalidationDescriptor, into pending: inout [SourceID: Pending]) {
+    private func collect(_ descriptor: InvalidationDescriptor) {
         switch descriptor {
         case let .contextCache(scope):
             for (sid, space) in spaces where !space.isClientFed {
@@ -501,20 +505,33 @@ public final class GuestIOMMU {
         }
     }
 
-    private func execute(_ pending: inout [SourceID: Pending], into report: inout SyncReport) {
+    private func execute(into report: inout SyncReport) {
         guard !pending.isEmpty else { return }
-        for sid in pending.keys.sorted() {
-            guard let space = spaces[sid], let work = pending[sid] else { continue }
-            space.syncs += 1
-            if work.refreshContext {
-                fullSync(space, report: &report, counted: false)
-            } else if work.full {
-                space.syncAll(walker: activeWalker, report: &report)
-            } else {
-                // Coalesce the batch's ranges so each part of the space is walked once.
-                for (lo, hi) in Self.coalesce(work.ranges) { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
+        if pending.count == 1, let (sid, work) = pending.first {
+            // The common batch (one device): no key list to sort.
+            execute(work, for: sid, into: &report)
+        } else {
+            for sid in pending.keys.sorted() {
+                guard let work = pending[sid] else { continue }
+                execute(work, for: sid, into: &report)
             }
         }
         pending.removeAll(keepingCapacity: true)
+    }
+
+    private func execute(_ work: Pending, for sid: SourceID, into report: inout SyncReport) {
+        guard let space = spaces[sid] else { return }
+        space.syncs += 1
+        if work.refreshContext {
+            fullSync(space, report: &report, counted: false)
+        } else if work.full {
+            space.syncAll(walker: activeWalker, report: &report)
+        } else if work.ranges.count == 1 {
+            // One page-selective range (a batch-1 stream): nothing to merge.
+            space.sync(start: work.ranges[0].0, end: work.ranges[0].1, walker: activeWalker, report: &report)
+        } else {
+            // Coalesce the batch's ranges so each part of the space is walked once.
+            for (lo, hi) in Self.coalesce(work.ranges) { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
+        }
     }
 }

@@ -58,6 +58,13 @@ public final class Daemon {
     /// event-busy-poll-us; nil: sleep in poll as usual).
     var busyUntil: ContinuousClock.Instant?
     var busyPoll: Duration { .microseconds(config.busyPollMicroseconds) }
+    /// The earlier of two optional deadlines (nil: none).
+    static func earlier(_ a: ContinuousClock.Instant?, _ b: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
+    }
+
     /// `roundNow`'s reading, cleared when poll returns.
     var roundClock: ContinuousClock.Instant?
     var vmm: EventSession?
@@ -171,15 +178,11 @@ public final class Daemon {
         while !shutdownRequested {
             // The earliest deadline, if any: with none, poll sleeps without
             // a timeout and no clock is read for it (issue 14).
-            var due: ContinuousClock.Instant?
-            func consider(_ instant: ContinuousClock.Instant?) {
-                if let instant, due.map({ instant < $0 }) ?? true { due = instant }
-            }
-            consider(nextWatchdog)
-            if !pendingDevices.isEmpty { consider(nextRetry) }
-            for refused in refusedControls.values { consider(refused.deadline) }
-            consider(metricsTextfile?.due)
-            consider(statusReporter.due)
+            var due = nextWatchdog
+            if !pendingDevices.isEmpty { due = Self.earlier(due, nextRetry) }
+            for refused in refusedControls.values { due = Self.earlier(due, refused.deadline) }
+            due = Self.earlier(due, metricsTextfile?.due)
+            due = Self.earlier(due, statusReporter.due)
             var timeout: Int32 = -1
             var since: ContinuousClock.Instant?
             if let due {
