@@ -107,7 +107,11 @@ public final class Poller {
     /// registration order, reading the `pollfd` array in place. `body` must
     /// not register or unregister descriptors of this Poller.
     public func forEachReady(_ body: (Event) -> Void) {
-        for entry in entries where entry.revents != 0 {
+        var index = 0
+        while index < entries.count {
+            let entry = entries[index]
+            index += 1
+            guard entry.revents != 0 else { continue }
             let revents = Int32(entry.revents)
             body((fd: entry.fd,
                   readable: revents & POLLIN != 0,
