@@ -392,9 +392,19 @@ public final class GuestIOMMU {
     /// up to the walk budget (found by the FuzzSync fuzzer; ~40 min of one
     /// core against self-aliasing tables).
     public func process(_ descriptors: [(low: UInt64, high: UInt64)]) -> BatchResult {
+        process(descriptors) { $0 }
+    }
+
+    /// `process` of descriptors in the caller's own representation, read
+    /// through `words`: the daemon passes the decoded frame's list as it is
+    /// instead of copying it into an array of tuples per request (issue 14).
+    public func process<Descriptors: Collection>(
+        _ descriptors: Descriptors, words: (Descriptors.Element) -> (low: UInt64, high: UInt64)
+    ) -> BatchResult {
         var result = BatchResult()
         pending.removeAll(keepingCapacity: true)
-        for (index, raw) in descriptors.enumerated() {
+        for (index, element) in descriptors.enumerated() {
+            let raw = words(element)
             switch InvalidationDescriptor.decode(low: raw.low, high: raw.high, caps: caps) {
             case let .failure(error):
                 logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])

@@ -297,7 +297,7 @@ extension Daemon {
                 return EventReply(status: .badState, message: "INVALIDATE in notifier mode: this session sends NOTIFY (HELLO flags bit 0)")
             }
             metrics.invalidations.increment(by: words.count)
-            return reply(for: bridge.process(words.map { (low: $0.low, high: $0.high) }))
+            return reply(for: bridge.process(words) { (low: $0.low, high: $0.high) })
         case let .notify(entries):
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "NOTIFY while loading: send READY first")
