@@ -293,7 +293,10 @@ public final class AddressSpace {
         var hi = end
         if let e = shadow.entry(containing: lo) { lo = e.iova }
         if hi > 0, let e = shadow.entry(containing: hi - 1) { hi = max(hi, e.end) }
-        var ops = operations
+        // Taken, not copied: a copy would share the buffer with the member,
+        // and removeAll(keepingCapacity:) would then allocate a new one.
+        var ops: [Operation] = []
+        swap(&ops, &operations)
         ops.removeAll(keepingCapacity: true)
         // The quota, checked as the ops are planned: `room` is how many more
         // mappings the space may hold after the ops so far (each planned
