@@ -448,6 +448,15 @@ public final class GuestIOMMU {
             if result.rejected != nil { break }
         }
         guard !syncSuspended else { return result }
+        if ranges.count == 1, let (sid, only) = ranges.first, only.count == 1 {
+            // One entry for one device (a VMM notifying each mapping as it
+            // happens): nothing to sort or merge.
+            if let space = spaces[sid] {
+                space.syncs += 1
+                space.syncNotified(start: only[0].0, end: only[0].1, memory: memory, report: &result.report)
+            }
+            return result
+        }
         for sid in ranges.keys.sorted() {
             guard let space = spaces[sid] else { continue }
             space.syncs += 1
