@@ -42,6 +42,10 @@ public final class AddressSpace {
     /// ioctls) and the shadow edits after each; for the daemon's per-stage
     /// breakdown.
     public private(set) var backendNanoseconds: Int64 = 0
+    /// When the last application of a difference ended, as its timing read
+    /// it: the daemon ends a request's walk stage there instead of reading
+    /// the clock again (issue 14: a clock read is a syscall under QEMU on hpet).
+    public private(set) var lastBackendEnd: ContinuousClock.Instant?
     /// Syncs run (a batch that touches this space counts once).
     public internal(set) var syncs = 0
     /// Mappings adopted from a previous process (`adopt`) whose host address
@@ -289,7 +293,10 @@ public final class AddressSpace {
         var hi = end
         if let e = shadow.entry(containing: lo) { lo = e.iova }
         if hi > 0, let e = shadow.entry(containing: hi - 1) { hi = max(hi, e.end) }
-        var ops = operations
+        // Taken, not copied: a copy would share the buffer with the member,
+        // and removeAll(keepingCapacity:) would then allocate a new one.
+        var ops: [Operation] = []
+        swap(&ops, &operations)
         ops.removeAll(keepingCapacity: true)
         // The quota, checked as the ops are planned: `room` is how many more
         // mappings the space may hold after the ops so far (each planned
@@ -430,7 +437,11 @@ public final class AddressSpace {
         // Timed as a whole (two clock reads per sync, not per call): the
         // kernel calls and the shadow edits that follow each of them.
         let start = ContinuousClock.now
-        defer { backendNanoseconds += start.duration(to: .now).nanosecondCount }
+        defer {
+            let end = ContinuousClock.now
+            backendNanoseconds += start.duration(to: end).nanosecondCount
+            lastBackendEnd = end
+        }
         // Once the kernel refuses a map for want of a resource (ENOSPC: the
         // type1 dma_entry_limit; ENOMEM: RLIMIT_MEMLOCK), the maps after it
         // would fail alike: a guest mapping far past the limit would cost an

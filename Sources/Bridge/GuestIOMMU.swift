@@ -376,6 +376,10 @@ public final class GuestIOMMU {
         var ranges: [(UInt64, UInt64)] = []
     }
 
+    /// The batch being processed, by device: kept between batches (emptied,
+    /// its storage kept) so that a request does not allocate a dictionary.
+    private var pending: [SourceID: Pending] = [:]
+
     /// Executes a batch of raw 128-bit descriptors, as the guest wrote them.
     ///
     /// Invalidations are merged over the whole batch and each address space
@@ -388,9 +392,19 @@ public final class GuestIOMMU {
     /// up to the walk budget (found by the FuzzSync fuzzer; ~40 min of one
     /// core against self-aliasing tables).
     public func process(_ descriptors: [(low: UInt64, high: UInt64)]) -> BatchResult {
+        process(descriptors) { $0 }
+    }
+
+    /// `process` of descriptors in the caller's own representation, read
+    /// through `words`: the daemon passes the decoded frame's list as it is
+    /// instead of copying it into an array of tuples per request (issue 14).
+    public func process<Descriptors: Collection>(
+        _ descriptors: Descriptors, words: (Descriptors.Element) -> (low: UInt64, high: UInt64)
+    ) -> BatchResult {
         var result = BatchResult()
-        var pending: [SourceID: Pending] = [:]
-        for (index, raw) in descriptors.enumerated() {
+        pending.removeAll(keepingCapacity: true)
+        for (index, element) in descriptors.enumerated() {
+            let raw = words(element)
             switch InvalidationDescriptor.decode(low: raw.low, high: raw.high, caps: caps) {
             case let .failure(error):
                 logger.warning("invalid invalidation descriptor", metadata: ["index": "\(index)", "error": "\(error)"])
@@ -399,12 +413,12 @@ public final class GuestIOMMU {
                 if case .wait = descriptor {
                     result.waits += 1
                 } else {
-                    collect(descriptor, into: &pending)
+                    collect(descriptor)
                 }
             }
             if result.rejected != nil { break }
         }
-        result.report = guardingRAM { execute(&pending, into: &$0) }
+        result.report = guardingRAM { execute(into: &$0) }
         return result
     }
 
@@ -434,6 +448,15 @@ public final class GuestIOMMU {
             if result.rejected != nil { break }
         }
         guard !syncSuspended else { return result }
+        if ranges.count == 1, let (sid, only) = ranges.first, only.count == 1 {
+            // One entry for one device (a VMM notifying each mapping as it
+            // happens): nothing to sort or merge.
+            if let space = spaces[sid] {
+                space.syncs += 1
+                space.syncNotified(start: only[0].0, end: only[0].1, memory: memory, report: &result.report)
+            }
+            return result
+        }
         for sid in ranges.keys.sorted() {
             guard let space = spaces[sid] else { continue }
             space.syncs += 1
@@ -461,7 +484,7 @@ public final class GuestIOMMU {
         process(descriptors.map { $0.encoded })
     }
 
-    private func collect(_ descriptor: InvalidationDescriptor, into pending: inout [SourceID: Pending]) {
+    private func collect(_ descriptor: InvalidationDescriptor) {
         switch descriptor {
         case let .contextCache(scope):
             for (sid, space) in spaces where !space.isClientFed {
@@ -501,20 +524,33 @@ public final class GuestIOMMU {
         }
     }
 
-    private func execute(_ pending: inout [SourceID: Pending], into report: inout SyncReport) {
+    private func execute(into report: inout SyncReport) {
         guard !pending.isEmpty else { return }
-        for sid in pending.keys.sorted() {
-            guard let space = spaces[sid], let work = pending[sid] else { continue }
-            space.syncs += 1
-            if work.refreshContext {
-                fullSync(space, report: &report, counted: false)
-            } else if work.full {
-                space.syncAll(walker: activeWalker, report: &report)
-            } else {
-                // Coalesce the batch's ranges so each part of the space is walked once.
-                for (lo, hi) in Self.coalesce(work.ranges) { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
+        if pending.count == 1, let (sid, work) = pending.first {
+            // The common batch (one device): no key list to sort.
+            execute(work, for: sid, into: &report)
+        } else {
+            for sid in pending.keys.sorted() {
+                guard let work = pending[sid] else { continue }
+                execute(work, for: sid, into: &report)
             }
         }
         pending.removeAll(keepingCapacity: true)
+    }
+
+    private func execute(_ work: Pending, for sid: SourceID, into report: inout SyncReport) {
+        guard let space = spaces[sid] else { return }
+        space.syncs += 1
+        if work.refreshContext {
+            fullSync(space, report: &report, counted: false)
+        } else if work.full {
+            space.syncAll(walker: activeWalker, report: &report)
+        } else if work.ranges.count == 1 {
+            // One page-selective range (a batch-1 stream): nothing to merge.
+            space.sync(start: work.ranges[0].0, end: work.ranges[0].1, walker: activeWalker, report: &report)
+        } else {
+            // Coalesce the batch's ranges so each part of the space is walked once.
+            for (lo, hi) in Self.coalesce(work.ranges) { space.sync(start: lo, end: hi, walker: activeWalker, report: &report) }
+        }
     }
 }

@@ -138,7 +138,7 @@ public final class GuestRAM: GuestMemoryWriter, @unchecked Sendable {
     /// their mappings, so nothing mapped from them changes host address.
     public func removingLostRegions() -> GuestRAM? {
         // The common case first, without allocating: a load per region.
-        guard mappings.contains(where: \.isLost) else { return nil }
+        guard mappings.contains(where: { $0.isLost }) else { return nil }
         let lost = regionsLost
         guard !lost.isEmpty else { return nil }
         var keptRegions: [Region] = []

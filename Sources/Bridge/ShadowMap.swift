@@ -25,6 +25,11 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
     public static var chunkCapacity: Int { 512 }
 
     @usableFromInline var chunks: [ContiguousArray<Entry>] = []
+    /// The last chunk emptied, kept (empty, its storage allocated) for the
+    /// next chunk needed: a single mapping made and removed over and over in
+    /// an otherwise empty space (a vfio-user client's DMA_MAP/DMA_UNMAP)
+    /// would otherwise allocate and free a whole chunk each time (issue 14).
+    private var spare = ContiguousArray<Entry>()
     public private(set) var count = 0
     public private(set) var mappedBytes: UInt64 = 0
 
@@ -96,7 +101,8 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
         count += 1
         mappedBytes += entry.size
         guard !chunks.isEmpty else {
-            chunks.append(Self.newChunk(entry))
+            let chunk = newChunk(entry)
+            chunks.append(chunk)
             return
         }
         // The chunk to hold it: the last one whose first entry starts below it.
@@ -118,7 +124,8 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
         if c == chunks.count - 1 && a == chunks[c].count {
             // Appending in order (a full sync): start a new chunk and leave
             // this one full, so a space built in order is packed densely.
-            chunks.append(Self.newChunk(entry))
+            let chunk = newChunk(entry)
+            chunks.append(chunk)
             return
         }
         // Split the full chunk in half, then insert into the proper half.
@@ -140,7 +147,10 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
         let i = firstIndex(endingAfter: iova)
         guard i < endIndex, self[i].iova == iova else { return nil }
         let e = chunks[i.chunk].remove(at: i.offset)
-        if chunks[i.chunk].isEmpty { chunks.remove(at: i.chunk) }
+        if chunks[i.chunk].isEmpty {
+            var emptied = chunks.remove(at: i.chunk)
+            if spare.capacity == 0 { swap(&spare, &emptied) }
+        }
         count -= 1
         mappedBytes -= e.size
         return e
@@ -148,6 +158,7 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
 
     public mutating func removeAll() {
         chunks.removeAll()
+        spare = []
         count = 0
         mappedBytes = 0
     }
@@ -221,7 +232,8 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
     /// plus its array header, and the array of chunks.
     public var allocatedBytes: Int {
         let header = 32
-        return chunks.reduce(header + chunks.capacity * 8) { $0 + header + $1.capacity * MemoryLayout<Entry>.stride }
+        let held = spare.capacity > 0 ? header + spare.capacity * MemoryLayout<Entry>.stride : 0
+        return chunks.reduce(header + chunks.capacity * 8 + held) { $0 + header + $1.capacity * MemoryLayout<Entry>.stride }
     }
 
     /// All entries in IOVA order (for reports and tests).
@@ -232,9 +244,10 @@ public struct IOVAOrderedMap<Entry: IOVAOrderedEntry>: Sendable {
         return all
     }
 
-    private static func newChunk(_ first: Entry) -> ContiguousArray<Entry> {
+    private mutating func newChunk(_ first: Entry) -> ContiguousArray<Entry> {
         var chunk = ContiguousArray<Entry>()
-        chunk.reserveCapacity(chunkCapacity)
+        swap(&chunk, &spare)
+        chunk.reserveCapacity(Self.chunkCapacity)
         chunk.append(first)
         return chunk
     }

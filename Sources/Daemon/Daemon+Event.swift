@@ -37,7 +37,7 @@ extension Daemon {
                 // A VMM that reconnects closes its old connection first, but
                 // both may be ready in the same poll round, the new one
                 // first: read the old one so that its EOF is seen now.
-                readVMM(current)
+                readVMM(current, drain: true)
             }
             if vmm != nil {
                 // §1.1: one VMM at a time; tell the second one why, then close.
@@ -69,17 +69,28 @@ extension Daemon {
         }
         if vmm === session { flush(session) }
         // Config event-busy-poll-us: look again without sleeping for a while.
-        if busyPoll > .zero { busyUntil = ContinuousClock.now + busyPoll }
+        if busyPoll > .zero { busyUntil = roundNow + busyPoll }
     }
 
-    func readVMM(_ session: EventSession) {
+    /// Reads what the VMM sent, handles every whole frame and sends the
+    /// replies. One recvmsg per poll round in the common case: a read that
+    /// did not fill the buffer took everything there was, and poll is
+    /// level-triggered, so whatever arrives later is reported by the next
+    /// poll; a second recvmsg would only return EAGAIN (issue 14: 4 → 3 daemon
+    /// calls per request). `drain` reads until EAGAIN or EOF instead: a
+    /// reconnecting VMM's old connection must show its end now (acceptVMM).
+    ///
+    /// Stage stamps are chained, the end of one stage being the start of the
+    /// next: a clock read is a syscall on a VM whose clocksource is not the
+    /// TSC (hpet: 1.8 µs each).
+    func readVMM(_ session: EventSession, drain: Bool = false) {
         let buffer = receiveBuffer
         var reads = 0
+        var mark = ContinuousClock.now
         // Not past readPauseBytes of unsent replies: a VMM that reads none blocks itself.
         while !session.closing, reads < 16, session.outbound.byteCount < Self.readPauseBytes {
             reads += 1
             let result: UnixConnection.ReceiveResult
-            let received = ContinuousClock.now
             do {
                 result = try session.connection.receive(into: buffer)
             } catch {
@@ -87,7 +98,6 @@ extension Daemon {
                 dropVMM(session)
                 return
             }
-            stages.receive += received.duration(to: .now).nanosecondCount
             switch result {
             case .wouldBlock:
                 return
@@ -95,47 +105,93 @@ extension Daemon {
                 dropVMM(session)
                 return
             case let .data(count, fds):
+                let received = ContinuousClock.now
+                stages.receive += mark.duration(to: received).nanosecondCount
                 if !session.spoke {
                     session.spoke = true
                     metrics.vmmConnections.increment()
                     logger.info("VMM connected", metadata: ["pid": "\(session.connection.peer.pid)", "uid": "\(session.connection.peer.uid)"])
                 }
                 session.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), fds: fds)
-                processFrames(session)
+                mark = processFrames(session, since: received)
+                guard sendReplies(session) else { return }
+                let sent = ContinuousClock.now
+                stages.ack += mark.duration(to: sent).nanosecondCount
+                mark = sent
+                roundClock = sent
+                if count < buffer.count && !drain { return }
             }
         }
     }
 
-    private func processFrames(_ session: EventSession) {
+    /// Handles every whole frame buffered, encoding the replies into
+    /// `session.replies`; returns the stamp taken after the last request
+    /// was handled (`since` when there was none). Every piece of bookkeeping
+    /// (metrics, stages, the status line) is done here, before the send, so
+    /// that the send is the last thing before poll (issue 14 B6).
+    private func processFrames(_ session: EventSession, since start: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        var mark = start
         while !session.closing, let next = session.decoder.next() {
             switch next {
             case let .failure(error):
                 // Only an oversized length poisons the stream (§1.2).
                 metrics.rejectedFrames.increment()
                 let header = session.decoder.rejectedHeader
-                session.outbound.enqueue(EventCodec.encodeReply(requestType: header?.type ?? 0, tag: header?.tag ?? 0,
-                                                                EventReply(status: error.status, message: error.message)), fds: [])
+                EventCodec.encodeReply(requestType: header?.type ?? 0, tag: header?.tag ?? 0,
+                                       EventReply(status: error.status, message: error.message), appendingTo: &session.replies)
                 session.closing = true
             case let .success(frame):
-                let started = ContinuousClock.now
                 let ioctlBefore = backendNanoseconds
                 let reply = handle(frame, in: session)
                 let ioctl = backendNanoseconds - ioctlBefore
+                // A request that made kernel calls ends its walk at the last
+                // one's return, a stamp already taken; building its reply
+                // then counts as ack. One clock read fewer per request.
+                let handled = ioctl > 0 ? (lastBackendEnd ?? ContinuousClock.now) : ContinuousClock.now
+                let elapsed = mark.duration(to: handled).nanosecondCount
                 stages.ioctl += ioctl
-                stages.walk += started.duration(to: .now).nanosecondCount - ioctl
+                stages.walk += elapsed - ioctl
                 stages.requests += 1
-                let encoding = ContinuousClock.now
+                mark = handled
+                if frame.header.type == EventType.invalidate.rawValue || frame.header.type == EventType.notify.rawValue {
+                    // From decoding to the last ioctl's return: the batch as
+                    // the VMM waits for it, without the socket.
+                    metrics.batchDuration.recordNanoseconds(elapsed)
+                }
                 if reply.status.closesConnection { session.closing = true }
                 if reply.status != .ok && reply.status != .partial && reply.status != .memoryLost { metrics.rejectedFrames.increment() }
-                session.outbound.enqueue(EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply), fds: [])
-                stages.ack += encoding.duration(to: .now).nanosecondCount
+                EventCodec.encodeReply(requestType: frame.header.type, tag: frame.header.tag, reply, appendingTo: &session.replies)
             }
         }
+        reportStatus(now: mark)
+        return mark
+    }
+
+    /// Sends the replies encoded so far: at once when nothing is queued
+    /// before them, from the session's reused buffer; what the kernel does
+    /// not take is queued and goes when poll reports the socket writable.
+    /// false: the connection failed and was dropped.
+    private func sendReplies(_ session: EventSession) -> Bool {
+        defer { session.replies.removeAll(keepingCapacity: true) }
+        // Result carries the typed error out of Array's untyped-rethrows closure.
+        let outcome = session.replies.withUnsafeBytes { bytes in
+            Result { () throws(SystemError) in try session.outbound.send(bytes, to: session.connection) }
+        }
+        if case let .failure(error) = outcome {
+            logger.warning("VMM connection failed", metadata: ["error": "\(error)"])
+            dropVMM(session)
+            return false
+        }
+        return true
     }
 
     private func flush(_ session: EventSession) {
-        let start = ContinuousClock.now
-        defer { stages.ack += start.duration(to: .now).nanosecondCount }
+        // Nothing queued (the common case: the replies went at once): no
+        // call, no clock read.
+        guard !session.outbound.isEmpty else {
+            if session.closing { dropVMM(session) }
+            return
+        }
         do {
             let empty = try session.outbound.flush(to: session.connection)
             if empty && session.closing { dropVMM(session) }
@@ -241,10 +297,7 @@ extension Daemon {
                 return EventReply(status: .badState, message: "INVALIDATE in notifier mode: this session sends NOTIFY (HELLO flags bit 0)")
             }
             metrics.invalidations.increment(by: words.count)
-            let start = ContinuousClock.now
-            let result = bridge.process(words.map { (low: $0.low, high: $0.high) })
-            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanosecondCount)
-            return reply(for: result)
+            return reply(for: bridge.process(words) { (low: $0.low, high: $0.high) })
         case let .notify(entries):
             guard session.phase == .ready else {
                 return EventReply(status: .badState, message: "NOTIFY while loading: send READY first")
@@ -262,10 +315,7 @@ extension Daemon {
                 NotifierEvent(sourceID: SourceID(rawValue: e.sourceID), iova: e.iova, gpa: e.translatedAddress,
                               size: e.addressMask &+ 1, permission: e.permission)
             }
-            let start = ContinuousClock.now
-            let result = bridge.notify(events)
-            metrics.batchDuration.recordNanoseconds(start.duration(to: .now).nanosecondCount)
-            return reply(for: result)
+            return reply(for: bridge.notify(events))
         case .ping:
             return .ok
         }
@@ -316,6 +366,19 @@ extension Daemon {
         guard let first = report.lostRegions.first else { return nil }
         let more = report.lostRegions.count > 1 ? " (and \(report.lostRegions.count - 1) more region(s))" : ""
         return EventReply(status: .memoryLost, message: "\(first)\(more); send SET_MEM_TABLE again")
+    }
+
+    /// The latest end of a backend application over every device.
+    var lastBackendEnd: ContinuousClock.Instant? {
+        var latest: ContinuousClock.Instant?
+        for space in bridge.spaces.values { latest = Self.later(latest, space.lastBackendEnd) }
+        return latest
+    }
+
+    private static func later(_ a: ContinuousClock.Instant?, _ b: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return max(a, b)
     }
 
     /// Nanoseconds spent in every backend call of every device so far.

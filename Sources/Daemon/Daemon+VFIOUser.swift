@@ -50,7 +50,7 @@ extension Daemon {
             if let current = server.session {
                 // A QEMU that restarts may be seen connecting before its old
                 // connection's end: read the old one first.
-                readVFIOUser(current)
+                readVFIOUser(current, drain: true)
             }
             if let current = server.session {
                 logger.warning("vfio-user: a second client for the device was refused; one QEMU drives a device at a time",
@@ -85,7 +85,14 @@ extension Daemon {
         }
     }
 
-    func readVFIOUser(_ session: VFIOUserSession) {
+    /// Reads what the client sent, handles every whole message and sends
+    /// the replies at once (those without descriptors straight from their
+    /// encoding when nothing is queued before them). As on the event channel
+    /// (readVMM), a read that did not fill the buffer ends the round: poll is
+    /// level-triggered, and a second recvmsg would only return EAGAIN, a
+    /// system call per DMA_MAP that QEMU's vCPU waits for. `drain` reads to
+    /// EAGAIN or EOF, for a reconnecting client's old connection.
+    func readVFIOUser(_ session: VFIOUserSession, drain: Bool = false) {
         var reads = 0
         while !session.closing, reads < 16, session.outbound.byteCount < Self.readPauseBytes {
             reads += 1
@@ -119,9 +126,22 @@ extension Daemon {
                         // Every descriptor that came with it is closed now;
                         // a kept file is held by its mapping.
                         for fd in message.fds where fd.isOpen { try? fd.close() }
-                        if let reply { session.outbound.enqueue(reply, fds: fds) }
+                        guard let reply else { continue }
+                        if fds.isEmpty {
+                            // Result carries the typed error out of Array's untyped-rethrows closure.
+                            let sent = reply.withUnsafeBytes { bytes in
+                                Result { () throws(SystemError) in try session.outbound.send(bytes, to: session.connection) }
+                            }
+                            if case let .failure(error) = sent {
+                                dropVFIOUser(session, why: "sending failed: \(error)")
+                                return
+                            }
+                        } else {
+                            session.outbound.enqueue(reply, fds: fds)
+                        }
                     }
                 }
+                if count < receiveBuffer.count && !drain { return }
             }
         }
     }

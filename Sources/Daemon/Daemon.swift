@@ -58,6 +58,15 @@ public final class Daemon {
     /// event-busy-poll-us; nil: sleep in poll as usual).
     var busyUntil: ContinuousClock.Instant?
     var busyPoll: Duration { .microseconds(config.busyPollMicroseconds) }
+    /// The earlier of two optional deadlines (nil: none).
+    static func earlier(_ a: ContinuousClock.Instant?, _ b: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
+    }
+
+    /// `roundNow`'s reading, cleared when poll returns.
+    var roundClock: ContinuousClock.Instant?
     var vmm: EventSession?
     /// The vfio-user servers of devices that have a vfio-user socket.
     var vfioUserServers: [SourceID: VFIOUserServer] = [:]
@@ -167,18 +176,23 @@ public final class Daemon {
         let poller = Poller()
         register(SignalClient(signals))
         while !shutdownRequested {
+            // The earliest deadline, if any: with none, poll sleeps without
+            // a timeout and no clock is read for it (issue 14).
+            var due = nextWatchdog
+            if !pendingDevices.isEmpty { due = Self.earlier(due, nextRetry) }
+            for refused in refusedControls.values { due = Self.earlier(due, refused.deadline) }
+            due = Self.earlier(due, metricsTextfile?.due)
+            due = Self.earlier(due, statusReporter.due)
             var timeout: Int32 = -1
-            var wake: [ContinuousClock.Instant] = nextWatchdog.map { [$0] } ?? []
-            if !pendingDevices.isEmpty { wake.append(nextRetry) }
-            if let due = refusedControls.values.map(\.deadline).min() { wake.append(due) }
-            if let textfile = metricsTextfile { wake.append(textfile.due) }
-            if let due = statusReporter.due { wake.append(due) }
-            if let due = wake.min() {
-                let left = ContinuousClock.now.duration(to: due)
-                timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            var since: ContinuousClock.Instant?
+            if let due {
+                let now = roundNow
+                let left = now.duration(to: due)
+                timeout = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+                since = now
             }
             if let until = busyUntil {
-                if ContinuousClock.now < until { timeout = 0 } else { busyUntil = nil }
+                if roundNow < until { timeout = 0 } else { busyUntil = nil }
             }
             // poll(2) takes the whole set each call; what each client waits
             // for changes with its queues, so it is asked every round.
@@ -187,28 +201,35 @@ public final class Daemon {
                 let interest = client.interest
                 poller.register(fd, readable: interest.readable, writable: interest.writable)
             }
-            let ready: [Poller.Event]
             do {
-                ready = try poller.wait(timeoutMilliseconds: timeout)
+                _ = try poller.wait(timeoutMilliseconds: timeout, since: since)
             } catch {
                 logger.critical("poll failed", metadata: ["error": "\(error)"])
                 break
             }
-            for event in ready {
+            roundClock = nil
+            // In place, in the Poller's own array: no list per round. The
+            // services never touch the Poller; they change `polled`, which
+            // only the next round reads.
+            poller.forEachReady { event in
                 // A client serviced earlier in this round may have closed
                 // another (a reconnecting VMM drops the old session): only
                 // what is still registered is serviced.
                 polled[event.fd]?.service(event, daemon: self)
             }
             if !refusedControls.isEmpty { closeExpiredRefusals() }
-            if !pendingDevices.isEmpty, ContinuousClock.now >= nextRetry {
+            if !pendingDevices.isEmpty, roundNow >= nextRetry {
                 retryPendingDevices()
-                nextRetry = ContinuousClock.now + .seconds(1)
+                roundClock = nil
+                nextRetry = roundNow + .seconds(1)
             }
-            if let textfile = metricsTextfile, ContinuousClock.now >= textfile.due { writeMetricsTextfile() }
-            if let due = nextWatchdog, ContinuousClock.now >= due, let watchdog {
+            if let textfile = metricsTextfile, roundNow >= textfile.due {
+                writeMetricsTextfile()
+                roundClock = nil
+            }
+            if let due = nextWatchdog, roundNow >= due, let watchdog {
                 notify("WATCHDOG=1")
-                nextWatchdog = ContinuousClock.now + watchdog / 2
+                nextWatchdog = roundNow + watchdog / 2
             }
             // Whatever this round changed (a batch's mappings, an attach, the
             // VMM coming or going) reaches STATUS=, rate-limited.
@@ -415,8 +436,23 @@ public final class Daemon {
 
     /// Sends STATUS= if it changed, at most once a second; a change held
     /// back is sent when `statusReporter.due` passes.
-    func reportStatus(now: ContinuousClock.Instant = .now) {
-        if let status = statusReporter.offer(currentStatus, now: now) { notify("STATUS=\(status)") }
+    ///
+    /// The clock is read only when the status changed, and then at most
+    /// once a round (`roundNow`).
+    func reportStatus(now: ContinuousClock.Instant? = nil) {
+        if let status = statusReporter.offer(currentStatus, now: now ?? roundNow) { notify("STATUS=\(status)") }
+    }
+
+    /// The time of this poll round: the latest stamp taken since poll
+    /// returned (the event channel leaves its last one), else read now.
+    /// Deadlines (status, watchdog, retries) are checked against it, so a
+    /// round reads the clock at most once for them; a stamp at most one
+    /// round's work old only makes a 1 s deadline fire that much later.
+    var roundNow: ContinuousClock.Instant {
+        if let roundClock { return roundClock }
+        let now = ContinuousClock.now
+        roundClock = now
+        return now
     }
 
     /// Mappings the kernel holds for every attached device.

@@ -25,9 +25,14 @@ final class EventSession {
     /// is a liveness probe (a second daemon checking the socket), not a
     /// VMM, and is not logged as one.
     var spoke = false
+    /// The replies to the frames of one read, encoded here and sent with
+    /// one sendmsg; kept (emptied, not freed) between reads so that a
+    /// request stream allocates nothing for its replies.
+    var replies: [UInt8] = []
 
     init(connection: UnixConnection) {
         self.connection = connection
+        replies.reserveCapacity(4096)
     }
 }
 

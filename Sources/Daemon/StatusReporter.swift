@@ -21,12 +21,14 @@ struct StatusReporter<Status: Equatable> {
 
     /// The status to send now, or nil: unchanged since the last one sent,
     /// or held because one was sent less than `interval` ago (then `due`
-    /// is set).
-    mutating func offer(_ status: Status, now: ContinuousClock.Instant) -> Status? {
+    /// is set). `now` is evaluated only for a changed status: an unchanged
+    /// one costs no clock read.
+    mutating func offer(_ status: Status, now nowReading: @autoclosure () -> ContinuousClock.Instant) -> Status? {
         if status == sent {
             due = nil
             return nil
         }
+        let now = nowReading()
         if let sentAt, now < sentAt + interval {
             due = sentAt + interval
             return nil

@@ -4,8 +4,9 @@ import Posix
 /// poll(2) over a set of descriptors, for a single-threaded event loop.
 ///
 /// Level-triggered: a descriptor stays reported for as long as it is ready.
-/// The `pollfd` array is kept between calls and edited in place, so a wait
-/// allocates only its result. Not thread-safe: one loop owns it.
+/// The `pollfd` array is kept between calls and edited in place, and the
+/// ready descriptors can be visited in it (`forEachReady`): a wait allocates
+/// nothing. Not thread-safe: one loop owns it.
 public final class Poller {
     /// One ready descriptor. `error` covers POLLERR and POLLNVAL (a
     /// descriptor closed while registered: a bug in the owner).
@@ -64,35 +65,66 @@ public final class Poller {
     /// (negative: wait forever; 0: just look). Returns the ready ones, empty
     /// on timeout. An interrupted wait resumes with the time that is left.
     public func wait(timeoutMilliseconds: Int32) throws(SystemError) -> [Event] {
-        let clock = ContinuousClock()
-        let deadline = timeoutMilliseconds > 0 ? clock.now.advanced(by: .milliseconds(timeoutMilliseconds)) : nil
+        guard try wait(timeoutMilliseconds: timeoutMilliseconds, since: nil) > 0 else { return [] }
+        var events: [Event] = []
+        forEachReady { events.append($0) }
+        return events
+    }
+
+    /// `wait` without a result array: returns how many descriptors are
+    /// ready; `forEachReady` then visits them in place. `since` is when the
+    /// caller computed the timeout, if it has that reading: an interrupted
+    /// wait resumes with the time left from then, and no clock is read
+    /// unless a signal interrupts. Without it, a positive timeout costs one
+    /// clock read here; an infinite or zero one none (issue 14: under QEMU
+    /// on hpet a clock read is a 1.8 µs syscall).
+    public func wait(timeoutMilliseconds: Int32, since: ContinuousClock.Instant?) throws(SystemError) -> Int {
+        let deadline: ContinuousClock.Instant?
+        if timeoutMilliseconds > 0 {
+            deadline = (since ?? .now).advanced(by: .milliseconds(timeoutMilliseconds))
+        } else {
+            deadline = nil
+        }
+        var first = true
         // Result carries the typed error out of Array's untyped-rethrows closure.
         let found = try entries.withUnsafeMutableBufferPointer { buffer in
             Result { () throws(SystemError) -> Int in
                 try Poll.wait(buffer) {
                     guard let deadline else { return timeoutMilliseconds }
-                    return Self.milliseconds(until: deadline, clock: clock)
+                    if first && since != nil {
+                        first = false
+                        return timeoutMilliseconds
+                    }
+                    first = false
+                    return Self.milliseconds(until: deadline)
                 }
             }
         }.get()
-        guard found > 0 else { return [] }
-        var events: [Event] = []
-        events.reserveCapacity(found)
-        for entry in entries where entry.revents != 0 {
+        return found
+    }
+
+    /// Calls `body` for each descriptor the last `wait` found ready, in
+    /// registration order, reading the `pollfd` array in place. `body` must
+    /// not register or unregister descriptors of this Poller.
+    public func forEachReady(_ body: (Event) -> Void) {
+        var index = 0
+        while index < entries.count {
+            let entry = entries[index]
+            index += 1
+            guard entry.revents != 0 else { continue }
             let revents = Int32(entry.revents)
-            events.append((fd: entry.fd,
-                           readable: revents & POLLIN != 0,
-                           writable: revents & POLLOUT != 0,
-                           hangup: revents & POLLHUP != 0,
-                           error: revents & (POLLERR | POLLNVAL) != 0))
+            body((fd: entry.fd,
+                  readable: revents & POLLIN != 0,
+                  writable: revents & POLLOUT != 0,
+                  hangup: revents & POLLHUP != 0,
+                  error: revents & (POLLERR | POLLNVAL) != 0))
         }
-        return events
     }
 
     /// Whole milliseconds left until `deadline`, rounded up so a wait never
     /// ends early; 0 once it has passed.
-    private static func milliseconds(until deadline: ContinuousClock.Instant, clock: ContinuousClock) -> Int32 {
-        let left = clock.now.duration(to: deadline)
+    private static func milliseconds(until deadline: ContinuousClock.Instant) -> Int32 {
+        let left = ContinuousClock.now.duration(to: deadline)
         if left <= .zero { return 0 }
         let (seconds, attoseconds) = left.components
         let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000

@@ -130,6 +130,12 @@ extension UnixConnection {
 
     /// Waits in poll(2), without a timeout, until the socket is ready for
     /// `events` or has hung up or failed (the next call then reports why).
+    /// Blocks until the connection has bytes to read (or has ended), for a
+    /// caller that reads with `receive` on a non-blocking socket.
+    public func waitUntilReadable() throws(SystemError) {
+        try waitUntilReady(events: Int16(POLLIN))
+    }
+
     private func waitUntilReady(events: Int16) throws(SystemError) {
         try named { () throws(SystemError) in _ = try descriptor.waitUntilReady(events: events) }
     }

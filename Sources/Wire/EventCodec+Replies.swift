@@ -31,6 +31,16 @@ extension EventCodec {
     /// there were; a batch with failures and status `OK` is sent as `PARTIAL`
     /// (§1.6 "When failure_count > 0 the status is PARTIAL").
     public static func encodeReply(requestType: UInt32, tag: UInt64, _ reply: EventReply) -> [UInt8] {
+        var frame: [UInt8] = []
+        encodeReply(requestType: requestType, tag: tag, reply, appendingTo: &frame)
+        return frame
+    }
+
+    /// `encodeReply`, appending the frame to `frame`: the daemon encodes every
+    /// reply of a read into one buffer it keeps, and sends it with one
+    /// sendmsg, so a steady stream of requests allocates nothing for replies
+    /// (issue 14).
+    public static func encodeReply(requestType: UInt32, tag: UInt64, _ reply: EventReply, appendingTo frame: inout [UInt8]) {
         var status = reply.status
         var message = reply.message
         var note = ""
@@ -51,14 +61,20 @@ extension EventCodec {
             }
         }
 
-        var messageBytes = UTF8Text.truncatedBytes(message, limit: EventLimits.maxMessageBytes - note.utf8.count)
-        messageBytes.append(contentsOf: note.utf8)
-
-        var payload: [UInt8] = []
-        payload.reserveCapacity(8 + messageBytes.count + (kind == .batch ? BatchResultBody.fixedWireSize : 12))
-        payload.appendLittleEndian(status.rawValue)
-        payload.appendLittleEndian(UInt32(messageBytes.count))
-        payload.append(contentsOf: messageBytes)
+        // The header goes first with a zero length, patched once the payload
+        // is known: no separate payload array.
+        let start = frame.count
+        FrameHeader(type: EventType.replyType(for: requestType), length: 0, tag: tag).encode(into: &frame)
+        frame.appendLittleEndian(status.rawValue)
+        if message.isEmpty && note.isEmpty {
+            // The common reply (OK, no text): nothing to cut, no copy.
+            frame.appendLittleEndian(UInt32(0))
+        } else {
+            var messageBytes = UTF8Text.truncatedBytes(message, limit: EventLimits.maxMessageBytes - note.utf8.count)
+            messageBytes.append(contentsOf: note.utf8)
+            frame.appendLittleEndian(UInt32(messageBytes.count))
+            frame.append(contentsOf: messageBytes)
+        }
 
         switch kind {
         case .none:
@@ -66,30 +82,32 @@ extension EventCodec {
         case .hello:
             var body = (EventLimits.protocolVersion, UInt32(EventLimits.maxPayload), UInt32(0))
             if case .hello(let version, let maxPayload, let devices) = reply.body { body = (version, maxPayload, devices) }
-            payload.appendLittleEndian(body.0)
-            payload.appendLittleEndian(body.1)
-            payload.appendLittleEndian(body.2)
+            frame.appendLittleEndian(body.0)
+            frame.appendLittleEndian(body.1)
+            frame.appendLittleEndian(body.2)
         case .batch:
-            payload.appendLittleEndian(batch.waits)
-            payload.appendLittleEndian(batch.rejectedIndex)
-            payload.appendLittleEndian(batch.maps)
-            payload.appendLittleEndian(batch.unmaps)
-            payload.appendLittleEndian(batch.faults)
-            payload.appendLittleEndian(UInt32(batch.failures.count))
+            frame.appendLittleEndian(batch.waits)
+            frame.appendLittleEndian(batch.rejectedIndex)
+            frame.appendLittleEndian(batch.maps)
+            frame.appendLittleEndian(batch.unmaps)
+            frame.appendLittleEndian(batch.faults)
+            frame.appendLittleEndian(UInt32(batch.failures.count))
             for record in batch.failures {
                 let reason = UTF8Text.truncatedBytes(record.reason, limit: EventLimits.maxReasonBytes)
-                payload.appendLittleEndian(record.sourceID)
-                payload.append(record.operation)
-                payload.append(0)
-                payload.appendLittleEndian(record.errno)
-                payload.appendLittleEndian(record.iova)
-                payload.appendLittleEndian(record.size)
-                payload.appendLittleEndian(UInt32(reason.count))
-                payload.appendZeros(4)
-                payload.append(contentsOf: reason)
+                frame.appendLittleEndian(record.sourceID)
+                frame.append(record.operation)
+                frame.append(0)
+                frame.appendLittleEndian(record.errno)
+                frame.appendLittleEndian(record.iova)
+                frame.appendLittleEndian(record.size)
+                frame.appendLittleEndian(UInt32(reason.count))
+                frame.appendZeros(4)
+                frame.append(contentsOf: reason)
             }
         }
-        return frame(type: EventType.replyType(for: requestType), tag: tag, payload: payload)
+        // §1.2: the length counts the payload, not the 16-byte header.
+        let length = UInt32(truncatingIfNeeded: frame.count - start - FrameHeader.size)
+        frame.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: start + 4, as: UInt32.self) }
     }
 
     /// The reply frame for `error`, which `decodeRequest` or `FrameDecoder`

@@ -17,6 +17,29 @@ final class ShadowMapTests: XCTestCase {
         XCTAssertEqual(e.end, 0x1000 + (1 << 21))
     }
 
+    /// One mapping made and removed over and over in an empty map (the
+    /// vfio-user DMA_MAP/DMA_UNMAP pattern) reuses the emptied chunk: the
+    /// storage held stays one chunk, the same after every cycle, and the map
+    /// stays right; clearing the map gives the spare back.
+    func testAnEmptiedChunkIsKeptForTheNextMapping() {
+        var map = ShadowMap()
+        map.insert(entry(0x1000))
+        let oneChunk = map.allocatedBytes
+        map.remove(iova: 0x1000)
+        XCTAssertEqual(map.count, 0)
+        XCTAssertEqual(map.allocatedBytes, oneChunk, "the emptied chunk is held as the spare")
+        for cycle in 0..<100 {
+            let iova = 0x10_0000 + UInt64(cycle) * 0x1000
+            map.insert(entry(iova))
+            XCTAssertEqual(map.allocatedBytes, oneChunk, "cycle \(cycle): the spare became the chunk")
+            XCTAssertEqual(map.entries.map(\.iova), [iova])
+            XCTAssertEqual(map.remove(iova: iova)?.iova, iova)
+            XCTAssertTrue(map.entries.isEmpty)
+        }
+        map.removeAll()
+        XCTAssertLessThan(map.allocatedBytes, oneChunk, "removeAll frees the spare too")
+    }
+
     func testRandomInsertsAndRemovesMatchASortedReference() {
         var map = ShadowMap()
         var reference: [UInt64: ShadowEntry] = [:]

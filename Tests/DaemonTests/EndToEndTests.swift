@@ -67,6 +67,28 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(daemon.terminate(), 0, daemon.log)
     }
 
+    /// Pipelined requests: the daemon reads them in one recvmsg and answers
+    /// them in one sendmsg, so the client's reads find several replies (and
+    /// a reply's refusal text) in one buffer; each comes back whole, in
+    /// order, with its own tag checked by the client.
+    func testPipelinedRepliesArriveWholeAndInOrder() throws {
+        let daemon = try DaemonHarness()
+        let client = try EventClient(path: daemon.eventSocket)
+        let caps = IOMMUCapabilities.make()
+        try client.send(.hello(version: 1, flags: 0, cap: caps.cap, ecap: caps.ecap))
+        for _ in 0..<50 { try client.send(.ping) }
+        try client.send(.invalidate([]))
+        try client.send(.ping)
+        XCTAssertEqual(try client.receive().status, .ok)
+        for _ in 0..<50 { XCTAssertEqual(try client.receive().status, .ok) }
+        let refused = try client.receive()
+        XCTAssertNotEqual(refused.status, .ok, "an empty INVALIDATE is refused")
+        XCTAssertTrue(refused.message.contains("INVALIDATE count is 0"), refused.message)
+        XCTAssertEqual(try client.receive().status, .ok, "the connection goes on after a refusal")
+        client.close()
+        XCTAssertEqual(daemon.terminate(), 0, daemon.log)
+    }
+
     func testSIGTERMUnmapsClosesAndExitsZero() throws {
         let daemon = try DaemonHarness()
         let r = try runTool("vtdbridge-sim", ["scenario", "map", "--event-socket", daemon.eventSocket, "--control-socket", daemon.controlSocket,

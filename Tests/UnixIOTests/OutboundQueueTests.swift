@@ -174,4 +174,51 @@ final class OutboundQueueTests: SocketTestCase {
         }
         XCTAssertEqual(try reader.receiveExactly(count: expected.count)?.bytes, expected)
     }
+
+    /// `send` with nothing queued goes at once, no copy kept; behind a
+    /// queued chunk it waits its turn, so the order on the wire is the
+    /// order of the calls (a queued descriptor still leads its own bytes).
+    func testSendGoesAtOnceWhenEmptyAndQueuesBehindOtherwise() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        try writer.setNonBlocking(true)
+        try reader.setNonBlocking(true)
+        var queue = OutboundQueue()
+        try bytes("direct").withUnsafeBytes { try queue.send($0, to: writer) }
+        XCTAssertTrue(queue.isEmpty, "an empty queue sends at once")
+        XCTAssertEqual(queue.byteCount, 0)
+        XCTAssertEqual(try receiveOnce(reader).bytes, bytes("direct"))
+
+        let (pipeRead, pipeWrite) = makePipe()
+        defer { close(pipeRead) }
+        queue.enqueue(bytes("queued"), fds: [FileDescriptor(adopting: pipeWrite)])
+        try bytes("after").withUnsafeBytes { try queue.send($0, to: writer) }
+        XCTAssertEqual(queue.byteCount, 11, "queued behind the chunk waiting before it")
+        XCTAssertTrue(try queue.flush(to: writer))
+        let (received, fds) = try receiveOnce(reader)
+        XCTAssertEqual(received, bytes("queuedafter"))
+        XCTAssertEqual(fds.count, 1)
+    }
+
+    /// Against a full socket, `send` queues exactly what the kernel did not
+    /// take, and a later flush delivers the rest whole and in order.
+    func testSendQueuesOnlyTheRemainder() throws {
+        let (writer, reader) = try UnixConnection.pair()
+        try writer.setNonBlocking(true)
+        try reader.setNonBlocking(true)
+        let big = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 % 253) }
+        var queue = OutboundQueue()
+        try big.withUnsafeBytes { try queue.send($0, to: writer) }
+        XCTAssertGreaterThan(queue.byteCount, 0, "4 MiB cannot fit in a socket buffer")
+        XCTAssertLessThan(queue.byteCount, big.count, "the kernel took a part at once")
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256 << 10)
+        var flushed = false
+        while !flushed || received.count < big.count {
+            if !flushed { flushed = try queue.flush(to: writer) }
+            while case .data(let count, _) = try buffer.withUnsafeMutableBytes({ try reader.receive(into: $0) }) {
+                received += buffer[..<count]
+            }
+        }
+        XCTAssertEqual(received, big)
+    }
 }

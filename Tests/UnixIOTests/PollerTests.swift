@@ -82,4 +82,28 @@ final class PollerTests: SocketTestCase {
         XCTAssertEqual(accepted.peer.pid, getpid())
         _ = client
     }
+
+    /// The allocation-free form: `wait` counts, `forEachReady` visits exactly
+    /// the ready descriptors in place, and a timeout counts none.
+    func testForEachReadyVisitsOnlyTheReadyOnes() throws {
+        let (a, b) = try UnixConnection.pair()
+        let (c, d) = try UnixConnection.pair()
+        defer { withExtendedLifetime((b, d)) {} }
+        let poller = Poller()
+        poller.register(a.fd, readable: true, writable: false)
+        poller.register(c.fd, readable: true, writable: false)
+        XCTAssertEqual(try poller.wait(timeoutMilliseconds: 20, since: .now), 0)
+        var none = 0
+        poller.forEachReady { _ in none += 1 }
+        XCTAssertEqual(none, 0)
+
+        try d.sendAll(bytes("y"))
+        XCTAssertEqual(try poller.wait(timeoutMilliseconds: -1, since: nil), 1)
+        var seen: [Int32] = []
+        poller.forEachReady { event in
+            XCTAssertTrue(event.readable)
+            seen.append(event.fd)
+        }
+        XCTAssertEqual(seen, [c.fd])
+    }
 }

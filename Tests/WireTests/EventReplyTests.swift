@@ -68,6 +68,22 @@ final class EventReplyTests: XCTestCase {
         XCTAssertEqual(try decodeReply(frame, requestType: .notify).get(), reply)
     }
 
+    /// Several replies appended to one buffer (the daemon's per-read reply
+    /// buffer) are the frames `encodeReply` returns, back to back: each
+    /// length is patched into its own header, earlier bytes untouched.
+    func testAppendingRepliesToOneBufferConcatenatesTheirFrames() throws {
+        let batch = EventReply(status: .ok, body: .batch(BatchResultBody(waits: 1, rejectedIndex: -1, maps: 1, unmaps: 0, faults: 0)))
+        let refusal = EventReply(status: .badState, message: "INVALIDATE while loading: send READY first")
+        var buffer: [UInt8] = [0xaa]
+        EventCodec.encodeReply(requestType: 7, tag: 1, batch, appendingTo: &buffer)
+        EventCodec.encodeReply(requestType: 7, tag: 2, refusal, appendingTo: &buffer)
+        EventCodec.encodeReply(requestType: 9, tag: 3, .ok, appendingTo: &buffer)
+        let expected = [0xaa] + EventCodec.encodeReply(requestType: 7, tag: 1, batch)
+            + EventCodec.encodeReply(requestType: 7, tag: 2, refusal) + EventCodec.encodeReply(requestType: 9, tag: 3, .ok)
+        XCTAssertEqual(buffer, expected)
+        XCTAssertEqual(Array(buffer[5..<9]), [32, 0, 0, 0], "the first frame's length: 8 + 24-byte batch body")
+    }
+
     func testPlainRepliesAndErrors() throws {
         XCTAssertEqual(EventCodec.encodeReply(requestType: 9, tag: 3, .ok),
                        [0x09, 0, 0, 0x80, 8, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
