@@ -8,14 +8,50 @@ import Glibc
 struct FootprintBench {
     let binDirectory: String
 
+    /// Resident memory of one process, in KiB as /proc reports it.
+    struct Memory {
+        var vmRSS: Double
+        var rssAnon: Double
+        var rssFile: Double
+        var rssShmem: Double
+        /// Proportional set size (smaps_rollup): shared pages divided among
+        /// the processes that map them.
+        var pss: Double
+        var threads: Int
+
+        /// /proc/PID/status and /proc/PID/smaps_rollup, read now.
+        static func read(_ pid: pid_t) throws -> Memory {
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let rollup = try String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8)
+            func field(_ text: String, _ name: String) throws -> Double {
+                guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }),
+                      let value = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
+                else { throw BenchError("no \(name) for process \(pid)") }
+                return value
+            }
+            return Memory(vmRSS: try field(status, "VmRSS"), rssAnon: try field(status, "RssAnon"),
+                          rssFile: try field(status, "RssFile"), rssShmem: try field(status, "RssShmem"),
+                          pss: try field(rollup, "Pss"), threads: Int(try field(status, "Threads")))
+        }
+    }
+
     struct Result {
         var installedBytes: Int
         var builtBytes: Int
         /// systemd's PID 1 binary plus the private library holding its code.
         var systemdBytes: Int?
-        var idleRSS: [Double]
-        var sleepRSS: [Double]
+        var idle: [Memory] = []
+        var oneDevice: [Memory] = []
+        /// One device, after `invalidations` page maps and unmaps went through.
+        var afterStream: [Memory] = []
+        var sleeping: [Memory] = []
     }
+
+    /// Invalidations the "after a stream" figure sends first: as many as
+    /// a vfio device's mapping journal logs before it compacts. (The
+    /// dry-run backend keeps no journal, so here it shows what the walk,
+    /// the shadow and the session leave resident.)
+    static let invalidations = 65_536
 
     func run(repetitions: Int) throws -> Result {
         let scratch = NSTemporaryDirectory() + "vtdbridge-footprint-\(getpid())"
@@ -28,50 +64,46 @@ struct FootprintBench {
         let systemd = ["/lib/systemd/systemd", "/usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so"]
         let systemdBytes = systemd.allSatisfy { FileManager.default.fileExists(atPath: $0) } ? systemd.map(Self.size).reduce(0, +) : nil
 
-        var idle: [Double] = []
-        var sleeping: [Double] = []
+        var result = Result(installedBytes: Self.size(installed), builtBytes: Self.size(built), systemdBytes: systemdBytes)
         for i in 0..<repetitions {
-            let dir = scratch + "/run\(i)"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            idle.append(try Self.idleRSS(installed, ["--backend", "dry-run", "--name", "bench", "--log-level", "warning",
-                                                      "--event-socket", dir + "/event.sock", "--control-socket", dir + "/control.sock",
-                                                      "--state-directory", dir + "/state"],
-                                         ready: { FileManager.default.fileExists(atPath: dir + "/control.sock") }))
-            sleeping.append(try Self.idleRSS("/bin/sleep", ["600"], ready: { true }))
+            result.idle.append(try Self.idle(installed, directory: scratch + "/idle\(i)", withDevice: false))
+            result.oneDevice.append(try Self.idle(installed, directory: scratch + "/device\(i)", withDevice: true))
+            result.afterStream.append(try Self.idle(installed, directory: scratch + "/stream\(i)", withDevice: true) { daemon in
+                _ = try daemon.load(sim: binDirectory + "/vtdbridge-sim", count: Self.invalidations, batch: 64)
+            })
+            result.sleeping.append(try Self.sleeping())
         }
-        return Result(installedBytes: Self.size(installed), builtBytes: Self.size(built), systemdBytes: systemdBytes,
-                      idleRSS: idle, sleepRSS: sleeping)
+        return result
     }
 
     static func size(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
     }
 
-    /// Starts the program, waits until it is ready and one more second (for
-    /// what a start allocates lazily), reads VmRSS from /proc/PID/status in
-    /// KiB, and stops it.
-    static func idleRSS(_ program: String, _ arguments: [String], ready: () -> Bool) throws -> Double {
+    /// Starts the daemon, waits until it is ready, runs `traffic`, waits one
+    /// more second (for what a start or a stream allocates lazily), reads
+    /// its memory, and stops it.
+    static func idle(_ program: String, directory: String, withDevice: Bool,
+                     traffic: (BenchDaemon) throws -> Void = { _ in }) throws -> Memory {
+        let daemon = try BenchDaemon(program: program, directory: directory, withDevice: withDevice)
+        defer { daemon.stop() }
+        try traffic(daemon)
+        sleep(1)
+        return try Memory.read(daemon.pid)
+    }
+
+    /// The reference: an idle sleep(1), read the same way.
+    static func sleeping() throws -> Memory {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        process.arguments = ["600"]
         try process.run()
         defer {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
         }
-        let deadline = Date().addingTimeInterval(20)
-        while !ready() {
-            guard Date() < deadline, process.isRunning else { throw BenchError("\(program) did not start") }
-            usleep(10_000)
-        }
         sleep(1)
-        let status = try String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-        else { throw BenchError("no VmRSS for \(program)") }
-        return kib
+        return try Memory.read(process.processIdentifier)
     }
 
     static func runToEnd(_ program: String, _ arguments: [String]) throws {

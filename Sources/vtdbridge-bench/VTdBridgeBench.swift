@@ -31,6 +31,12 @@ struct VTdBridgeBench: ParsableCommand {
     @Flag(help: "Measure only the daemon's installed size and idle memory.")
     var footprintOnly = false
 
+    @Flag(help: "Measure only the scale figures (8 devices × 256K mappings, a 1 TiB guest of 2M leaves).")
+    var scaleOnly = false
+
+    @Flag(help: "Count only the daemon's syscalls and heap allocations per invalidation (strace, an LD_PRELOAD counter).")
+    var costsOnly = false
+
     func run() throws {
         if profileReplays > 0 {
             // For a profiler: build the 1M-leaf space once, then only replay.
@@ -39,6 +45,10 @@ struct VTdBridgeBench: ParsableCommand {
             try b.attach(SourceID(rawValue: 0x18), backend: DryRunBackend())
             let t = try SyncBench.seconds { for _ in 0..<profileReplays { _ = try b.replay(SourceID(rawValue: 0x18)) } }
             print("\(t / Double(profileReplays) / Double(1 << 20) * 1e9) ns/leaf")
+            return
+        }
+        if scaleOnly || costsOnly {
+            print(render((scaleOnly ? try scaleRows() : []) + (costsOnly ? try costRows() : [])))
             return
         }
         var rows = try footprintRows()
@@ -56,15 +66,22 @@ struct VTdBridgeBench: ParsableCommand {
         rows.append(Row(figure: "replay, unchanged 1M-leaf space", value: stats(perLeaf, "ns/leaf") + ", \(sync.replayIoctls) ioctls",
                         reference: "bare loop over the same PTEs and shadow, no checks: " + stats(sync.replayFloor.map { $0 / leaves * 1e9 }, "ns/leaf"),
                         goal: (median(perLeaf) <= 10 && sync.replayIoctls == 0 ? "met" : "MISSED") + " (0 ioctls, ≤10 ns/leaf)", n: repetitions))
+        // "Flat in the space size": met while a space 64 or 1,024 times
+        // larger costs at most 1.5 times the 1K-leaf space's median.
+        let smallest = median(sync.pageInvalidation[1 << 10]!)
         for n in [1 << 10, 1 << 16, 1 << 20] {
             let v = sync.pageInvalidation[n]!.map { $0 * 1e6 }
+            let growth = median(sync.pageInvalidation[n]!) / smallest
             rows.append(Row(figure: "one page-selective invalidation (remap), \(n) leaves", value: stats(v, "µs"),
-                            reference: n == 1 << 10 ? "" : "vs 1K leaves: \(ratio(median(v) / median(sync.pageInvalidation[1 << 10]!.map { $0 * 1e6 })))x",
-                            goal: "flat in the space size", n: repetitions))
+                            reference: n == 1 << 10 ? "" : "vs 1K leaves: \(ratio(growth))x",
+                            goal: n == 1 << 10 ? "" : (growth <= 1.5 ? "met" : "MISSED") + " (flat: ≤1.5x the 1K-leaf median)",
+                            n: repetitions))
         }
         rows.append(Row(figure: "shadow memory per mapping at 1M mappings (allocated)", value: stats(sync.bytesPerMapping, "B"),
                         reference: "ShadowEntry stride: \(MemoryLayout<ShadowEntry>.stride) B; RSS growth during the sync: " + stats(sync.rssPerMapping, "B") + " (the sync reuses heap the table writer freed)",
                         goal: (median(sync.bytesPerMapping) <= 32 ? "met" : "MISSED") + " (≤32 B)", n: repetitions))
+        rows += try scaleRows()
+        rows += try costRows()
         let stream = StreamBench(binDirectory: bin)
         var rates: [Int: [Double]] = [:]
         for b in [1, 8, 64] {
@@ -101,11 +118,81 @@ struct VTdBridgeBench: ParsableCommand {
         func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
         var sizeReference = "unstripped build: \(mib(f.builtBytes)); /usr/bin/ls: \(mib(FootprintBench.size("/usr/bin/ls")))"
         if let systemd = f.systemdBytes { sizeReference += "; systemd 252's PID 1 with libsystemd-shared: \(mib(systemd))" }
+        // The issue's goal is in MB: 10^6 bytes, taken strictly (8 MB is
+        // 7.63 MiB). /proc reports KiB.
+        func mb(_ kib: Double) -> Double { kib * 1024 / 1e6 }
+        let goalKiB = 8e6 / 1024
+        func memoryRow(_ figure: String, _ samples: [FootprintBench.Memory], goal: Bool) -> Row {
+            func med(_ k: KeyPath<FootprintBench.Memory, Double>) -> String { format(mb(median(samples.map { $0[keyPath: k] }))) }
+            let threads = samples.map(\.threads)
+            let reference = "median RssAnon \(med(\.rssAnon)), RssFile \(med(\.rssFile)), RssShmem \(med(\.rssShmem)), Pss \(med(\.pss)) MB; "
+                + "Threads \(threads.min()!)–\(threads.max()!); an idle sleep(1): " + stats(f.sleeping.map { mb($0.vmRSS) }, "MB")
+            let verdict = goal ? (median(samples.map(\.vmRSS)) <= goalKiB ? "met" : "MISSED") + " (VmRSS ≤ 8 MB = 8,000,000 B, median)" : ""
+            return Row(figure: figure, value: stats(samples.map { mb($0.vmRSS) }, "MB"), reference: reference, goal: verdict, n: samples.count)
+        }
         return [
             Row(figure: "vtdbridged installed size (stripped, static Swift stdlib)", value: mib(f.installedBytes),
                 reference: sizeReference, goal: "", n: 1),
-            Row(figure: "vtdbridged idle resident memory (VmRSS, started, no device)", value: stats(f.idleRSS.map { $0 / 1024 }, "MiB"),
-                reference: "an idle sleep(1): " + stats(f.sleepRSS.map { $0 / 1024 }, "MiB"), goal: "", n: repetitions),
+            memoryRow("vtdbridged idle resident memory (VmRSS, started, no device; MB = 10^6 B)", f.idle, goal: false),
+            memoryRow("vtdbridged idle resident memory, one device attached (dry-run, \(BenchDaemon.device))", f.oneDevice, goal: true),
+            memoryRow("the same after 65,536 invalidations (batch 64), then idle 1 s (dry-run keeps no mapping journal: its pages show only with vfio)",
+                      f.afterStream, goal: true),
+        ]
+    }
+
+    /// The issue's scale figures (ScaleBench): full sync, unchanged replay
+    /// and memory for 8 devices × 256K 4K mappings; full sync and replay of
+    /// a 1 TiB guest mapped with 2M leaves.
+    func scaleRows() throws -> [Row] {
+        let s = try ScaleBench.run(repetitions: repetitions)
+        let multi = Double(ScaleBench.multiLeaves)
+        let tera = Double(ScaleBench.teraLeaves)
+        let replayPerLeaf = s.multiReplay.map { $0 / multi * 1e9 }
+        let teraReplayPerLeaf = s.teraReplay.map { $0 / tera * 1e9 }
+        let ram = "guest RAM: a sparse memfd as large as the guest, every leaf its own page (no aliasing)"
+        return [
+            Row(figure: "full sync, 8 devices × 256K 4K leaves (2,097,152 maps, 8 address spaces)", value: stats(s.multiFullSync.map { $0 * 1e3 }, "ms"),
+                reference: "per leaf: " + stats(s.multiFullSync.map { $0 / multi * 1e9 }, "ns") + "; " + ram, goal: "", n: repetitions),
+            Row(figure: "replay, unchanged 8 × 256K-leaf spaces", value: stats(replayPerLeaf, "ns/leaf") + ", \(s.multiReplayIoctls) ioctls",
+                reference: "total: " + stats(s.multiReplay.map { $0 * 1e3 }, "ms"),
+                goal: (median(replayPerLeaf) <= 10 && s.multiReplayIoctls == 0 ? "met" : "MISSED") + " (0 ioctls, ≤10 ns/leaf)", n: repetitions),
+            Row(figure: "shadow memory per mapping, 8 × 256K mappings (allocated)", value: stats(s.multiShadowBytesPerMapping, "B"),
+                reference: "RSS growth during the sync, after malloc_trim: " + stats(s.multiRSSPerMapping, "B") + " per mapping",
+                goal: (median(s.multiShadowBytesPerMapping) <= 32 ? "met" : "MISSED") + " (≤32 B)", n: repetitions),
+            Row(figure: "full sync, 1 TiB guest of 2M leaves (524,288 maps)", value: stats(s.teraFullSync.map { $0 * 1e3 }, "ms"),
+                reference: "per leaf: " + stats(s.teraFullSync.map { $0 / tera * 1e9 }, "ns") + "; IOVA = GPA, " + ram, goal: "", n: repetitions),
+            // The issue asks only for this figure; the goal it shares with
+            // every replay is "no ioctl". Per leaf, set beside the 4K replay.
+            Row(figure: "replay, unchanged 1 TiB guest of 2M leaves", value: stats(teraReplayPerLeaf, "ns/leaf") + ", \(s.teraReplayIoctls) ioctls",
+                reference: "total: " + stats(s.teraReplay.map { $0 * 1e3 }, "ms")
+                    + "; per leaf vs the 8 × 256K 4K replay: \(ratio(median(teraReplayPerLeaf) / median(replayPerLeaf)))x",
+                goal: (s.teraReplayIoctls == 0 ? "met" : "MISSED") + " (0 ioctls)", n: repetitions),
+        ]
+    }
+
+    /// Syscalls and heap allocations per invalidation in the daemon (host,
+    /// dry-run, batch 1), beside socket-echo's for a plain round trip.
+    func costRows() throws -> [Row] {
+        let c = try CostBench(binDirectory: bin).run(repetitions: 3)
+        func top(_ calls: [String: Double], errors: [String: Double] = [:], _ k: Int = 4) -> String {
+            calls.filter { $0.value >= 0.005 }.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.prefix(k).map {
+                let e = errors[$0.key] ?? 0
+                return "\($0.key) \(format($0.value))" + (e >= 0.005 ? " (\(format(e)) failed)" : "")
+            }.joined(separator: ", ")
+        }
+        let span = "difference of \(CostBench.long) and \(CostBench.short) requests, half maps, half unmaps"
+        let allocations = AllocationCounter.functions.compactMap { name in
+            c.daemonAllocationsBy[name].flatMap { $0 >= 0.005 ? "\(name) \(format($0))" : nil }
+        }.joined(separator: ", ")
+        return [
+            Row(figure: "daemon syscalls per invalidation, batch 1 (host, dry-run; strace -f -c -p)", value: stats(c.daemonSyscalls, "calls"),
+                reference: "top 4: \(top(c.daemonCalls, errors: c.daemonErrors)); floor (socket-echo's side of a round trip): "
+                    + stats(c.floorSyscalls, "calls") + " (\(top(c.floorCalls))); \(span)",
+                goal: "", n: c.daemonSyscalls.count),
+            Row(figure: "daemon heap allocations per invalidation, batch 1 (host, dry-run; LD_PRELOAD counter)", value: stats(c.daemonAllocations, "allocations"),
+                reference: "by function: \(allocations.isEmpty ? "none" : allocations); socket-echo's side of a round trip: "
+                    + stats(c.floorAllocations, "allocations") + "; \(span)",
+                goal: "", n: c.daemonAllocations.count),
         ]
     }
 
