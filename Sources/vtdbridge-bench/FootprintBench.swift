@@ -17,6 +17,9 @@ struct FootprintBench {
         /// Proportional set size (smaps_rollup): shared pages divided among
         /// the processes that map them.
         var pss: Double
+        /// Private_Clean + Private_Dirty (smaps_rollup): pages no other
+        /// process maps, which is what one more daemon adds to a host.
+        var privateKiB: Double
         var threads: Int
 
         /// /proc/PID/status and /proc/PID/smaps_rollup, read now.
@@ -31,7 +34,9 @@ struct FootprintBench {
             }
             return Memory(vmRSS: try field(status, "VmRSS"), rssAnon: try field(status, "RssAnon"),
                           rssFile: try field(status, "RssFile"), rssShmem: try field(status, "RssShmem"),
-                          pss: try field(rollup, "Pss"), threads: Int(try field(status, "Threads")))
+                          pss: try field(rollup, "Pss"),
+                          privateKiB: try field(rollup, "Private_Clean") + field(rollup, "Private_Dirty"),
+                          threads: Int(try field(status, "Threads")))
         }
     }
 
@@ -45,7 +50,13 @@ struct FootprintBench {
         /// One device, after `invalidations` page maps and unmaps went through.
         var afterStream: [Memory] = []
         var sleeping: [Memory] = []
+        /// `crowdSize` daemons, one device each, all running at once: what
+        /// a host with one daemon per VM pays per daemon.
+        var crowd: [Memory] = []
     }
+
+    /// Daemons started side by side for the per-daemon figure.
+    static let crowdSize = 10
 
     /// Invalidations the "after a stream" figure sends first: as many as
     /// a vfio device's mapping journal logs before it compacts. (The
@@ -73,6 +84,13 @@ struct FootprintBench {
             })
             result.sleeping.append(try Self.sleeping())
         }
+        var crowd: [BenchDaemon] = []
+        defer { for daemon in crowd { daemon.stop() } }
+        for i in 0..<Self.crowdSize {
+            crowd.append(try BenchDaemon(program: installed, directory: scratch + "/crowd\(i)", withDevice: true))
+        }
+        sleep(1)
+        result.crowd = try crowd.map { try Memory.read($0.pid) }
         return result
     }
 

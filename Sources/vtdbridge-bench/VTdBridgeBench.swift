@@ -137,6 +137,14 @@ struct VTdBridgeBench: ParsableCommand {
             memoryRow("vtdbridged idle resident memory, one device attached (dry-run, \(BenchDaemon.device))", f.oneDevice, goal: true),
             memoryRow("the same after 65,536 invalidations (batch 64), then idle 1 s (dry-run keeps no mapping journal: its pages show only with vfio)",
                       f.afterStream, goal: true),
+            // VmRSS counts every page of the binary and of libc in each
+            // daemon, though the page cache holds them once for all: with
+            // one daemon per VM, the cost of one more is its private pages.
+            Row(figure: "memory per daemon, \(FootprintBench.crowdSize) daemons running at once, one device each (Pss, MB)",
+                value: stats(f.crowd.map { mb($0.pss) }, "MB"),
+                reference: "private pages (Private_Clean + Private_Dirty, shared with no other process): "
+                    + stats(f.crowd.map { mb($0.privateKiB) }, "MB") + "; VmRSS of each: " + stats(f.crowd.map { mb($0.vmRSS) }, "MB"),
+                goal: "", n: f.crowd.count),
         ]
     }
 
