@@ -116,6 +116,12 @@ public final class EventClient {
         if inboxStart == inbox.count {
             inbox.removeAll(keepingCapacity: true)
             inboxStart = 0
+        } else if inboxStart >= chunk.count {
+            // A pipelining caller may always have the start of the next reply
+            // buffered, so the inbox never empties: drop what was returned
+            // before it grows without bound (one move per 64 KiB of replies).
+            inbox.removeFirst(inboxStart)
+            inboxStart = 0
         }
         while inbox.count - inboxStart < count {
             switch try connection.receive(into: chunk) {
