@@ -476,7 +476,7 @@ CHECK_FLAG_tsan  := thread
 # $(call CHECK_ENV_x,LOGDIR): the runtime options of sanitizer x.
 CHECK_ENV_asan    = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:log_path=$(1)/asan \
                     LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp:print_suppressions=0
-CHECK_ENV_tsan    = TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1:log_path=$(1)/tsan
+CHECK_ENV_tsan    = TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1:log_path=$(1)/tsan:suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp:print_suppressions=0
 
 .PHONY: check $(CHECK_SANITIZERS:%=check-%)
 
