@@ -120,8 +120,11 @@ let package = Package(
             "Bridge", "VTd", "JSON", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VTdBuildInfo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The benchmarks' reader of a process's memory (/proc), shared by the
+        // host (vtdbridge-bench) and VM (vtdbridge-sim) footprint rows.
+        .target(name: "ProcessMemory"),
         .executableTarget(name: "vtdbridge-sim", dependencies: [
-            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CPosix", "VTdBuildInfo",
+            "Bridge", "VTd", "VTdGuest", "Wire", "UnixIO", "Posix", "VTdBridgeClient", "VFIO", "CPosix", "VTdBuildInfo", "ProcessMemory",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -129,7 +132,7 @@ let package = Package(
         // make bench: the host figures (sync cost, memory, invalidation rate)
         // and the table that docs/BENCHMARKS.md is written from.
         .executableTarget(name: "vtdbridge-bench", dependencies: [
-            "Bridge", "VTd", "VTdGuest",
+            "Bridge", "VTd", "VTdGuest", "ProcessMemory",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcessMemory
 
 /// What vtdbridged costs a host before it does anything: the size of the
 /// binary `make install` puts in place (stripped, as the Makefile does), and
@@ -8,37 +9,8 @@ import Glibc
 struct FootprintBench {
     let binDirectory: String
 
-    /// Resident memory of one process, in KiB as /proc reports it.
-    struct Memory {
-        var vmRSS: Double
-        var rssAnon: Double
-        var rssFile: Double
-        var rssShmem: Double
-        /// Proportional set size (smaps_rollup): shared pages divided among
-        /// the processes that map them.
-        var pss: Double
-        /// Private_Clean + Private_Dirty (smaps_rollup): pages no other
-        /// process maps, which is what one more daemon adds to a host.
-        var privateKiB: Double
-        var threads: Int
-
-        /// /proc/PID/status and /proc/PID/smaps_rollup, read now.
-        static func read(_ pid: pid_t) throws -> Memory {
-            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-            let rollup = try String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8)
-            func field(_ text: String, _ name: String) throws -> Double {
-                guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }),
-                      let value = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
-                else { throw BenchError("no \(name) for process \(pid)") }
-                return value
-            }
-            return Memory(vmRSS: try field(status, "VmRSS"), rssAnon: try field(status, "RssAnon"),
-                          rssFile: try field(status, "RssFile"), rssShmem: try field(status, "RssShmem"),
-                          pss: try field(rollup, "Pss"),
-                          privateKiB: try field(rollup, "Private_Clean") + field(rollup, "Private_Dirty"),
-                          threads: Int(try field(status, "Threads")))
-        }
-    }
+    /// Resident memory of one process (/proc; sizes in bytes).
+    typealias Memory = ProcessMemory
 
     struct Result {
         var installedBytes: Int
@@ -90,7 +62,7 @@ struct FootprintBench {
             crowd.append(try BenchDaemon(program: installed, directory: scratch + "/crowd\(i)", withDevice: true))
         }
         sleep(1)
-        result.crowd = try crowd.map { try Memory.read($0.pid) }
+        result.crowd = try crowd.map { try Memory.of($0.pid) }
         return result
     }
 
@@ -107,7 +79,7 @@ struct FootprintBench {
         defer { daemon.stop() }
         try traffic(daemon)
         sleep(1)
-        return try Memory.read(daemon.pid)
+        return try Memory.of(daemon.pid)
     }
 
     /// The reference: an idle sleep(1), read the same way.
@@ -121,7 +93,7 @@ struct FootprintBench {
             process.waitUntilExit()
         }
         sleep(1)
-        return try Memory.read(process.processIdentifier)
+        return try Memory.of(process.processIdentifier)
     }
 
     static func runToEnd(_ program: String, _ arguments: [String]) throws {

@@ -119,15 +119,15 @@ struct VTdBridgeBench: ParsableCommand {
         var sizeReference = "unstripped build: \(mib(f.builtBytes)); /usr/bin/ls: \(mib(FootprintBench.size("/usr/bin/ls")))"
         if let systemd = f.systemdBytes { sizeReference += "; systemd 252's PID 1 with libsystemd-shared: \(mib(systemd))" }
         // The issue's goal is in MB: 10^6 bytes, taken strictly (8 MB is
-        // 7.63 MiB). /proc reports KiB.
-        func mb(_ kib: Double) -> Double { kib * 1024 / 1e6 }
-        let goalKiB = 8e6 / 1024
+        // 7.63 MiB).
+        func mb(_ bytes: Int) -> Double { Double(bytes) / 1e6 }
+        let goalBytes = 8_000_000
         func memoryRow(_ figure: String, _ samples: [FootprintBench.Memory], goal: Bool) -> Row {
-            func med(_ k: KeyPath<FootprintBench.Memory, Double>) -> String { format(mb(median(samples.map { $0[keyPath: k] }))) }
+            func med(_ k: KeyPath<FootprintBench.Memory, Int>) -> String { format(median(samples.map { mb($0[keyPath: k]) })) }
             let threads = samples.map(\.threads)
             let reference = "median RssAnon \(med(\.rssAnon)), RssFile \(med(\.rssFile)), RssShmem \(med(\.rssShmem)), Pss \(med(\.pss)) MB; "
                 + "Threads \(threads.min()!)–\(threads.max()!); an idle sleep(1): " + stats(f.sleeping.map { mb($0.vmRSS) }, "MB")
-            let verdict = goal ? (median(samples.map(\.vmRSS)) <= goalKiB ? "met" : "MISSED") + " (VmRSS ≤ 8 MB = 8,000,000 B, median)" : ""
+            let verdict = goal ? (median(samples.map { Double($0.vmRSS) }) <= Double(goalBytes) ? "met" : "MISSED") + " (VmRSS ≤ 8 MB = 8,000,000 B, median)" : ""
             return Row(figure: figure, value: stats(samples.map { mb($0.vmRSS) }, "MB"), reference: reference, goal: verdict, n: samples.count)
         }
         return [
@@ -143,7 +143,7 @@ struct VTdBridgeBench: ParsableCommand {
             Row(figure: "memory per daemon, \(FootprintBench.crowdSize) daemons running at once, one device each (Pss, MB)",
                 value: stats(f.crowd.map { mb($0.pss) }, "MB"),
                 reference: "private pages (Private_Clean + Private_Dirty, shared with no other process): "
-                    + stats(f.crowd.map { mb($0.privateKiB) }, "MB") + "; VmRSS of each: " + stats(f.crowd.map { mb($0.vmRSS) }, "MB"),
+                    + stats(f.crowd.map { mb($0.privateBytes) }, "MB") + "; VmRSS of each: " + stats(f.crowd.map { mb($0.vmRSS) }, "MB"),
                 goal: "", n: f.crowd.count),
         ]
     }

@@ -3,6 +3,7 @@ import CPosix
 import Foundation
 import Glibc
 import Histogram
+import ProcessMemory
 import VTd
 import VTdBridgeClient
 import VTdGuest
@@ -29,9 +30,9 @@ extension VMBench {
         var notify: NotifyRun?
         /// The daemon's memory: after READY with nothing mapped, while every
         /// page was mapped, and after the runs (nothing mapped again).
-        var idle: ProcessFootprint?
-        var held: ProcessFootprint?
-        var afterRuns: ProcessFootprint?
+        var idle: ProcessMemory?
+        var held: ProcessMemory?
+        var afterRuns: ProcessMemory?
     }
 
     /// Runs the batch-1 and batch-64 loops through a daemon started here.
@@ -169,7 +170,7 @@ extension VMBench {
                         words.removeAll(keepingCapacity: true)
                     }
                 }
-                if phase == 0 { run.held = try ProcessFootprint.of(supervisor.pid) }
+                if phase == 0 { run.held = try ProcessMemory.of(supervisor.pid) }
             }
             run.afterRuns = try Self.settledFootprint(supervisor.pid)
         }
@@ -184,8 +185,8 @@ extension VMBench {
 
     /// The daemon's memory after a second of quiet: what an idle daemon
     /// holds, not a moment of a request's working set.
-    static func settledFootprint(_ pid: pid_t) throws -> ProcessFootprint {
+    static func settledFootprint(_ pid: pid_t) throws -> ProcessMemory {
         usleep(1_000_000)
-        return try ProcessFootprint.of(pid)
+        return try ProcessMemory.of(pid)
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import Histogram
 import Logging
+import ProcessMemory
 import VFIO
 import VTd
 import VTdBridgeClient
@@ -148,7 +149,7 @@ struct VMBench: ParsableCommand {
         // memory file, and those stay resident in its page tables (RssShmem)
         // after the unmap, shared with the VMM (Pss splits them).
         let heldNote = plain.held.map {
-            "; while \(pages) pages were mapped: VmRSS \(ProcessFootprint.mib($0.vmRSS)), RssShmem \(ProcessFootprint.mib($0.rssShmem))"
+            "; while \(pages) pages were mapped: VmRSS \(ProcessMemory.mib($0.vmRSS)), RssShmem \(ProcessMemory.mib($0.rssShmem))"
         } ?? ""
         for (label, footprint, note) in [("after READY, 0 mappings", plain.idle, ""),
                                          ("after the \(pages)-page runs, 0 mappings", plain.afterRuns, heldNote)] {
