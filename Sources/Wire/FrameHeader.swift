@@ -42,6 +42,7 @@ public struct FrameHeader: Sendable, Equatable, Hashable, CustomStringConvertibl
 
     /// The hot-path form: decodes the header at `offset` of a buffer the
     /// caller has checked holds at least 16 bytes there.
+    @usableFromInline
     static func decode(_ raw: UnsafeRawBufferPointer, at offset: Int) -> FrameHeader {
         let reader = LittleEndianReader(raw)
         return FrameHeader(type: reader.u32(offset), length: reader.u32(offset + 4), tag: reader.u64(offset + 8))
