@@ -29,6 +29,36 @@ final class PollerTests: SocketTestCase {
         XCTAssertTrue(hungUp.readable, "end of stream reads as readable")
     }
 
+    /// `add` (the event loop's per-round rebuild) keeps no index; the
+    /// calls that need one rebuild it, so mixing them stays right.
+    func testAddedDescriptorsAreFoundByTheIndexedCalls() throws {
+        let pairs = try (0..<3).map { _ in try UnixConnection.pair() }
+        let poller = Poller()
+        poller.register(pairs[0].0.fd, readable: true, writable: false)
+        poller.removeAll()
+        poller.add(pairs[0].0.fd, readable: true, writable: false)
+        poller.add(pairs[1].0.fd, readable: false, writable: true)
+        poller.add(pairs[2].0.fd, readable: true, writable: false)
+        XCTAssertEqual(poller.count, 3)
+        XCTAssertEqual(poller.registration(of: pairs[1].0.fd)?.writable, true)
+        XCTAssertEqual(poller.registration(of: pairs[1].0.fd)?.readable, false)
+
+        poller.register(pairs[1].0.fd, readable: true, writable: false)
+        XCTAssertEqual(poller.count, 3, "register after add changes the added entry")
+        poller.unregister(pairs[0].0.fd)
+        XCTAssertNil(poller.registration(of: pairs[0].0.fd))
+        XCTAssertEqual(poller.registration(of: pairs[2].0.fd)?.readable, true, "the last entry moved into the hole is still found")
+
+        for (_, b) in pairs { try b.sendAll(bytes("x")) }
+        let ready = try poller.wait(timeoutMilliseconds: 1000)
+        XCTAssertEqual(Set(ready.map(\.fd)), [pairs[1].0.fd, pairs[2].0.fd])
+
+        poller.removeAll()
+        poller.add(pairs[2].0.fd, readable: true, writable: false)
+        XCTAssertNil(poller.registration(of: pairs[1].0.fd), "removeAll forgot the earlier round's entries")
+        XCTAssertEqual(Set(try poller.wait(timeoutMilliseconds: 1000).map(\.fd)), [pairs[2].0.fd])
+    }
+
     func testTimeoutWaitsAndReturnsNothing() throws {
         let (a, b) = try UnixConnection.pair()
         defer { withExtendedLifetime(b) {} }
