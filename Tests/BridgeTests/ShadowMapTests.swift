@@ -44,7 +44,7 @@ final class ShadowMapTests: XCTestCase {
         var map = ShadowMap()
         var reference: [UInt64: ShadowEntry] = [:]
         var rng = SplitMix64(state: 42)
-        // 4,000 page slots; enough to split and merge chunks of 512 many times.
+        // 4,000 page slots; enough to split and merge chunks of 128 many times.
         for _ in 0..<40_000 {
             let slot = UInt64.random(in: 0..<4000, using: &rng) * 4096
             if reference[slot] != nil, Bool.random(using: &rng) {
