@@ -61,6 +61,10 @@ extension EventCodec {
             }
         }
 
+        if kind == .batch, batch.failures.isEmpty, message.isEmpty, note.isEmpty {
+            appendPlainBatchReply(requestType: requestType, tag: tag, status: status, batch, to: &frame)
+            return
+        }
         // The header goes first with a zero length, patched once the payload
         // is known: no separate payload array.
         let start = frame.count
@@ -108,6 +112,32 @@ extension EventCodec {
         // §1.2: the length counts the payload, not the 16-byte header.
         let length = UInt32(truncatingIfNeeded: frame.count - start - FrameHeader.size)
         frame.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: start + 4, as: UInt32.self) }
+    }
+
+    /// The reply to almost every INVALIDATE and NOTIFY (a batch result with
+    /// no message and no failure record, §1.4): its 48 bytes are stored in
+    /// place and appended at once. Field by field, eleven appends cost 1.4K
+    /// of the daemon's 19K instructions per one-page INVALIDATE (issue 14).
+    private static func appendPlainBatchReply(requestType: UInt32, tag: UInt64, status: EventStatus,
+                                              _ batch: BatchResultBody, to frame: inout [UInt8]) {
+        let size = FrameHeader.size + 32
+        withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { b in
+            func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) {
+                b.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+            }
+            put(EventType.replyType(for: requestType), 0)
+            put(UInt32(size - FrameHeader.size), 4)
+            put(tag, 8)
+            put(status.rawValue, 16)
+            put(UInt32(0), 20)          // message_length
+            put(batch.waits, 24)
+            put(batch.rejectedIndex, 28)
+            put(batch.maps, 32)
+            put(batch.unmaps, 36)
+            put(batch.faults, 40)
+            put(UInt32(0), 44)          // failure records
+            frame.append(contentsOf: UnsafeRawBufferPointer(b))
+        }
     }
 
     /// The reply frame for `error`, which `decodeRequest` or `FrameDecoder`

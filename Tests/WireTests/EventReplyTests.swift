@@ -68,6 +68,19 @@ final class EventReplyTests: XCTestCase {
         XCTAssertEqual(try decodeReply(frame, requestType: .notify).get(), reply)
     }
 
+    /// The common ack (OK, no message, no record), which the encoder stores
+    /// in one piece: every field where §1.4 puts it.
+    func testPlainInvalidateAckGolden() throws {
+        let reply = EventReply(status: .ok, body: .batch(BatchResultBody(waits: 1, rejectedIndex: -1, maps: 2, unmaps: 3, faults: 4)))
+        var frame: [UInt8] = [0xee]
+        EventCodec.encodeReply(requestType: 7, tag: 0x0102_0304_0506_0708, reply, appendingTo: &frame)
+        XCTAssertEqual(frame, [0xee,
+                               0x07, 0, 0, 0x80, 32, 0, 0, 0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+                               0, 0, 0, 0, 0, 0, 0, 0,
+                               1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(try decodeReply(Array(frame.dropFirst()), requestType: .invalidate).get(), reply)
+    }
+
     /// Several replies appended to one buffer (the daemon's per-read reply
     /// buffer) are the frames `encodeReply` returns, back to back: each
     /// length is patched into its own header, earlier bytes untouched.
