@@ -517,6 +517,10 @@ bench: vm-image qemu-deps
 	  echo "installing strace for the per-invalidation syscall counts"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; \
 	fi
+	@if ! command -v valgrind >/dev/null 2>&1; then \
+	  echo "installing valgrind for the per-invalidation instruction counts"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; \
+	fi
 	@mkdir -p $(BUILD_DIR)
 	@scripts/vm/run --qemu --edu 2 --timeout 2400 --log $(BUILD_DIR)/vm-bench.log scripts/vm/bench.sh | grep -E "^(BENCH-ROW|vm-run)"
 	@bin="$$($(SWIFT) build -c release --show-bin-path)"; \

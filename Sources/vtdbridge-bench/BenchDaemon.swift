@@ -12,26 +12,31 @@ final class BenchDaemon {
 
     static let device = "0000:01:00.0=00:03.0"
 
-    init(program: String, directory: String, withDevice: Bool, environment: [String: String] = [:]) throws {
+    /// `wrapper`: a command the daemon runs under (valgrind for the
+    /// instruction counts), which may take a while to start it.
+    init(program: String, directory: String, withDevice: Bool, environment: [String: String] = [:], wrapper: [String] = []) throws {
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var arguments = ["--backend", "dry-run", "--name", "bench", "--log-level", "warning",
                          "--event-socket", directory + "/event.sock", "--control-socket", directory + "/control.sock",
                          "--state-directory", directory + "/state"]
         if withDevice { arguments += ["--device", Self.device] }
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
+        if let tool = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = Array(wrapper.dropFirst()) + [program] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = arguments
+        }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        if !environment.isEmpty {
-            // Only what the daemon needs: no NOTIFY_SOCKET, so that it sends
-            // no STATUS= (which would add sockets and allocations).
-            var env = ProcessInfo.processInfo.environment.filter { $0.key != "NOTIFY_SOCKET" && $0.key != "WATCHDOG_USEC" }
-            env.merge(environment) { $1 }
-            process.environment = env
-        }
+        // Only what the daemon needs: no NOTIFY_SOCKET, so that it sends
+        // no STATUS= (which would add sockets, allocations and instructions).
+        var env = ProcessInfo.processInfo.environment.filter { $0.key != "NOTIFY_SOCKET" && $0.key != "WATCHDOG_USEC" }
+        env.merge(environment) { $1 }
+        process.environment = env
         try process.run()
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(wrapper.isEmpty ? 20 : 180)
         while !FileManager.default.fileExists(atPath: directory + "/control.sock") {
             guard Date() < deadline, process.isRunning else {
                 stop()

@@ -192,7 +192,13 @@ struct VTdBridgeBench: ParsableCommand {
         let allocations = AllocationCounter.functions.compactMap { name in
             c.daemonAllocationsBy[name].flatMap { $0 >= 0.005 ? "\(name) \(format($0))" : nil }
         }.joined(separator: ", ")
+        let i = try InstructionBench(binDirectory: bin).run()
         return [
+            Row(figure: "daemon instructions per invalidation, batch 1 (host, dry-run; valgrind --tool=callgrind)",
+                value: "\(Int(i.daemon.rounded())) instructions",
+                reference: "socket-echo's side of a round trip: \(Int(i.floor.rounded())) (\(String(format: "%.1f", i.daemon / i.floor))×); "
+                    + "41,183 before issue 14's cuts (a callgrind profile on 2026-12-03); \(span); the kernel's share is not counted",
+                goal: "", n: 1),
             Row(figure: "daemon syscalls per invalidation, batch 1 (host, dry-run; strace -f -c -p)", value: stats(c.daemonSyscalls, "calls"),
                 reference: "top 4: \(top(c.daemonCalls, errors: c.daemonErrors)); floor (socket-echo's side of a round trip): "
                     + stats(c.floorSyscalls, "calls") + " (\(top(c.floorCalls))); \(span)",
