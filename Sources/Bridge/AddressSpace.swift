@@ -38,14 +38,9 @@ public final class AddressSpace {
     public internal(set) var clientDMA: ClientDMAMap?
     /// Whether this space is fed by a vfio-user client (`clientDMA`).
     public var isClientFed: Bool { clientDMA != nil }
-    /// Time spent applying a sync's difference: the backend calls (the
-    /// ioctls) and the shadow edits after each; for the daemon's per-stage
-    /// breakdown.
-    public private(set) var backendNanoseconds: Int64 = 0
-    /// When the last application of a difference ended, as its timing read
-    /// it: the daemon ends a request's walk stage there instead of reading
-    /// the clock again (issue 14: a clock read is a syscall under QEMU on hpet).
-    public private(set) var lastBackendEnd: ContinuousClock.Instant?
+    /// Where applying a difference is timed: shared by the spaces of one
+    /// GuestIOMMU (`GuestIOMMU.backendTiming`), or this space's own.
+    public let backendTiming: BackendTiming
     /// Syncs run (a batch that touches this space counts once).
     public internal(set) var syncs = 0
     /// Mappings adopted from a previous process (`adopt`) whose host address
@@ -67,8 +62,10 @@ public final class AddressSpace {
     // Reused between syncs so that a sync with nothing to do allocates nothing.
     private var operations: [Operation] = []
 
-    public init(sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil, logger: Logger) throws(VFIOError) {
+    public init(sourceID: SourceID, backend: any DMABackend, mappingQuota: Int? = nil, timing: BackendTiming = BackendTiming(),
+                logger: Logger) throws(VFIOError) {
         self.sourceID = sourceID
+        self.backendTiming = timing
         self.backend = backend
         self.mappingQuota = mappingQuota
         self.logger = logger
@@ -438,9 +435,7 @@ public final class AddressSpace {
         // kernel calls and the shadow edits that follow each of them.
         let start = ContinuousClock.now
         defer {
-            let end = ContinuousClock.now
-            backendNanoseconds += start.duration(to: end).nanosecondCount
-            lastBackendEnd = end
+            backendTiming.record(from: start, to: ContinuousClock.now)
         }
         // Once the kernel refuses a map for want of a resource (ENOSPC: the
         // type1 dma_entry_limit; ENOMEM: RLIMIT_MEMLOCK), the maps after it

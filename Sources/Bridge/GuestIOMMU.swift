@@ -15,6 +15,8 @@ public final class GuestIOMMU {
     public private(set) var rootTable: UInt64?
     public private(set) var translationEnabled = false
     public private(set) var spaces: [SourceID: AddressSpace] = [:]
+    /// Time in the backend, over every space (the daemon's stage clocks).
+    public let backendTiming = BackendTiming()
     /// Where the guest's mappings come from: its tables, or a VMM's
     /// notifier events (the VMM walks the tables itself and invalidation
     /// descriptors are not used).
@@ -318,7 +320,7 @@ public final class GuestIOMMU {
         let space: AddressSpace
         do {
             space = try AddressSpace(sourceID: sourceID, backend: backend, mappingQuota: mappingQuota,
-                                     logger: logger)
+                                     timing: backendTiming, logger: logger)
         } catch {
             throw BridgeError(.backend, "attaching \(sourceID): \(error)")
         }

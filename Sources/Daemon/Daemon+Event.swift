@@ -141,13 +141,14 @@ extension Daemon {
                                        EventReply(status: error.status, message: error.message), appendingTo: &session.replies)
                 session.closing = true
             case let .success(frame):
-                let ioctlBefore = backendNanoseconds
+                let timing = bridge.backendTiming
+                let ioctlBefore = timing.nanoseconds
                 let reply = handle(frame, in: session)
-                let ioctl = backendNanoseconds - ioctlBefore
+                let ioctl = timing.nanoseconds - ioctlBefore
                 // A request that made kernel calls ends its walk at the last
                 // one's return, a stamp already taken; building its reply
                 // then counts as ack. One clock read fewer per request.
-                let handled = ioctl > 0 ? (lastBackendEnd ?? ContinuousClock.now) : ContinuousClock.now
+                let handled = ioctl > 0 ? (timing.lastEnd ?? ContinuousClock.now) : ContinuousClock.now
                 let elapsed = mark.duration(to: handled).nanosecondCount
                 stages.ioctl += ioctl
                 stages.walk += elapsed - ioctl
@@ -369,23 +370,6 @@ extension Daemon {
     }
 
     /// The latest end of a backend application over every device.
-    var lastBackendEnd: ContinuousClock.Instant? {
-        var latest: ContinuousClock.Instant?
-        for space in bridge.spaces.values { latest = Self.later(latest, space.lastBackendEnd) }
-        return latest
-    }
-
-    private static func later(_ a: ContinuousClock.Instant?, _ b: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
-        guard let a else { return b }
-        guard let b else { return a }
-        return max(a, b)
-    }
-
-    /// Nanoseconds spent in every backend call of every device so far.
-    var backendNanoseconds: Int64 {
-        bridge.spaces.values.reduce(0) { $0 + $1.backendNanoseconds }
-    }
-
     func refreshDeviceMetrics() {
         for space in bridge.spaces.values { metrics.recordDevice(space) }
     }
