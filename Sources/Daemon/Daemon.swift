@@ -26,7 +26,7 @@ public final class Daemon {
     /// What the last reload did, for `status`.
     var lastReload: ConfigReload?
     /// STATUS= as sent to systemd, at most once a second (StatusReporter).
-    var statusReporter = StatusReporter<DaemonStatus>()
+    let statusReporter = StatusReporter<DaemonStatus>()
     let logger: Logger
     let logLevel: any LogLevelControl
     let metricsText: (@Sendable () -> String)?
@@ -180,15 +180,18 @@ public final class Daemon {
             // a timeout and no clock is read for it (issue 14).
             var due = nextWatchdog
             if !pendingDevices.isEmpty { due = Self.earlier(due, nextRetry) }
-            for refused in refusedControls.values { due = Self.earlier(due, refused.deadline) }
-            due = Self.earlier(due, metricsTextfile?.due)
-            due = Self.earlier(due, statusReporter.due)
+            if !refusedControls.isEmpty {
+                for refused in refusedControls.values { due = Self.earlier(due, refused.deadline) }
+            }
+            if let textfile = metricsTextfile { due = Self.earlier(due, textfile.due) }
+            if let held = statusReporter.due { due = Self.earlier(due, held) }
             var timeout: Int32 = -1
             var since: ContinuousClock.Instant?
             if let due {
                 let now = roundNow
-                let left = now.duration(to: due)
-                timeout = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+                // Whole milliseconds, rounded down as before; poll's own
+                // rounding and the next round cover the remainder.
+                timeout = Int32(clamping: max(0, now.duration(to: due).nanosecondCount) / 1_000_000)
                 since = now
             }
             if let until = busyUntil {

@@ -8,7 +8,11 @@
 /// the loop must offer the status again, and the value then current is
 /// sent (a trailing update), so that what systemd shows ends on the
 /// latest state, never on one a burst left behind.
-struct StatusReporter<Status: Equatable> {
+///
+/// A class: the event loop reads `due` every round, and as a struct held in
+/// the daemon each read copied the whole reporter, its last status string
+/// included (issue 14: 13 copies per request).
+final class StatusReporter<Status: Equatable> {
     let interval: Duration
     private(set) var sent: Status?
     private var sentAt: ContinuousClock.Instant?
@@ -23,7 +27,7 @@ struct StatusReporter<Status: Equatable> {
     /// or held because one was sent less than `interval` ago (then `due`
     /// is set). `now` is evaluated only for a changed status: an unchanged
     /// one costs no clock read.
-    mutating func offer(_ status: Status, now nowReading: @autoclosure () -> ContinuousClock.Instant) -> Status? {
+    func offer(_ status: Status, now nowReading: @autoclosure () -> ContinuousClock.Instant) -> Status? {
         if status == sent {
             due = nil
             return nil
@@ -38,7 +42,7 @@ struct StatusReporter<Status: Equatable> {
     }
 
     /// `status` went out with another message (READY=1 carries one).
-    mutating func record(_ status: Status, at now: ContinuousClock.Instant) {
+    func record(_ status: Status, at now: ContinuousClock.Instant) {
         sent = status
         sentAt = now
         due = nil

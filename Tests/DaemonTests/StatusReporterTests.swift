@@ -3,7 +3,7 @@ import XCTest
 
 final class StatusReporterTests: XCTestCase {
     func testAChangeGoesAtOnceThenAtMostOncePerIntervalAndTheLastOneAlways() {
-        var reporter = StatusReporter<Int>(interval: .seconds(1))
+        let reporter = StatusReporter<Int>(interval: .seconds(1))
         let t0 = ContinuousClock.now
         XCTAssertEqual(reporter.offer(1, now: t0), 1, "nothing sent yet: at once")
         XCTAssertNil(reporter.due)
@@ -18,7 +18,7 @@ final class StatusReporterTests: XCTestCase {
     }
 
     func testAChangeThatReturnsToWhatWasSentIsDropped() {
-        var reporter = StatusReporter<Int>(interval: .seconds(1))
+        let reporter = StatusReporter<Int>(interval: .seconds(1))
         let t0 = ContinuousClock.now
         _ = reporter.offer(1, now: t0)
         XCTAssertNil(reporter.offer(2, now: t0 + .milliseconds(100)))
@@ -28,7 +28,7 @@ final class StatusReporterTests: XCTestCase {
     }
 
     func testAStatusSentWithAnotherMessageCounts() {
-        var reporter = StatusReporter<Int>(interval: .seconds(1))
+        let reporter = StatusReporter<Int>(interval: .seconds(1))
         let t0 = ContinuousClock.now
         reporter.record(5, at: t0)
         XCTAssertNil(reporter.offer(5, now: t0 + .milliseconds(1)))
