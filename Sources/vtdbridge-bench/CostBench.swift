@@ -129,6 +129,16 @@ struct CostBench {
         defer { close(connection) }
         let trace = try Strace(pid: echo.processIdentifier, output: directory + ".strace")
         let before = try AllocationCounter.read(file)
+        try Self.roundTrips(count, over: connection)
+        usleep(200_000)
+        var totals = try trace.finish()
+        totals.allocations = zip(try AllocationCounter.read(file), before).map { $0 - $1 }
+        return totals
+    }
+
+    /// `count` round trips with socket-echo over `connection`: 56 bytes out
+    /// (a one-page INVALIDATE's size), 48 back (its ack's).
+    static func roundTrips(_ count: Int, over connection: Int32) throws {
         let request = [UInt8](repeating: 0x5a, count: 56)
         var reply = [UInt8](repeating: 0, count: 48)
         for _ in 0..<count {
@@ -142,10 +152,6 @@ struct CostBench {
                 got += n
             }
         }
-        usleep(200_000)
-        var totals = try trace.finish()
-        totals.allocations = zip(try AllocationCounter.read(file), before).map { $0 - $1 }
-        return totals
     }
 
     static func listen(_ path: String) throws -> Int32 {

@@ -70,22 +70,11 @@ struct InstructionBench {
             echo.terminate()
             throw BenchError("accept for socket-echo under valgrind: errno \(errno)")
         }
-        let request = [UInt8](repeating: 0x5a, count: 56)
-        var reply = [UInt8](repeating: 0, count: 48)
-        for _ in 0..<count {
-            guard request.withUnsafeBytes({ write(connection, $0.baseAddress, 56) }) == 56 else {
-                close(connection)
-                throw BenchError("write to socket-echo: errno \(errno)")
-            }
-            var got = 0
-            while got < 48 {
-                let n = reply.withUnsafeMutableBytes { read(connection, $0.baseAddress! + got, 48 - got) }
-                guard n > 0 else {
-                    close(connection)
-                    throw BenchError("read from socket-echo: \(n == 0 ? "closed" : "errno \(errno)")")
-                }
-                got += n
-            }
+        do {
+            try CostBench.roundTrips(count, over: connection)
+        } catch {
+            close(connection)
+            throw error
         }
         close(connection)
         echo.waitUntilExit()
